@@ -1,0 +1,138 @@
+"""Assembling a gateway from its configuration: plugins, providers, store, keyring and HTTP client.
+
+Used by ``serve``, ``sandbox``, ``check-config`` and the tests alike, so they all run the same checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import pluggy
+from opentelemetry.sdk.trace import TracerProvider
+
+from . import __version__, telemetry
+from .config import Config
+from .errors import ConfigError
+from .gateway import ConfiguredProvider, Gateway
+from .plugins import plugin_manager, provider_types
+from .provider import Provider, ProviderContext
+from .store.crypto import Keyring
+from .store.sqlite import SQLiteStore
+from .upstream import UpstreamClient
+from .vault import Vault
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def http_client() -> httpx.AsyncClient:
+    """The shared upstream client: certificates always verified, redirects never followed."""
+    return httpx.AsyncClient(
+        verify=True,
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": f"broker-gateway/{__version__}"},
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+def instantiate_providers(
+    config: Config,
+    registry: dict[str, type[Provider]],
+    http: httpx.AsyncClient,
+    clock: Callable[[], datetime],
+) -> list[ConfiguredProvider]:
+    """Every configured provider, or a ConfigError listing every problem of every entry."""
+    problems: list[str] = []
+    configured: list[ConfiguredProvider] = []
+    for entry in config.providers:
+        provider_class = registry.get(entry.type)
+        if provider_class is None:
+            known = ", ".join(sorted(registry)) or "none"
+            problems.append(f"providers[{entry.id}].type: no provider type {entry.type!r} is registered (registered: {known})")
+            continue
+        context = ProviderContext(
+            provider_id=entry.id,
+            http=UpstreamClient(http, entry.id),
+            clock=clock,
+            logger=logging.getLogger(f"broker_gateway.providers.{entry.id}"),
+            allow_insecure_http=entry.allow_insecure_http,
+        )
+        try:
+            provider = provider_class(context, entry.settings)
+        except ConfigError as error:
+            problems.extend(f"providers[{entry.id}].{problem}" for problem in error.problems)
+            continue
+        configured.append(ConfiguredProvider(provider=provider, redirect_uris=entry.redirect_uris))
+    issuers: dict[str, str] = {}
+    for item in configured:
+        issuer = item.provider.issuer
+        if issuer is not None and issuer in issuers:
+            # RFC 9207 §4: the mix-up defence needs every issuer to be distinct.
+            problems.append(f"providers[{item.id}].issuer: the same issuer as provider {issuers[issuer]}")
+        elif issuer is not None:
+            issuers[issuer] = item.id
+    if problems:
+        raise ConfigError(problems)
+    return configured
+
+
+@dataclass
+class Application:
+    """A gateway with what it owns, so it can be closed in one call."""
+
+    config: Config
+    gateway: Gateway
+    http: httpx.AsyncClient
+    tracer_provider: TracerProvider
+
+    async def close(self) -> None:
+        await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
+        await self.http.aclose()
+        await self.gateway.store.close()
+
+
+async def build_application(
+    config: Config,
+    *,
+    extra_plugins: Sequence[object] = (),
+    manager: pluggy.PluginManager | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    tracer_provider: TracerProvider | None = None,
+) -> Application:
+    """Load plugins, instantiate and start providers, open the store and check the keyring."""
+    manager = manager or plugin_manager(extra_plugins)
+    tracer_provider = tracer_provider or telemetry.tracer_provider_from_environment()
+    http = http_client()
+    telemetry.instrument_http_client(http, tracer_provider)
+    try:
+        providers = instantiate_providers(config, provider_types(manager), http, clock)
+        for item in providers:
+            await item.provider.start()
+        keyring = Keyring(config.encryption_keys)
+        store = SQLiteStore(config.store_path)
+        missing = await store.key_ids_in_use() - keyring.key_ids
+        if missing:
+            await store.close()
+            raise ConfigError(
+                [f"encryption.keys: stored tokens were sealed with keys not in the keyring: {', '.join(sorted(missing))}"]
+            )
+    except BaseException:
+        await http.aclose()
+        raise
+    gateway = Gateway(
+        providers=providers,
+        store=store,
+        vault=Vault(keyring),
+        clock=clock,
+        settings=config.gateway,
+        tracer=tracer_provider.get_tracer("broker_gateway"),
+    )
+    return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider)

@@ -1,0 +1,100 @@
+"""The ``broker-gateway`` command: serve, sandbox, check-config, rewrap, generate-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from .app import build_application, http_client, instantiate_providers, utc_now
+from .config import load_config
+from .errors import ConfigError
+from .plugins import PluginError, plugin_manager, provider_types
+from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
+from .server import start_server, termination_signal
+from .store.crypto import Keyring, generate_key
+from .store.sqlite import SQLiteStore
+from .vault import Vault
+
+
+async def _serve(config_path: str, listen: str | None) -> None:
+    application = await build_application(load_config(config_path))
+    running = await start_server(application, listen)
+    try:
+        await termination_signal()
+    finally:
+        await running.stop()
+
+
+async def _check_config(config_path: str) -> list[str]:
+    """Every problem of the configuration, including each provider's settings."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        return error.problems
+    http = http_client()
+    try:
+        instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
+    except ConfigError as error:
+        return error.problems
+    finally:
+        await http.aclose()
+    return []
+
+
+async def _rewrap(config_path: str) -> int:
+    config = load_config(config_path)
+    store = SQLiteStore(config.store_path)
+    try:
+        return await Vault(Keyring(config.encryption_keys)).rewrap(store)
+    finally:
+        await store.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="broker-gateway", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="TOML configuration file")
+    serve.add_argument("--listen", help="HOST:PORT to listen on (default: the configuration's, else 127.0.0.1:50051)")
+    sandbox = commands.add_parser("sandbox", help="run the gateway against local simulators")
+    sandbox.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT for the gateway (default 127.0.0.1:50051)")
+    sandbox.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"where state is kept (default {DEFAULT_DATA_DIR})")
+    sandbox.add_argument("--callback-listen", default=DEFAULT_CALLBACK, help=f"HOST:PORT of the callback page (default {DEFAULT_CALLBACK})")
+    check = commands.add_parser("check-config", help="report every problem of a configuration file")
+    check.add_argument("config")
+    rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
+    rewrap.add_argument("--config", required=True)
+    commands.add_parser("generate-key", help="print a new random encryption key")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            asyncio.run(_serve(args.config, args.listen))
+        elif args.command == "sandbox":
+            asyncio.run(run_sandbox(args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True)))
+        elif args.command == "check-config":
+            problems = asyncio.run(_check_config(args.config))
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            print(f"{args.config}: {len(problems)} problem(s)" if problems else f"{args.config}: OK")
+            return 1 if problems else 0
+        elif args.command == "rewrap":
+            print(f"re-encrypted {asyncio.run(_rewrap(args.config))} connection(s)")
+        elif args.command == "generate-key":
+            print(generate_key())
+    except (ConfigError, PluginError) as error:
+        print(f"broker-gateway: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Typed configuration: a TOML file, a few environment overrides, and secrets by reference.
+
+Any string setting of the form ``env:NAME`` or ``file:/path`` is replaced by that environment variable
+or file's content (trailing newline removed), so secrets stay out of the file. Loading reports every
+problem at once (``ConfigError.problems``), which ``broker-gateway check-config`` prints.
+
+Environment overrides: ``BROKER_GATEWAY_LISTEN``, ``BROKER_GATEWAY_STORE_PATH``, and
+``BROKER_GATEWAY_ENCRYPTION_KEYS`` (``id:base64key,...``, the first encrypts).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .gateway import GatewaySettings
+from .store.crypto import KeyringError, decode_key
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = DEFAULT_LISTEN
+    #: Server reflection lets grpcurl work without proto files; turn it off on a public port.
+    reflection: bool = True
+    max_receive_message_bytes: int = 256 * 1024
+    max_concurrent_rpcs: int | None = None
+    shutdown_grace_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider entry: what callers name (``id``), its registered ``type``, and its settings."""
+
+    id: str
+    type: str
+    redirect_uris: tuple[str, ...]
+    settings: Mapping[str, Any] = field(repr=False)
+    #: Allows plain-http endpoints; meant only for loopback sandboxes and tests.
+    allow_insecure_http: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    store_path: str
+    encryption_keys: tuple[tuple[str, bytes], ...] = field(repr=False)
+    providers: tuple[ProviderConfig, ...]
+    gateway: GatewaySettings = GatewaySettings()
+
+
+def resolve_secret(value: str, where: str, problems: list[str]) -> str:
+    """Replace an ``env:`` or ``file:`` reference by what it names."""
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            problems.append(f"{where}: environment variable {name} is not set")
+            return ""
+        return os.environ[name]
+    if value.startswith("file:"):
+        try:
+            return Path(value[5:]).read_text().rstrip("\n")
+        except OSError as error:
+            problems.append(f"{where}: cannot read {value[5:]}: {error.strerror}")
+            return ""
+    return value
+
+
+def _resolve_all(value: Any, where: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+        return resolve_secret(value, where, problems)
+    if isinstance(value, dict):
+        return {key: _resolve_all(item, f"{where}.{key}", problems) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve_all(item, f"{where}[{index}]", problems) for index, item in enumerate(value)]
+    return value
+
+
+def _redirect_uri_problems(uri: Any, where: str) -> list[str]:
+    if not isinstance(uri, str):
+        return [f"{where}: expected a string"]
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment or "#" in uri:
+        return [f"{where}: expected an absolute http(s) URI without a fragment"]
+    return []
+
+
+def _providers(entries: Any, problems: list[str]) -> tuple[ProviderConfig, ...]:
+    if not isinstance(entries, list):
+        problems.append("providers: expected an array of tables ([[providers]])")
+        return ()
+    providers: list[ProviderConfig] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"providers[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        provider_id, provider_type = entry.get("id"), entry.get("type")
+        if not isinstance(provider_id, str) or not provider_id:
+            problems.append(f"{where}.id: required")
+            continue
+        where = f"providers[{provider_id}]"
+        if provider_id in seen:
+            problems.append(f"{where}: the id is used twice")
+        seen.add(provider_id)
+        if not isinstance(provider_type, str) or not provider_type:
+            problems.append(f"{where}.type: required")
+            continue
+        redirect_uris = entry.get("redirect_uris", [])
+        if not isinstance(redirect_uris, list) or not redirect_uris:
+            problems.append(f"{where}.redirect_uris: expected a non-empty list")
+            redirect_uris = []
+        for position, uri in enumerate(redirect_uris):
+            problems.extend(_redirect_uri_problems(uri, f"{where}.redirect_uris[{position}]"))
+        settings = {k: v for k, v in entry.items() if k not in ("id", "type", "redirect_uris", "allow_insecure_http")}
+        providers.append(
+            ProviderConfig(
+                id=provider_id,
+                type=provider_type,
+                redirect_uris=tuple(u for u in redirect_uris if isinstance(u, str)),
+                settings=_resolve_all(settings, where, problems),
+                allow_insecure_http=bool(entry.get("allow_insecure_http", False)),
+            )
+        )
+    return tuple(providers)
+
+
+def _keys(entries: Any, problems: list[str]) -> tuple[tuple[str, bytes], ...]:
+    override = os.environ.get("BROKER_GATEWAY_ENCRYPTION_KEYS")
+    if override is not None:
+        entries = [dict(zip(("id", "key"), item.split(":", 1))) for item in override.split(",") if item]
+    if not isinstance(entries, list) or not entries:
+        problems.append("encryption.keys: at least one key is required ([[encryption.keys]] with id and key)")
+        return ()
+    keys: list[tuple[str, bytes]] = []
+    for index, entry in enumerate(entries):
+        where = f"encryption.keys[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(entry.get("key"), str):
+            problems.append(f"{where}: expected a table with string id and key")
+            continue
+        try:
+            keys.append((entry["id"], decode_key(resolve_secret(entry["key"], f"{where}.key", problems))))
+        except KeyringError as error:
+            problems.append(f"{where}.key: {error}")
+    if len({key_id for key_id, _ in keys}) != len(keys):
+        problems.append("encryption.keys: key ids must be unique")
+    return tuple(keys)
+
+
+def _number(table: Mapping[str, Any], key: str, default: float, where: str, problems: list[str]) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        problems.append(f"{where}.{key}: expected a positive number")
+        return default
+    return float(value)
+
+
+def parse_config(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Config:
+    """A Config from a parsed TOML document; raises ConfigError listing every problem."""
+    problems: list[str] = []
+    server_table = document.get("server", {})
+    store_table = document.get("store", {})
+    refresh_table = document.get("refresh", {})
+    defaults = ServerConfig()
+    server = ServerConfig(
+        listen=os.environ.get("BROKER_GATEWAY_LISTEN", server_table.get("listen", DEFAULT_LISTEN)),
+        reflection=bool(server_table.get("reflection", True)),
+        max_receive_message_bytes=int(
+            _number(server_table, "max_receive_message_bytes", defaults.max_receive_message_bytes, "server", problems)
+        ),
+        max_concurrent_rpcs=server_table.get("max_concurrent_rpcs"),
+        shutdown_grace_seconds=_number(server_table, "shutdown_grace_seconds", defaults.shutdown_grace_seconds, "server", problems),
+    )
+    if store_table.get("backend", "sqlite") != "sqlite":
+        problems.append("store.backend: only sqlite is available")
+    store_path = os.environ.get("BROKER_GATEWAY_STORE_PATH", store_table.get("path", ".broker-gateway/gateway.db"))
+    if store_path != ":memory:" and not Path(store_path).is_absolute():
+        store_path = str(base_dir / store_path)
+    settings = GatewaySettings(
+        refresh_margin=timedelta(
+            seconds=_number(refresh_table, "margin_seconds", GatewaySettings.refresh_margin.total_seconds(), "refresh", problems)
+        ),
+        upstream_budget=_number(refresh_table, "budget_seconds", GatewaySettings.upstream_budget, "refresh", problems),
+    )
+    config = Config(
+        server=server,
+        store_path=store_path,
+        encryption_keys=_keys(document.get("encryption", {}).get("keys"), problems),
+        providers=_providers(document.get("providers", []), problems),
+        gateway=settings,
+    )
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a TOML configuration file; relative store paths are relative to the file."""
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError([f"{path}: {error.strerror}"]) from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{path}: not valid TOML: {error}"]) from error
+    return parse_config(document, base_dir=path.parent)

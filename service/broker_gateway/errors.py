@@ -1,0 +1,215 @@
+"""The one family of errors the gateway raises, each knowing its gRPC code and ErrorInfo reason.
+
+Flows, providers and stores raise these; a single interceptor (``broker_gateway.interceptors``) turns
+them into a ``google.rpc.Status`` with exactly one ``ErrorInfo`` and, where a retry makes sense, a
+``RetryInfo``. Messages and metadata must never carry a secret: they reach callers, logs and spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+
+DOMAIN = "broker-gateway"
+
+
+class GatewayError(Exception):
+    """Base of every error a caller may see; subclasses fix ``code`` and ``reason``."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.retry_after = retry_after
+        self.field = field
+        if field is not None:
+            self.metadata.setdefault("field", field)
+
+
+class InvalidArgument(GatewayError):
+    """A request field is missing or malformed; ``field`` names it."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_FIELD"
+
+    def __init__(self, field: str, message: str, **kwargs) -> None:
+        super().__init__(message, field=field, **kwargs)
+
+
+class FieldTooLarge(InvalidArgument):
+    reason = "FIELD_TOO_LARGE"
+
+
+class InvalidRedirectUri(InvalidArgument):
+    reason = "INVALID_REDIRECT_URI"
+
+
+class UnknownProvider(InvalidArgument):
+    reason = "UNKNOWN_PROVIDER"
+
+
+class UnknownOperation(InvalidArgument):
+    reason = "UNKNOWN_OPERATION"
+
+
+class ScopeNotAllowed(InvalidArgument):
+    reason = "SCOPE_NOT_ALLOWED"
+
+
+class ParameterNotAllowed(InvalidArgument):
+    reason = "PARAMETER_NOT_ALLOWED"
+
+
+class IssuerMismatch(InvalidArgument):
+    """The callback's ``iss`` is not the issuer the authorization went to (RFC 9207 mix-up defence)."""
+
+    reason = "ISSUER_MISMATCH"
+
+
+class AuthzTransactionInvalid(GatewayError):
+    """The ``state`` is unknown, expired or replayed; ``cause`` says which."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "AUTHZ_TRANSACTION_INVALID"
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"the authorization state is {cause}; start a new Authorize", metadata={"cause": cause})
+
+
+class UserDenied(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "USER_DENIED"
+
+
+class AuthorizationFailed(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "AUTHORIZATION_FAILED"
+
+
+class AuthorizationCodeInvalid(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "AUTHORIZATION_CODE_INVALID"
+
+
+class AuthorizationExchangeUnknown(GatewayError):
+    code = grpc.StatusCode.ABORTED
+    reason = "AUTHORIZATION_EXCHANGE_UNKNOWN"
+
+
+class ReauthRequired(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "REAUTH_REQUIRED"
+
+
+class ConnectionRevoked(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CONNECTION_REVOKED"
+
+
+class ConnectionNotFound(GatewayError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "CONNECTION_NOT_FOUND"
+
+
+class ConnectionIdInUse(GatewayError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "CONNECTION_ID_IN_USE"
+
+
+class CapabilityUnsupported(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CAPABILITY_UNSUPPORTED"
+
+
+class RefreshInProgress(GatewayError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "REFRESH_IN_PROGRESS"
+
+
+class ProviderClientAuthFailed(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "PROVIDER_CLIENT_AUTH_FAILED"
+
+
+class ProviderUnavailable(GatewayError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "PROVIDER_UNAVAILABLE"
+
+
+class ProviderRateLimited(GatewayError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "PROVIDER_RATE_LIMITED"
+
+
+class InsufficientScope(GatewayError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "INSUFFICIENT_SCOPE"
+
+
+class ProviderRequestRejected(GatewayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "PROVIDER_REQUEST_REJECTED"
+
+
+class ProviderResponseInvalid(GatewayError):
+    code = grpc.StatusCode.UNKNOWN
+    reason = "PROVIDER_RESPONSE_INVALID"
+
+
+class OutcomeUnknown(GatewayError):
+    """The request left the gateway but no answer came back: it may or may not have taken effect."""
+
+    code = grpc.StatusCode.UNKNOWN
+    reason = "OUTCOME_UNKNOWN"
+
+
+class DeadlineTooShort(GatewayError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_TOO_SHORT"
+
+
+class StoreUnavailable(GatewayError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "STORE_UNAVAILABLE"
+
+
+class TokenDecryptFailed(GatewayError):
+    code = grpc.StatusCode.DATA_LOSS
+    reason = "TOKEN_DECRYPT_FAILED"
+
+
+class InternalError(GatewayError):
+    code = grpc.StatusCode.INTERNAL
+    reason = "INTERNAL_ERROR"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class AccessTokenRejected(ReauthRequired):
+    """The upstream refused the access token (HTTP 401 ``invalid_token``). The core answers it with
+    one forced refresh and one retry before letting it reach the caller."""
+
+
+class InvalidGrant(GatewayError):
+    """The token endpoint answered ``invalid_grant``. Flows translate it: a bad code on Exchange, a
+    dead grant (REAUTH_REQUIRED) on refresh."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "AUTHORIZATION_CODE_INVALID"

@@ -1,0 +1,663 @@
+"""The flows: authorize, exchange, refresh, revoke, user info, access token, operations, connections.
+
+Independent of gRPC: the servicer translates messages and calls these methods, and tests can drive
+them without a server. Refresh follows oauth-security 2.2: refresh ahead of expiry, single-flight in
+the process, a lease in the store across processes, a re-read after taking the lease, a
+version-checked write, and the refresh detached from the caller's deadline so a caller giving up never
+loses a rotated token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+from . import deadlines, validation
+from .errors import (
+    AccessTokenRejected,
+    AuthorizationCodeInvalid,
+    AuthorizationExchangeUnknown,
+    AuthorizationFailed,
+    AuthzTransactionInvalid,
+    CapabilityUnsupported,
+    ConnectionIdInUse,
+    ConnectionNotFound,
+    ConnectionRevoked,
+    GatewayError,
+    InvalidArgument,
+    InvalidGrant,
+    InvalidRedirectUri,
+    IssuerMismatch,
+    OutcomeUnknown,
+    ParameterNotAllowed,
+    ReauthRequired,
+    RefreshInProgress,
+    ScopeNotAllowed,
+    UnknownOperation,
+    UnknownProvider,
+    UserDenied,
+)
+from .oauth2 import new_pkce_pair, new_state
+from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
+from .schema import check_params
+from .store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
+from .vault import Vault
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+#: Authorization parameters the core sets itself; a caller's extra_params can never override them.
+RESERVED_PARAMS = frozenset(
+    {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
+)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Timing of the flows; the defaults suit providers with access tokens of an hour or more."""
+
+    state_ttl: timedelta = timedelta(minutes=10)
+    #: Refresh when less than this is left of the access token (and at most a quarter of its life).
+    refresh_margin: timedelta = timedelta(minutes=5)
+    #: The budget of a detached refresh or code exchange, independent of any caller's deadline.
+    upstream_budget: float = 15.0
+    #: A refresh lease outlives the refresh budget, so no second refresh starts while one may run.
+    lease_ttl: timedelta = timedelta(seconds=30)
+    #: How long a caller waits for another process's lease before REFRESH_IN_PROGRESS.
+    lease_wait: float = 10.0
+
+
+@dataclass(frozen=True)
+class ConfiguredProvider:
+    """A provider instance with the parts of its configuration the core enforces."""
+
+    provider: Provider
+    redirect_uris: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return self.provider.context.provider_id
+
+
+@dataclass(frozen=True)
+class AuthorizationStart:
+    authorization_url: str
+    state: str
+    expire_time: datetime
+    connection_id: str
+
+
+def state_key(state: str) -> str:
+    """Pending authorizations are stored under a hash of their state, never the state itself."""
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+class Gateway:
+    """The flows over a set of configured providers, a store and a vault."""
+
+    def __init__(
+        self,
+        *,
+        providers: Sequence[ConfiguredProvider],
+        store: Store,
+        vault: Vault,
+        clock: Callable[[], datetime],
+        settings: GatewaySettings = GatewaySettings(),
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        self.providers = {configured.id: configured for configured in providers}
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+        self.settings = settings
+        self.tracer = tracer or trace.get_tracer(__name__)
+        self._inflight: dict[tuple[str, str, bool], asyncio.Task[StoredConnection]] = {}
+        self._detached: set[asyncio.Task[Any]] = set()
+        self._draining = False
+
+    # -- providers ---------------------------------------------------------------------------------
+
+    def provider(self, provider_id: str, *, field: str = "provider") -> ConfiguredProvider:
+        validation.required(field, provider_id)
+        validation._limit(field, provider_id, validation.MAX_ID)
+        configured = self.providers.get(provider_id)
+        if configured is None:
+            raise UnknownProvider(field, f"no provider {provider_id!r} is configured")
+        return configured
+
+    def list_providers(self) -> list[ConfiguredProvider]:
+        return [self.providers[key] for key in sorted(self.providers)]
+
+    # -- authorize and exchange --------------------------------------------------------------------
+
+    async def authorize(
+        self,
+        tenant: str,
+        *,
+        provider_id: str,
+        redirect_uri: str,
+        scopes: Sequence[str],
+        connection_id: str,
+        extra_params: Mapping[str, str],
+    ) -> AuthorizationStart:
+        configured = self.provider(provider_id)
+        provider = configured.provider
+        validation.uri("redirect_uri", redirect_uri)
+        if redirect_uri not in configured.redirect_uris:
+            raise InvalidRedirectUri(
+                "redirect_uri",
+                f"redirect_uri is not one registered for provider {provider_id}",
+                metadata={"provider": provider_id},
+            )
+        requested = validation.scopes("scopes", tuple(scopes)) or tuple(provider.default_scopes)
+        unknown = [scope for scope in requested if provider.scopes and scope not in provider.scopes]
+        if unknown:
+            raise ScopeNotAllowed(
+                "scopes", f"provider {provider_id} does not offer the scope {unknown[0]!r}", metadata={"provider": provider_id}
+            )
+        extra = validation.string_map("extra_params", extra_params)
+        refused = sorted(key for key in extra if key in RESERVED_PARAMS or key not in provider.allowed_extra_params)
+        if refused:
+            raise ParameterNotAllowed(
+                "extra_params",
+                f"provider {provider_id} does not allow the authorization parameter {refused[0]!r}",
+                metadata={"provider": provider_id},
+            )
+        if connection_id:
+            validation.identifier("connection_id", connection_id)
+            existing = await self.store.get_connection(tenant, connection_id)
+            if existing is not None and existing.provider_id != provider_id:
+                raise ConnectionIdInUse(
+                    f"connection {connection_id} belongs to another provider",
+                    metadata={"connection_id": connection_id, "provider": existing.provider_id},
+                )
+        else:
+            connection_id = "conn_" + secrets.token_urlsafe(12)
+
+        state = new_state()
+        verifier, challenge = new_pkce_pair() if provider.capabilities.pkce else (None, None)
+        now = self.clock()
+        key = state_key(state)
+        pending = PendingAuthorization(
+            tenant=tenant,
+            state_key=key,
+            provider_id=provider_id,
+            connection_id=connection_id,
+            redirect_uri=redirect_uri,
+            scopes=requested,
+            issuer=provider.issuer,
+            sealed_verifier=None if verifier is None else self.vault.seal_verifier(tenant, key, verifier),
+            create_time=now,
+            expire_time=now + self.settings.state_ttl,
+        )
+        url = provider.authorization_url(
+            AuthorizationRequest(
+                state=state, redirect_uri=redirect_uri, scopes=requested, code_challenge=challenge, extra_params=extra
+            )
+        )
+        await self.store.put_pending(pending)
+        return AuthorizationStart(url, state, pending.expire_time, connection_id)
+
+    async def exchange(
+        self, tenant: str, *, state: str, code: str, iss: str, callback_params: Mapping[str, str]
+    ) -> StoredConnection:
+        validation.opaque_token("state", state, limit=validation.MAX_STATE)
+        params = validation.string_map("callback_params", callback_params)
+        error = params.get("error", "")
+        if not error:
+            validation.opaque_token("code", code, limit=validation.MAX_CODE)
+        if iss:
+            validation.uri("iss", iss)
+
+        with self.tracer.start_as_current_span("broker_gateway.exchange.take_state"):
+            outcome, pending = await self.store.take_pending(tenant, state_key(state))
+        if outcome is not TakeOutcome.TAKEN or pending is None:
+            raise AuthzTransactionInvalid(outcome.value)
+        if pending.expire_time <= self.clock():
+            raise AuthzTransactionInvalid("expired")
+        configured = self.providers.get(pending.provider_id)
+        if configured is None:  # the provider was removed from the configuration meanwhile
+            raise AuthzTransactionInvalid("unknown")
+        provider = configured.provider
+        metadata = {"provider": provider.context.provider_id}
+        trace.get_current_span().set_attribute("broker_gateway.provider", pending.provider_id)
+
+        # Mix-up defence (RFC 9207): compared as plain strings, before anything is sent.
+        if pending.issuer is not None and (iss or provider.requires_iss) and iss != pending.issuer:
+            raise IssuerMismatch("iss", "the callback's iss is not the issuer the authorization was sent to", metadata=metadata)
+        if error:
+            upstream_code = error if error.replace("_", "").isalpha() and len(error) <= 64 else "invalid"
+            failure = UserDenied if error == "access_denied" else AuthorizationFailed
+            raise failure(
+                f"provider {pending.provider_id} reported an authorization error",
+                metadata={**metadata, "upstream_code": upstream_code},
+            )
+
+        verifier = (
+            None if pending.sealed_verifier is None else self.vault.open_verifier(tenant, pending.state_key, pending.sealed_verifier)
+        )
+
+        async def exchange_and_store() -> StoredConnection:
+            with self.tracer.start_as_current_span("broker_gateway.exchange.token_request"):
+                try:
+                    grant = await provider.exchange_code(
+                        code,
+                        redirect_uri=pending.redirect_uri,
+                        code_verifier=verifier,
+                        scopes=pending.scopes,
+                        callback_params=params,
+                    )
+                except InvalidGrant as refused:
+                    raise AuthorizationCodeInvalid("the provider refused the authorization code", metadata=refused.metadata) from None
+                except OutcomeUnknown:
+                    raise AuthorizationExchangeUnknown(
+                        "the code exchange was sent but its answer was lost; start a new Authorize", metadata=metadata
+                    ) from None
+            with self.tracer.start_as_current_span("broker_gateway.exchange.store_connection"):
+                return await self._save_grant(pending, grant.tokens, grant.subject, grant.metadata)
+
+        return await self._run_detached(exchange_and_store)
+
+    async def _save_grant(
+        self, pending: PendingAuthorization, tokens: TokenSet, subject: str, metadata: Mapping[str, str]
+    ) -> StoredConnection:
+        now = self.clock()
+        for _ in range(3):
+            existing = await self.store.get_connection(pending.tenant, pending.connection_id)
+            if existing is not None and existing.provider_id != pending.provider_id:
+                raise ConnectionIdInUse(
+                    f"connection {pending.connection_id} belongs to another provider",
+                    metadata={"connection_id": pending.connection_id, "provider": existing.provider_id},
+                )
+            connection = StoredConnection(
+                tenant=pending.tenant,
+                connection_id=pending.connection_id,
+                provider_id=pending.provider_id,
+                scopes=tokens.scopes or pending.scopes,
+                subject=subject or _id_token_subject(tokens.id_token) or (existing.subject if existing else ""),
+                status=ConnectionStatus.ACTIVE,
+                status_reason="",
+                metadata=dict(metadata),
+                sealed_tokens=self.vault.seal_tokens(pending.tenant, pending.connection_id, tokens),
+                access_token_expire_time=tokens.access_token_expire_time,
+                refresh_token_expire_time=tokens.refresh_token_expire_time,
+                create_time=existing.create_time if existing else now,
+                update_time=now,
+                version=existing.version + 1 if existing else 1,
+                seq=existing.seq if existing else 0,
+            )
+            if existing is None:
+                if await self.store.insert_connection(connection):
+                    return await self._reload(connection)
+            elif await self.store.update_connection(connection, expected_version=existing.version):
+                return connection
+        raise RefreshInProgress(
+            "the connection changed concurrently; retry", metadata={"connection_id": pending.connection_id}, retry_after=0.1
+        )
+
+    async def _reload(self, connection: StoredConnection) -> StoredConnection:
+        stored = await self.store.get_connection(connection.tenant, connection.connection_id)
+        return stored or connection
+
+    # -- connections -------------------------------------------------------------------------------
+
+    async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection:
+        validation.identifier("connection_id", connection_id)
+        connection = await self.store.get_connection(tenant, connection_id)
+        if connection is None:
+            raise ConnectionNotFound(
+                f"no connection {connection_id}", metadata={"connection_id": connection_id}
+            )
+        return connection
+
+    async def list_connections(
+        self, tenant: str, *, provider_id: str, page_size: int, page_token: str
+    ) -> tuple[list[StoredConnection], str]:
+        if provider_id:
+            self.provider(provider_id)
+        if page_size < 0:
+            raise InvalidArgument("page_size", "page_size must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _decode_page_token(page_token, provider_id) if page_token else 0
+        rows = await self.store.list_connections(tenant, provider_id=provider_id or None, after_seq=after, limit=limit + 1)
+        page, more = rows[:limit], len(rows) > limit
+        return page, _encode_page_token(page[-1].seq, provider_id) if more else ""
+
+    async def delete_connection(self, tenant: str, connection_id: str) -> None:
+        validation.identifier("connection_id", connection_id)
+        if not await self.store.delete_connection(tenant, connection_id):
+            raise ConnectionNotFound(f"no connection {connection_id}", metadata={"connection_id": connection_id})
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    async def access_token(self, tenant: str, connection_id: str) -> TokenSet:
+        connection = await self.get_connection(tenant, connection_id)
+        _, tokens = await self._usable_tokens(connection)
+        return tokens
+
+    async def refresh(self, tenant: str, connection_id: str) -> StoredConnection:
+        connection = await self.get_connection(tenant, connection_id)
+        configured = self.providers.get(connection.provider_id)
+        _require_active(connection)
+        if configured is None or not configured.provider.capabilities.refresh:
+            raise CapabilityUnsupported(
+                f"provider {connection.provider_id} cannot refresh tokens",
+                metadata={"provider": connection.provider_id, "capability": "refresh"},
+            )
+        return await self._refresh(connection, force=True)
+
+    async def revoke(self, tenant: str, connection_id: str) -> tuple[StoredConnection, bool]:
+        """Revoke upstream where the provider can (RFC 7009), then end the connection REVOKED. An
+        upstream failure leaves the connection as it was, so the caller can retry."""
+        connection = await self.get_connection(tenant, connection_id)
+        upstream_revoked = False
+        configured = self.providers.get(connection.provider_id)
+        if connection.sealed_tokens is not None and configured is not None and configured.provider.capabilities.revoke:
+            tokens = self.vault.open_tokens(connection)
+            with self.tracer.start_as_current_span("broker_gateway.revoke.upstream"):
+                upstream_revoked = await configured.provider.revoke(ConnectionCredentials(tokens, connection.metadata))
+        while True:
+            revoked = dataclasses.replace(
+                connection,
+                status=ConnectionStatus.REVOKED,
+                status_reason="REVOKED",
+                sealed_tokens=None,
+                access_token_expire_time=None,
+                refresh_token_expire_time=None,
+                update_time=self.clock(),
+                version=connection.version + 1,
+            )
+            if await self.store.update_connection(revoked, expected_version=connection.version):
+                return revoked, upstream_revoked
+            connection = await self.get_connection(tenant, connection_id)
+
+    async def user_info(self, tenant: str, connection_id: str) -> UserInfo:
+        connection = await self.get_connection(tenant, connection_id)
+        configured = self._provider_of(connection)
+        if not configured.provider.capabilities.user_info:
+            raise CapabilityUnsupported(
+                f"provider {connection.provider_id} offers no user info",
+                metadata={"provider": connection.provider_id, "capability": "user_info"},
+            )
+        info = await self._with_user_token(connection, configured.provider.user_info)
+        if info.subject and info.subject != connection.subject:
+            await self._record_subject(connection, info.subject)
+        return info
+
+    async def invoke(
+        self,
+        tenant: str,
+        *,
+        provider_id: str,
+        operation_name: str,
+        connection_id: str,
+        params: Mapping[str, Any],
+        request_id: str,
+    ) -> Any:
+        configured = self.provider(provider_id)
+        provider = configured.provider
+        validation.required("operation", operation_name)
+        operation = _find_operation(provider.operations(), operation_name)
+        if operation is None:
+            raise UnknownOperation(
+                "operation", f"provider {provider_id} has no operation {operation_name[:64]!r}", metadata={"provider": provider_id}
+            )
+        if request_id:
+            validation.opaque_token("request_id", request_id, limit=validation.MAX_ID)
+        check_params(operation.params_schema, params)
+        if operation.auth is not OperationAuth.USER_TOKEN:
+            deadlines.require_budget()
+            with self.tracer.start_as_current_span("broker_gateway.invoke.upstream"):
+                return await provider.invoke(operation, params, credentials=None, request_id=request_id or uuid.uuid4().hex)
+        connection = await self.get_connection(tenant, connection_id)
+        if connection.provider_id != provider_id:
+            raise InvalidArgument(
+                "connection_id", f"connection {connection_id} belongs to provider {connection.provider_id}, not {provider_id}"
+            )
+
+        async def call(credentials: ConnectionCredentials) -> Any:
+            return await provider.invoke(operation, params, credentials=credentials, request_id=request_id or uuid.uuid4().hex)
+
+        return await self._with_user_token(connection, call)
+
+    # -- refresh machinery -------------------------------------------------------------------------
+
+    def _provider_of(self, connection: StoredConnection) -> ConfiguredProvider:
+        configured = self.providers.get(connection.provider_id)
+        if configured is None:
+            raise ReauthRequired(
+                f"provider {connection.provider_id} is no longer configured",
+                metadata={"connection_id": connection.connection_id, "provider": connection.provider_id},
+            )
+        return configured
+
+    async def _with_user_token(
+        self, connection: StoredConnection, call: Callable[[ConnectionCredentials], Awaitable[T]]
+    ) -> T:
+        """Call upstream with a fresh token; a token the upstream refuses gets one forced refresh and
+        one retry (oauth-security G2), never a loop."""
+        connection, tokens = await self._usable_tokens(connection)
+        deadlines.require_budget()
+        try:
+            return await call(ConnectionCredentials(tokens, connection.metadata))
+        except AccessTokenRejected:
+            if not self._provider_of(connection).provider.capabilities.refresh or not tokens.refresh_token:
+                raise
+        connection = await self._refresh(connection, force=True)
+        tokens = self.vault.open_tokens(connection)
+        return await call(ConnectionCredentials(tokens, connection.metadata))
+
+    async def _usable_tokens(self, connection: StoredConnection) -> tuple[StoredConnection, TokenSet]:
+        _require_active(connection)
+        tokens = self.vault.open_tokens(connection)
+        if not self._needs_refresh(tokens):
+            return connection, tokens
+        provider = self._provider_of(connection).provider
+        if not provider.capabilities.refresh or not tokens.refresh_token:
+            if tokens.expires_within(self.clock(), timedelta(0)):
+                raise ReauthRequired(
+                    "the access token expired and cannot be refreshed",
+                    metadata={"connection_id": connection.connection_id, "provider": connection.provider_id},
+                )
+            return connection, tokens
+        connection = await self._refresh(connection, force=False)
+        return connection, self.vault.open_tokens(connection)
+
+    def _needs_refresh(self, tokens: TokenSet) -> bool:
+        now = self.clock()
+        margin = self.settings.refresh_margin
+        expire = tokens.access_token_expire_time
+        if expire is None:
+            return False
+        return tokens.expires_within(now, margin)
+
+    async def _refresh(self, connection: StoredConnection, *, force: bool) -> StoredConnection:
+        """Join or start the one refresh of this connection in this process, and wait for it within
+        the caller's deadline; the refresh itself runs to completion either way."""
+        key = (connection.tenant, connection.connection_id, force)
+        task = self._inflight.get(key)
+        if task is None:
+            if self._draining:
+                raise RefreshInProgress("the gateway is shutting down", retry_after=1.0)
+            task = self._start_detached(lambda: self._refresh_under_lease(connection, force=force))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await self._wait(task)
+
+    async def _refresh_under_lease(self, seen: StoredConnection, *, force: bool) -> StoredConnection:
+        tenant, connection_id = seen.tenant, seen.connection_id
+        holder = uuid.uuid4().hex
+        with self.tracer.start_as_current_span("broker_gateway.refresh") as span:
+            span.set_attribute("broker_gateway.provider", seen.provider_id)
+            span.set_attribute("broker_gateway.refresh.forced", force)
+            await self._acquire_lease(tenant, connection_id, holder)
+            try:
+                current = await self.store.get_connection(tenant, connection_id)
+                if current is None:
+                    raise ConnectionNotFound(f"no connection {connection_id}", metadata={"connection_id": connection_id})
+                _require_active(current)
+                tokens = self.vault.open_tokens(current)
+                if current.version != seen.version or (not force and not self._needs_refresh(tokens)):
+                    span.set_attribute("broker_gateway.refresh.skipped", True)
+                    return current  # refreshed meanwhile by another caller or process
+                provider = self._provider_of(current).provider
+                try:
+                    new_tokens = await provider.refresh(ConnectionCredentials(tokens, current.metadata))
+                except InvalidGrant as refused:
+                    return await self._mark_reauth_required(current, refused)
+                updated = dataclasses.replace(
+                    current,
+                    scopes=new_tokens.scopes or current.scopes,
+                    sealed_tokens=self.vault.seal_tokens(tenant, connection_id, new_tokens),
+                    access_token_expire_time=new_tokens.access_token_expire_time,
+                    refresh_token_expire_time=new_tokens.refresh_token_expire_time,
+                    update_time=self.clock(),
+                    version=current.version + 1,
+                )
+                # Written before the lease is released and before any caller sees the new token.
+                if not await self.store.update_connection(updated, expected_version=current.version):
+                    log.error("refresh of %s lost its version check; the lease was exceeded", connection_id)
+                    raise RefreshInProgress(
+                        "the connection changed during the refresh", metadata={"connection_id": connection_id}, retry_after=0.5
+                    )
+                return updated
+            finally:
+                await self.store.release_lease(tenant, connection_id, holder=holder)
+
+    async def _acquire_lease(self, tenant: str, connection_id: str, holder: str) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.lease_wait
+        delay = 0.01
+        while not await self.store.acquire_lease(
+            tenant, connection_id, holder=holder, ttl=self.settings.lease_ttl, now=self.clock()
+        ):
+            if loop.time() >= give_up:
+                raise RefreshInProgress(
+                    "another process is refreshing this connection", metadata={"connection_id": connection_id}, retry_after=1.0
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def _mark_reauth_required(self, current: StoredConnection, refused: GatewayError) -> StoredConnection:
+        """``invalid_grant`` on refresh: unless another writer changed the connection meanwhile (a
+        won race, not a dead grant), the connection needs a new authorization. Never retried."""
+        latest = await self.store.get_connection(current.tenant, current.connection_id)
+        if latest is not None and latest.version != current.version:
+            return latest
+        upstream_code = refused.metadata.get("upstream_code", "invalid_grant")
+        marked = dataclasses.replace(
+            current,
+            status=ConnectionStatus.REAUTH_REQUIRED,
+            status_reason=f"REAUTH_REQUIRED:{upstream_code}",
+            update_time=self.clock(),
+            version=current.version + 1,
+        )
+        await self.store.update_connection(marked, expected_version=current.version)
+        raise ReauthRequired(
+            "the provider no longer accepts this connection's grant; authorize it again",
+            metadata={**refused.metadata, "connection_id": current.connection_id},
+        )
+
+    async def _record_subject(self, connection: StoredConnection, subject: str) -> None:
+        latest = await self.store.get_connection(connection.tenant, connection.connection_id)
+        if latest is None or latest.subject == subject:
+            return
+        updated = dataclasses.replace(latest, subject=subject, update_time=self.clock(), version=latest.version + 1)
+        await self.store.update_connection(updated, expected_version=latest.version)
+
+    # -- detached work -----------------------------------------------------------------------------
+
+    def _start_detached(self, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """Run ``work`` as a task with its own budget instead of the caller's deadline (oauth-security
+        decision 5): once a token request is sent, its answer must be stored even if nobody waits."""
+
+        async def run() -> T:
+            with deadlines.deadline_in(self.settings.upstream_budget):
+                return await work()
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+        return task
+
+    async def _run_detached(self, work: Callable[[], Awaitable[T]]) -> T:
+        deadlines.require_budget()
+        return await self._wait(self._start_detached(work))
+
+    async def _wait(self, task: asyncio.Task[T]) -> T:
+        left = deadlines.remaining()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout=None if left is None else max(left, 0.0))
+        except TimeoutError:
+            # The caller's deadline passed; the task goes on and stores its outcome.
+            raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5) from None
+
+    async def drain(self, timeout: float) -> None:
+        """Stop starting refreshes and let the running ones persist (bounded), for shutdown."""
+        self._draining = True
+        if self._detached:
+            await asyncio.wait(set(self._detached), timeout=timeout)
+
+
+def _require_active(connection: StoredConnection) -> None:
+    metadata = {"connection_id": connection.connection_id, "provider": connection.provider_id}
+    if connection.status is ConnectionStatus.REVOKED:
+        raise ConnectionRevoked(f"connection {connection.connection_id} was revoked", metadata=metadata)
+    if connection.status is ConnectionStatus.REAUTH_REQUIRED:
+        _, _, upstream_code = connection.status_reason.partition(":")
+        if upstream_code:
+            metadata["upstream_code"] = upstream_code
+        raise ReauthRequired(
+            f"connection {connection.connection_id} must be authorized again", metadata=metadata
+        )
+
+
+def _find_operation(operations: Sequence[Operation], name: str) -> Operation | None:
+    return next((operation for operation in operations if operation.name == name), None)
+
+
+def _id_token_subject(id_token: str | None) -> str:
+    """The ``sub`` of an ID token received directly from the token endpoint over TLS, which OIDC Core
+    §3.1.3.7 allows to trust without checking the signature; empty when absent or unreadable."""
+    if not id_token:
+        return ""
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return ""
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) else ""
+
+
+def _encode_page_token(seq: int, provider_id: str) -> str:
+    raw = json.dumps({"after": seq, "provider": provider_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str, provider_id: str) -> int:
+    try:
+        validation._limit("page_token", token, 256)
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after = data["after"]
+        if data["provider"] != provider_id or not isinstance(after, int) or after < 0:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidArgument("page_token", "page_token is not one this list returned") from None
+    return after

@@ -1,0 +1,414 @@
+"""Shared OAuth 2.0 mechanics for providers: PKCE, state, URLs, token requests and error parsing.
+
+``OAuth2Provider`` implements the standard flows (RFC 6749, RFC 7636, RFC 7009) from endpoint settings;
+a provider for a standard server is a subclass that sets ``type``, and a quirky one overrides the
+method where it differs (the token request form, the token response, user info).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from .errors import (
+    AccessTokenRejected,
+    ConfigError,
+    InsufficientScope,
+    InvalidGrant,
+    ProviderClientAuthFailed,
+    ProviderRateLimited,
+    ProviderRequestRejected,
+    ProviderResponseInvalid,
+    ProviderUnavailable,
+)
+from .provider import (
+    AuthorizationRequest,
+    Capabilities,
+    ConnectionCredentials,
+    Grant,
+    Provider,
+    ProviderContext,
+    TokenSet,
+    UserInfo,
+)
+from .upstream import UpstreamResponse
+
+#: Used when a token response gives no lifetime: short, so a missing ``expires_in`` means an early
+#: refresh rather than a token believed valid forever (peers.md, pain point 5).
+DEFAULT_EXPIRES_IN = 3600
+#: Lifetimes beyond this are treated as this: a huge ``expires_in`` is a provider bug, not a promise.
+MAX_EXPIRES_IN = 400 * 24 * 3600
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def new_state() -> str:
+    """An opaque, single-use state: 256 random bits (RFC 6749 §10.10 asks for at least 128)."""
+    return secrets.token_urlsafe(32)
+
+
+def new_pkce_pair() -> tuple[str, str]:
+    """A fresh PKCE verifier (43 unreserved characters, 256 bits) and its S256 challenge."""
+    verifier = secrets.token_urlsafe(32)
+    return verifier, pkce_challenge(verifier)
+
+
+def pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def add_query(url: str, params: Mapping[str, str]) -> str:
+    """``url`` with ``params`` appended to whatever query it already has, properly encoded."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """The Basic header value of RFC 6749 §2.3.1: each part form-urlencoded before base64."""
+    pair = f"{_form_encode(client_id)}:{_form_encode(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def _form_encode(value: str) -> str:
+    return urlencode({"": value})[1:]
+
+
+def expires_at(now: datetime, value: Any, default: int | None) -> datetime | None:
+    """An absolute expiry from a relative ``expires_in`` that may be missing, a string, negative or
+    huge (oauth-security D1): bad values fall back to ``default``, huge ones are clamped."""
+    seconds: float | None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None if default is None else now + timedelta(seconds=default)
+    return now + timedelta(seconds=min(seconds, MAX_EXPIRES_IN))
+
+
+def parse_token_response(
+    payload: Any,
+    *,
+    now: datetime,
+    requested_scopes: Sequence[str],
+    scope_separator: str = " ",
+    previous: TokenSet | None = None,
+) -> TokenSet:
+    """A TokenSet from an RFC 6749 §5.1 response. A refresh answer without a new refresh token keeps
+    the previous one (RFC 6749 §6) instead of losing it."""
+    if not isinstance(payload, dict):
+        raise ProviderResponseInvalid("the token response is not a JSON object")
+    access_token = payload.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise ProviderResponseInvalid("the token response has no access_token")
+    token_type = payload.get("token_type") or "Bearer"
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise ProviderResponseInvalid("the token response has a token_type other than Bearer")
+    refresh_token = payload.get("refresh_token")
+    if not isinstance(refresh_token, str) or not refresh_token:
+        refresh_token = previous.refresh_token if previous else None
+    scope = payload.get("scope")
+    scopes = (
+        tuple(s for s in scope.split(scope_separator) if s)
+        if isinstance(scope, str) and scope
+        else tuple(previous.scopes if previous else requested_scopes)
+    )
+    refresh_expire = expires_at(now, payload.get("refresh_token_expires_in", payload.get("refresh_expires_in")), None)
+    if refresh_expire is None and previous is not None and refresh_token == previous.refresh_token:
+        refresh_expire = previous.refresh_token_expire_time
+    id_token = payload.get("id_token")
+    return TokenSet(
+        access_token=access_token,
+        token_type="Bearer",
+        refresh_token=refresh_token,
+        access_token_expire_time=expires_at(now, payload.get("expires_in"), DEFAULT_EXPIRES_IN),
+        refresh_token_expire_time=refresh_expire,
+        scopes=scopes,
+        id_token=id_token if isinstance(id_token, str) else None,
+    )
+
+
+def raise_for_oauth_error(response: UpstreamResponse, provider_id: str) -> None:
+    """Map an RFC 6749 §5.2 error answer (or any non-2xx) to the gateway's errors."""
+    if 200 <= response.status_code < 300:
+        return
+    error = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            error = body["error"][:64]
+    except ProviderResponseInvalid:
+        pass
+    status = response.status_code
+    metadata = {"provider": provider_id, "upstream_http_status": str(status)}
+    if error:
+        metadata["upstream_code"] = error
+    if error == "invalid_grant":
+        raise InvalidGrant(f"provider {provider_id} refused the grant", metadata=metadata)
+    if error in ("invalid_client", "unauthorized_client") or (status == 401 and not error):
+        raise ProviderClientAuthFailed(
+            f"provider {provider_id} refused the gateway's client credentials; check the configuration",
+            metadata=metadata,
+        )
+    if status == 429 or error == "slow_down":
+        raise ProviderRateLimited(
+            f"provider {provider_id} is rate limiting", metadata=metadata, retry_after=response.retry_after() or 1.0
+        )
+    if status >= 500 or error == "temporarily_unavailable":
+        raise ProviderUnavailable(
+            f"provider {provider_id} is unavailable", metadata=metadata, retry_after=response.retry_after() or 1.0
+        )
+    if 300 <= status < 400:
+        raise ProviderResponseInvalid(f"provider {provider_id} answered with a redirect, not followed", metadata=metadata)
+    raise ProviderRequestRejected(f"provider {provider_id} rejected the request", metadata=metadata)
+
+
+def raise_for_resource_error(response: UpstreamResponse, provider_id: str) -> None:
+    """Map a resource server's answer (RFC 6750 §3.1): 401 means the token was refused, 403 a
+    missing scope; the rest as for the token endpoint."""
+    metadata = {"provider": provider_id, "upstream_http_status": str(response.status_code)}
+    if response.status_code == 401:
+        raise AccessTokenRejected(f"provider {provider_id} refused the access token", metadata=metadata)
+    if response.status_code == 403:
+        raise InsufficientScope(f"the token lacks a scope provider {provider_id} requires", metadata=metadata)
+    raise_for_oauth_error(response, provider_id)
+
+
+def _string_list(settings: Mapping[str, Any], key: str, problems: list[str]) -> tuple[str, ...]:
+    value = settings.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{key}: expected a list of strings")
+        return ()
+    return tuple(value)
+
+
+class OAuth2Provider(Provider):
+    """A standard OAuth 2.0 client configured by endpoints.
+
+    Settings: ``client_id``, ``client_secret``, ``authorization_endpoint``, ``token_endpoint``,
+    optional ``userinfo_endpoint`` and ``revocation_endpoint``, ``scopes`` (the allowed set),
+    ``default_scopes``, ``scope_separator`` (default a space), ``token_endpoint_auth_method``
+    (``client_secret_basic`` or ``client_secret_post``), ``pkce`` (default true), ``issuer`` and
+    ``require_iss``, ``allowed_extra_params``, and ``claims`` (which user-info claims are the
+    subject, username and email).
+    """
+
+    _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint")
+
+    def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
+        super().__init__(context, settings)
+        problems: list[str] = []
+        self.client_id = self._required_string(settings, "client_id", problems)
+        self.client_secret = self._required_string(settings, "client_secret", problems)
+        self.endpoints: dict[str, str | None] = {name: settings.get(name) for name in self._ENDPOINTS}
+        self._scopes = _string_list(settings, "scopes", problems)
+        self._default_scopes = _string_list(settings, "default_scopes", problems) or self._scopes
+        self.scope_separator = settings.get("scope_separator", " ")
+        self.auth_method = settings.get("token_endpoint_auth_method", "client_secret_basic")
+        if self.auth_method not in CLIENT_AUTH_METHODS:
+            problems.append(f"token_endpoint_auth_method: expected one of {', '.join(CLIENT_AUTH_METHODS)}")
+        self.pkce = bool(settings.get("pkce", True))
+        self._issuer: str | None = settings.get("issuer")
+        self._requires_iss = bool(settings.get("require_iss", False))
+        self._extra_params = frozenset(_string_list(settings, "allowed_extra_params", problems))
+        claims = settings.get("claims", {})
+        if not isinstance(claims, dict):
+            problems.append("claims: expected a table of subject, username and email claim names")
+            claims = {}
+        self.claims = {"subject": "sub", "username": "preferred_username", "email": "email", **claims}
+        self._check_endpoints(problems, required=self._required_endpoints())
+        if problems:
+            raise ConfigError(problems)
+
+    # -- configuration -----------------------------------------------------------------------------
+
+    def _required_endpoints(self) -> tuple[str, ...]:
+        return ("authorization_endpoint", "token_endpoint")
+
+    @staticmethod
+    def _required_string(settings: Mapping[str, Any], key: str, problems: list[str]) -> str:
+        value = settings.get(key)
+        if not isinstance(value, str) or not value:
+            problems.append(f"{key}: required")
+            return ""
+        return value
+
+    def _check_endpoints(self, problems: list[str], *, required: Sequence[str]) -> None:
+        """Endpoints must be absolute https URLs (oauth-security C4), plain http only when allowed."""
+        for name, url in self.endpoints.items():
+            if url is None:
+                if name in required:
+                    problems.append(f"{name}: required")
+                continue
+            parts = urlsplit(url) if isinstance(url, str) else None
+            if parts is None or not parts.netloc or parts.scheme not in ("https", "http") or parts.fragment:
+                problems.append(f"{name}: expected an absolute https URL without a fragment")
+            elif parts.scheme == "http" and not self.context.allow_insecure_http:
+                problems.append(f"{name}: plain http is refused; use https (or allow_insecure_http for a loopback sandbox)")
+
+    # -- what ListProviders shows ------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            pkce=self.pkce,
+            refresh=True,
+            revoke=self.endpoints.get("revocation_endpoint") is not None,
+            user_info=self.endpoints.get("userinfo_endpoint") is not None,
+        )
+
+    @property
+    def scopes(self) -> Sequence[str]:
+        return self._scopes
+
+    @property
+    def default_scopes(self) -> Sequence[str]:
+        return self._default_scopes
+
+    @property
+    def issuer(self) -> str | None:
+        return self._issuer
+
+    @property
+    def requires_iss(self) -> bool:
+        return self._requires_iss
+
+    @property
+    def allowed_extra_params(self) -> frozenset[str]:
+        return self._extra_params
+
+    # -- flows -------------------------------------------------------------------------------------
+
+    def authorization_url(self, request: AuthorizationRequest) -> str:
+        params = {
+            **request.extra_params,
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": request.redirect_uri,
+            "state": request.state,
+        }
+        if request.scopes:
+            params["scope"] = self.scope_separator.join(request.scopes)
+        if request.code_challenge is not None:
+            params["code_challenge"] = request.code_challenge
+            params["code_challenge_method"] = "S256"
+        return add_query(self._endpoint("authorization_endpoint"), params)
+
+    async def exchange_code(
+        self,
+        code: str,
+        *,
+        redirect_uri: str,
+        code_verifier: str | None,
+        scopes: Sequence[str],
+        callback_params: Mapping[str, str],
+    ) -> Grant:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier is not None:
+            form["code_verifier"] = code_verifier
+        payload = await self.token_request(form)
+        tokens = parse_token_response(
+            payload, now=self.context.clock(), requested_scopes=scopes, scope_separator=self.scope_separator
+        )
+        return Grant(tokens=tokens)
+
+    async def refresh(self, credentials: ConnectionCredentials) -> TokenSet:
+        previous = credentials.tokens
+        if not previous.refresh_token:
+            raise InvalidGrant(
+                f"the connection has no refresh token for provider {self.context.provider_id}",
+                metadata={"provider": self.context.provider_id},
+            )
+        # The scope is not sent: the refreshed grant keeps exactly the original scope (RFC 6749 §6).
+        payload = await self.token_request({"grant_type": "refresh_token", "refresh_token": previous.refresh_token})
+        return parse_token_response(
+            payload,
+            now=self.context.clock(),
+            requested_scopes=previous.scopes,
+            scope_separator=self.scope_separator,
+            previous=previous,
+        )
+
+    async def revoke(self, credentials: ConnectionCredentials) -> bool:
+        """RFC 7009: revoke the refresh token (which revokes the grant) or else the access token."""
+        endpoint = self.endpoints.get("revocation_endpoint")
+        if endpoint is None:
+            return False
+        tokens = credentials.tokens
+        token, hint = (
+            (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
+        )
+        response = await self._post_form(endpoint, {"token": token, "token_type_hint": hint})
+        raise_for_oauth_error(response, self.context.provider_id)
+        return True
+
+    async def user_info(self, credentials: ConnectionCredentials) -> UserInfo:
+        response = await self.context.http.request(
+            "GET",
+            self._endpoint("userinfo_endpoint"),
+            headers={"Authorization": f"Bearer {credentials.tokens.access_token}", "Accept": "application/json"},
+        )
+        raise_for_resource_error(response, self.context.provider_id)
+        claims = response.json()
+        if not isinstance(claims, dict):
+            raise ProviderResponseInvalid("the user info response is not a JSON object")
+        return self.user_info_from_claims(claims)
+
+    def user_info_from_claims(self, claims: Mapping[str, Any]) -> UserInfo:
+        """Normalise user-info claims with the configured claim names (dotted paths reach nested
+        objects, for providers that wrap their answer)."""
+        subject = _claim(claims, self.claims["subject"])
+        if not subject:
+            raise ProviderResponseInvalid(
+                f"the user info has no {self.claims['subject']!r} claim",
+                metadata={"provider": self.context.provider_id},
+            )
+        return UserInfo(
+            subject=subject,
+            username=_claim(claims, self.claims["username"]),
+            email=_claim(claims, self.claims["email"]),
+            raw=dict(claims),
+        )
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    async def token_request(self, form: Mapping[str, str]) -> Any:
+        """POST to the token endpoint with client authentication; the parsed JSON answer."""
+        response = await self._post_form(self._endpoint("token_endpoint"), form)
+        raise_for_oauth_error(response, self.context.provider_id)
+        return response.json()
+
+    async def _post_form(self, url: str, form: Mapping[str, str]) -> UpstreamResponse:
+        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        body = dict(form)
+        if self.auth_method == "client_secret_basic":
+            headers["Authorization"] = basic_credentials(self.client_id, self.client_secret)
+        else:
+            body.update(client_id=self.client_id, client_secret=self.client_secret)
+        return await self.context.http.request("POST", url, content=urlencode(body).encode(), headers=headers)
+
+    def _endpoint(self, name: str) -> str:
+        url = self.endpoints.get(name)
+        if url is None:
+            raise ProviderRequestRejected(
+                f"provider {self.context.provider_id} has no {name}", metadata={"provider": self.context.provider_id}
+            )
+        return url
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> str:
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return ""
+        value = value.get(part)
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    return str(value)

@@ -1,0 +1,236 @@
+"""The public API for provider plugins.
+
+A plugin is a Python distribution that registers provider types through the ``broker_gateway``
+entry-point group::
+
+    # pyproject.toml
+    [project.entry-points.broker_gateway]
+    acme = "broker_gateway_acme"
+
+    # broker_gateway_acme/__init__.py
+    from broker_gateway.provider import hookimpl
+    from broker_gateway.oauth2 import OAuth2Provider
+
+    class AcmeProvider(OAuth2Provider):
+        type = "acme"
+
+    @hookimpl
+    def broker_gateway_register_providers(register):
+        register(AcmeProvider)
+
+A provider implements only what is specific to its upstream: authorization URL parameters, the token
+request and its parsing, refresh, revoke, user info and its operations. The core owns state, PKCE,
+storage, encryption, refresh timing and single-flight, deadlines, tracing and error mapping. Providers
+keep no token state and take no locks. ``docs/plugins.md`` is the full guide.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import pluggy
+
+from .errors import CapabilityUnsupported, UnknownOperation
+from .upstream import UpstreamClient
+
+#: The marker for a plugin's hook implementations.
+hookimpl = pluggy.HookimplMarker("broker_gateway")
+
+
+class OperationAuth(enum.Enum):
+    """Which credentials an operation is sent with."""
+
+    BROKER_KEY = "BROKER_KEY"
+    USER_TOKEN = "USER_TOKEN"
+    NONE = "NONE"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider supports; ListProviders reports it, and the core refuses what is absent."""
+
+    pkce: bool = False
+    refresh: bool = False
+    revoke: bool = False
+    user_info: bool = False
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """A provider's tokens with absolute expiry times. Token values never appear in its repr."""
+
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"
+    refresh_token: str | None = field(default=None, repr=False)
+    access_token_expire_time: datetime | None = None
+    refresh_token_expire_time: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    id_token: str | None = field(default=None, repr=False)
+
+    def expires_within(self, now: datetime, margin: timedelta) -> bool:
+        """True when the access token is expired or will be within ``margin``."""
+        expire = self.access_token_expire_time
+        return expire is not None and expire - now <= margin
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a completed code exchange yields: tokens, the user's subject when the token response
+    already tells it, and non-secret facts the provider needs on later calls (a site, a UID)."""
+
+    tokens: TokenSet
+    subject: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A provider's description of a user, normalised, with everything it returned in ``raw``."""
+
+    subject: str
+    username: str = ""
+    email: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A broker operation a provider declares; ``params_schema`` is a JSON Schema for its params."""
+
+    name: str
+    description: str
+    auth: OperationAuth
+    params_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    safe_to_retry: bool = False
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """Everything the core decided for one authorization URL; the provider only lays it out."""
+
+    state: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    code_challenge: str | None
+    extra_params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What the core gives a provider instance: its id, an HTTP client, a clock and a logger."""
+
+    provider_id: str
+    http: UpstreamClient
+    clock: Callable[[], datetime]
+    logger: logging.Logger
+    #: Plain-http endpoints are refused unless the configuration allows them (loopback sandboxes).
+    allow_insecure_http: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionCredentials:
+    """A connection as a provider sees it on a call: its tokens and the metadata from its Grant."""
+
+    tokens: TokenSet
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class Provider:
+    """Base class of every provider type. Subclasses set ``type`` and override what they support.
+
+    The constructor receives the provider's settings from the configuration (everything but ``id``,
+    ``type`` and ``redirect_uris``) and raises ``ConfigError`` listing every problem it finds.
+    """
+
+    #: The name configuration entries use in ``type``; unique among registered providers.
+    type: ClassVar[str]
+
+    def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
+        self.context = context
+        self.settings = settings
+
+    async def start(self) -> None:
+        """Called once before serving, for work such as OIDC discovery."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    @property
+    def scopes(self) -> Sequence[str]:
+        """The scopes callers may request; empty means any."""
+        return ()
+
+    @property
+    def default_scopes(self) -> Sequence[str]:
+        """The scopes requested when the caller names none."""
+        return ()
+
+    @property
+    def issuer(self) -> str | None:
+        """The issuer identifier compared with the callback's ``iss``; None when there is none."""
+        return None
+
+    @property
+    def requires_iss(self) -> bool:
+        """True when the provider always sends ``iss``, so a callback without it is refused."""
+        return False
+
+    @property
+    def allowed_extra_params(self) -> frozenset[str]:
+        """Extra authorization URL parameters callers may pass through."""
+        return frozenset()
+
+    def authorization_url(self, request: AuthorizationRequest) -> str:
+        raise NotImplementedError
+
+    async def exchange_code(
+        self,
+        code: str,
+        *,
+        redirect_uri: str,
+        code_verifier: str | None,
+        scopes: Sequence[str],
+        callback_params: Mapping[str, str],
+    ) -> Grant:
+        raise NotImplementedError
+
+    async def refresh(self, credentials: ConnectionCredentials) -> TokenSet:
+        raise CapabilityUnsupported(
+            f"provider {self.context.provider_id} cannot refresh tokens",
+            metadata={"provider": self.context.provider_id, "capability": "refresh"},
+        )
+
+    async def revoke(self, credentials: ConnectionCredentials) -> bool:
+        """Revoke upstream; return False when the provider has no way to (the core still ends the
+        connection)."""
+        return False
+
+    async def user_info(self, credentials: ConnectionCredentials) -> UserInfo:
+        raise CapabilityUnsupported(
+            f"provider {self.context.provider_id} offers no user info",
+            metadata={"provider": self.context.provider_id, "capability": "user_info"},
+        )
+
+    def operations(self) -> Sequence[Operation]:
+        return ()
+
+    async def invoke(
+        self,
+        operation: Operation,
+        params: Mapping[str, Any],
+        *,
+        credentials: ConnectionCredentials | None,
+        request_id: str,
+    ) -> Any:
+        """Run one of ``operations()``; params were already checked against its schema."""
+        raise UnknownOperation(
+            "operation",
+            f"provider {self.context.provider_id} has no operation {operation.name!r}",
+            metadata={"provider": self.context.provider_id},
+        )

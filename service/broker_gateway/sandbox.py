@@ -1,0 +1,208 @@
+"""``broker-gateway sandbox``: the gateway on its embedded default against local simulators.
+
+Each built-in plugin registers its simulators (``broker_gateway_register_sandboxes``); the sandbox
+serves each on a loopback port, configures a provider against it with the shared redirect URI, serves
+a callback page at that URI that shows the code and the grpcurl command completing the exchange, and
+writes ``<data-dir>/sandbox.json`` with everything a client needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from .app import build_application
+from .config import Config, ProviderConfig, ServerConfig
+from .gateway import GatewaySettings
+from .plugins import plugin_manager, sandbox_upstreams
+from .server import RunningServer, start_server, termination_signal
+from .store.crypto import decode_key, generate_key
+
+DEFAULT_DATA_DIR = ".broker-gateway"
+DEFAULT_CALLBACK = "127.0.0.1:8765"
+
+
+@dataclass(frozen=True)
+class SandboxEnvironment:
+    """What a simulator is told when the sandbox builds it."""
+
+    #: Where the simulator will be served, e.g. ``http://127.0.0.1:41234``.
+    base_url: str
+    #: The redirect URI the sandbox registers for every provider.
+    redirect_uri: str
+
+
+@dataclass(frozen=True)
+class SandboxParts:
+    """A built simulator: its ASGI app, the provider entry for it, and what sandbox.json reports."""
+
+    app: ASGIApp
+    provider_type: str
+    provider_settings: Mapping[str, Any] = field(repr=False)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class SandboxUpstream:
+    """A simulator a plugin registers; ``provider_id`` is the id the sandbox's provider gets."""
+
+    provider_id: str
+    build: Callable[[SandboxEnvironment], SandboxParts]
+
+
+def _bind(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host or "127.0.0.1", int(port)))
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+def callback_app(gateway_address: str) -> Starlette:
+    """The page at the sandbox redirect URI: shows the callback and the command that completes it."""
+
+    async def callback(request: Request) -> HTMLResponse:
+        params = dict(request.query_params)
+        state, code = params.pop("state", ""), params.pop("code", "")
+        iss = params.pop("iss", "")
+        body = {"state": state, "code": code, **({"iss": iss} if iss else {}), "callback_params": params}
+        command = (
+            f"grpcurl -plaintext -d '{json.dumps(body)}' {gateway_address} broker_gateway.v1.BrokerGateway/Exchange"
+        )
+        page = (
+            "<!doctype html><meta charset=utf-8><title>BrokerGateway sandbox callback</title>"
+            "<h1>Authorization callback</h1>"
+            f"<p>The provider redirected back with these parameters:</p><pre>{html.escape(json.dumps(body, indent=2))}</pre>"
+            f"<p>Complete the exchange with:</p><pre>{html.escape(command)}</pre>"
+        )
+        headers = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"}
+        return HTMLResponse(page, headers=headers)
+
+    return Starlette(routes=[Route("/callback", callback)])
+
+
+def load_or_create_key(data_dir: Path) -> tuple[str, bytes]:
+    """The sandbox's encryption key, kept in ``<data-dir>/keyring.json`` (mode 0600) across runs."""
+    path = data_dir / "keyring.json"
+    if not path.exists():
+        path.write_text(json.dumps({"id": "sandbox-1", "key": generate_key()}))
+        path.chmod(0o600)
+    document = json.loads(path.read_text())
+    return document["id"], decode_key(document["key"])
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: simulators, callback page and gateway."""
+
+    running: RunningServer
+    description: dict[str, Any]
+    _servers: list[tuple[uvicorn.Server, asyncio.Task[None]]]
+
+    async def stop(self) -> None:
+        await self.running.stop(grace=1.0)
+        for server, task in self._servers:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _serve_asgi(app: ASGIApp, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+async def start_sandbox(
+    *, listen: str, data_dir: Path, callback: str = DEFAULT_CALLBACK, gateway_settings: GatewaySettings = GatewaySettings()
+) -> Sandbox:
+    """Start every registered simulator, the callback page and the gateway; write sandbox.json."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    manager = plugin_manager()
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    callback_socket = _bind(callback)
+    redirect_uri = f"{_url(callback_socket)}/callback"
+    providers: list[ProviderConfig] = []
+    upstreams: dict[str, Any] = {}
+    for upstream in sandbox_upstreams(manager):
+        sock = _bind("127.0.0.1:0")
+        parts = upstream.build(SandboxEnvironment(base_url=_url(sock), redirect_uri=redirect_uri))
+        servers.append(await _serve_asgi(parts.app, sock))
+        providers.append(
+            ProviderConfig(
+                id=upstream.provider_id,
+                type=parts.provider_type,
+                redirect_uris=(redirect_uri,),
+                settings=parts.provider_settings,
+                allow_insecure_http=True,
+            )
+        )
+        upstreams[upstream.provider_id] = {"base_url": _url(sock), **parts.credentials}
+    config = Config(
+        server=ServerConfig(listen=listen, shutdown_grace_seconds=1.0),
+        store_path=str(data_dir / "gateway.db"),
+        encryption_keys=(load_or_create_key(data_dir),),
+        providers=tuple(providers),
+        gateway=gateway_settings,
+    )
+    application = await build_application(config, manager=manager)
+    running = await start_server(application, listen)
+    gateway_address = f"{listen.rpartition(':')[0]}:{running.port}"
+    servers.append(await _serve_asgi(callback_app(gateway_address), callback_socket))
+    description = {"gateway": gateway_address, "redirect_uri": redirect_uri, "upstreams": upstreams}
+    path = data_dir / "sandbox.json"
+    path.write_text(json.dumps(description, indent=2) + "\n")
+    os.chmod(path, 0o600)
+    return Sandbox(running, description, servers)
+
+
+def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
+    """How to try the flow, printed when the sandbox is up."""
+    gateway, redirect_uri = description["gateway"], description["redirect_uri"]
+    provider = "wallet" if "wallet" in description["upstreams"] else next(iter(description["upstreams"]), "wallet")
+    authorize = json.dumps({"provider": provider, "redirect_uri": redirect_uri})
+    return "\n".join(
+        [
+            f"BrokerGateway sandbox: gateway on {gateway}, providers {', '.join(description['upstreams'])}.",
+            f"Everything a client needs is in {data_dir / 'sandbox.json'}.",
+            "",
+            "Try the flow:",
+            f"  grpcurl -plaintext -d '{authorize}' {gateway} broker_gateway.v1.BrokerGateway/Authorize",
+            "  Open the authorization_url in a browser and approve (or append &approve=alice to it);",
+            f"  the page at {redirect_uri} then shows the grpcurl command that completes the Exchange.",
+            "",
+            "Stop with Ctrl-C.",
+        ]
+    )
+
+
+async def run_sandbox(listen: str, data_dir: Path, callback: str, announce: Callable[[str], None] = print) -> None:
+    """Run the sandbox until SIGTERM or SIGINT."""
+    sandbox = await start_sandbox(listen=listen, data_dir=data_dir, callback=callback)
+    try:
+        announce(instructions(sandbox.description, data_dir))
+        await termination_signal()
+    finally:
+        await sandbox.stop()

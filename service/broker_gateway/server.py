@@ -1,0 +1,102 @@
+"""The grpc.aio server: the BrokerGateway servicer, health, reflection, interceptors and shutdown.
+
+Health reports SERVING only while the store answers. On SIGTERM the server goes NOT_SERVING first,
+lets in-flight calls finish within the grace period, lets running refreshes persist, then closes the
+store (oauth-security 3.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import telemetry
+from .app import Application
+from .errors import GatewayError
+from .interceptors import ErrorInterceptor
+from .servicer import BrokerGatewayServicer
+from .v1 import broker_gateway_service_pb2, broker_gateway_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = broker_gateway_service_pb2.DESCRIPTOR.services_by_name["BrokerGateway"].full_name
+HEALTH_INTERVAL = 5.0
+
+
+@dataclass
+class RunningServer:
+    """A started server and what its shutdown must stop."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    application: Application
+    _monitor: asyncio.Task[None]
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.application.config.server.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        self._monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._monitor
+        await self.server.stop(grace)
+        await self.application.close()
+
+
+async def _watch_store(application: Application, servicer: health.aio.HealthServicer) -> None:
+    """SERVING while the store answers, NOT_SERVING while it does not."""
+    while True:
+        try:
+            await application.gateway.store.ping()
+            status = health_pb2.HealthCheckResponse.SERVING
+        except GatewayError:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await servicer.set(name, status)
+        await asyncio.sleep(HEALTH_INTERVAL)
+
+
+async def start_server(application: Application, listen: str | None = None) -> RunningServer:
+    """Build, bind and start the server; ``listen`` overrides the configuration (port 0 picks one)."""
+    config = application.config.server
+    options = [
+        ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(
+        interceptors=[telemetry.server_interceptor(application.tracer_provider), ErrorInterceptor()],
+        options=options,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    broker_gateway_service_pb2_grpc.add_BrokerGatewayServicer_to_server(BrokerGatewayServicer(application.gateway), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if config.reflection:
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = listen or config.listen
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    monitor = asyncio.get_running_loop().create_task(_watch_store(application, health_servicer))
+    log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")
+    return RunningServer(server, port, health_servicer, application, monitor)
+
+
+async def termination_signal() -> None:
+    """Return when SIGTERM or SIGINT arrives."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")

@@ -1,0 +1,180 @@
+"""Translation between BrokerGateway's protobuf messages and the flows in ``gateway``; no flow logic.
+
+The tenant is the single default one until caller authentication arrives.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from .gateway import DEFAULT_TENANT, Gateway
+from .provider import OperationAuth
+from .store.base import ConnectionStatus, StoredConnection
+from .v1 import broker_gateway_service_pb2 as api
+from .v1 import broker_gateway_service_pb2_grpc as api_grpc
+from .v1 import connection_pb2, provider_pb2
+
+_STATUS = {
+    ConnectionStatus.ACTIVE: connection_pb2.CONNECTION_STATUS_ACTIVE,
+    ConnectionStatus.REAUTH_REQUIRED: connection_pb2.CONNECTION_STATUS_REAUTH_REQUIRED,
+    ConnectionStatus.REVOKED: connection_pb2.CONNECTION_STATUS_REVOKED,
+}
+_AUTH = {
+    OperationAuth.BROKER_KEY: provider_pb2.OPERATION_AUTH_BROKER_KEY,
+    OperationAuth.USER_TOKEN: provider_pb2.OPERATION_AUTH_USER_TOKEN,
+    OperationAuth.NONE: provider_pb2.OPERATION_AUTH_NONE,
+}
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _struct(value: Any) -> struct_pb2.Struct:
+    return json_format.ParseDict(value, struct_pb2.Struct())
+
+
+def connection_message(connection: StoredConnection) -> connection_pb2.Connection:
+    return connection_pb2.Connection(
+        connection_id=connection.connection_id,
+        provider=connection.provider_id,
+        scopes=connection.scopes,
+        subject=connection.subject,
+        status=_STATUS[connection.status],
+        access_token_expire_time=_timestamp(connection.access_token_expire_time),
+        refresh_token_expire_time=_timestamp(connection.refresh_token_expire_time),
+        create_time=_timestamp(connection.create_time),
+        update_time=_timestamp(connection.update_time),
+        status_reason=connection.status_reason,
+    )
+
+
+class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
+    """The BrokerGateway service over a Gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def ListProviders(self, request: api.ListProvidersRequest, context: grpc.aio.ServicerContext) -> api.ListProvidersResponse:
+        providers = []
+        for configured in self.gateway.list_providers():
+            provider = configured.provider
+            capabilities = provider.capabilities
+            providers.append(
+                provider_pb2.Provider(
+                    id=configured.id,
+                    type=provider.type,
+                    capabilities=provider_pb2.ProviderCapabilities(
+                        pkce=capabilities.pkce,
+                        refresh=capabilities.refresh,
+                        revoke=capabilities.revoke,
+                        user_info=capabilities.user_info,
+                    ),
+                    scopes=provider.scopes,
+                    issuer=provider.issuer or "",
+                    operations=[
+                        provider_pb2.Operation(
+                            name=operation.name,
+                            description=operation.description,
+                            auth=_AUTH[operation.auth],
+                            params_schema=_struct(operation.params_schema),
+                            safe_to_retry=operation.safe_to_retry,
+                        )
+                        for operation in provider.operations()
+                    ],
+                )
+            )
+        return api.ListProvidersResponse(providers=providers)
+
+    async def Authorize(self, request: api.AuthorizeRequest, context: grpc.aio.ServicerContext) -> api.AuthorizeResponse:
+        start = await self.gateway.authorize(
+            DEFAULT_TENANT,
+            provider_id=request.provider,
+            redirect_uri=request.redirect_uri,
+            scopes=list(request.scopes),
+            connection_id=request.connection_id,
+            extra_params=dict(request.extra_params),
+        )
+        return api.AuthorizeResponse(
+            authorization_url=start.authorization_url,
+            state=start.state,
+            expire_time=_timestamp(start.expire_time),
+            connection_id=start.connection_id,
+        )
+
+    async def Exchange(self, request: api.ExchangeRequest, context: grpc.aio.ServicerContext) -> api.ExchangeResponse:
+        connection = await self.gateway.exchange(
+            DEFAULT_TENANT,
+            state=request.state,
+            code=request.code,
+            iss=request.iss,
+            callback_params=dict(request.callback_params),
+        )
+        return api.ExchangeResponse(connection=connection_message(connection))
+
+    async def Refresh(self, request: api.RefreshRequest, context: grpc.aio.ServicerContext) -> api.RefreshResponse:
+        connection = await self.gateway.refresh(DEFAULT_TENANT, request.connection_id)
+        return api.RefreshResponse(connection=connection_message(connection))
+
+    async def Revoke(self, request: api.RevokeRequest, context: grpc.aio.ServicerContext) -> api.RevokeResponse:
+        connection, upstream_revoked = await self.gateway.revoke(DEFAULT_TENANT, request.connection_id)
+        return api.RevokeResponse(connection=connection_message(connection), upstream_revoked=upstream_revoked)
+
+    async def GetUserInfo(self, request: api.GetUserInfoRequest, context: grpc.aio.ServicerContext) -> api.GetUserInfoResponse:
+        info = await self.gateway.user_info(DEFAULT_TENANT, request.connection_id)
+        return api.GetUserInfoResponse(
+            user_info=api.UserInfo(subject=info.subject, username=info.username, email=info.email, raw=_struct(dict(info.raw)))
+        )
+
+    async def GetAccessToken(
+        self, request: api.GetAccessTokenRequest, context: grpc.aio.ServicerContext
+    ) -> api.GetAccessTokenResponse:
+        tokens = await self.gateway.access_token(DEFAULT_TENANT, request.connection_id)
+        return api.GetAccessTokenResponse(
+            access_token=tokens.access_token,
+            expire_time=_timestamp(tokens.access_token_expire_time),
+            token_type=tokens.token_type,
+        )
+
+    async def InvokeOperation(
+        self, request: api.InvokeOperationRequest, context: grpc.aio.ServicerContext
+    ) -> api.InvokeOperationResponse:
+        result = await self.gateway.invoke(
+            DEFAULT_TENANT,
+            provider_id=request.provider,
+            operation_name=request.operation,
+            connection_id=request.connection_id,
+            params=json_format.MessageToDict(request.params),
+            request_id=request.request_id,
+        )
+        return api.InvokeOperationResponse(result=json_format.ParseDict(result, struct_pb2.Value()))
+
+    async def GetConnection(
+        self, request: api.GetConnectionRequest, context: grpc.aio.ServicerContext
+    ) -> api.GetConnectionResponse:
+        connection = await self.gateway.get_connection(DEFAULT_TENANT, request.connection_id)
+        return api.GetConnectionResponse(connection=connection_message(connection))
+
+    async def ListConnections(
+        self, request: api.ListConnectionsRequest, context: grpc.aio.ServicerContext
+    ) -> api.ListConnectionsResponse:
+        connections, next_page_token = await self.gateway.list_connections(
+            DEFAULT_TENANT, provider_id=request.provider, page_size=request.page_size, page_token=request.page_token
+        )
+        return api.ListConnectionsResponse(
+            connections=[connection_message(c) for c in connections], next_page_token=next_page_token
+        )
+
+    async def DeleteConnection(
+        self, request: api.DeleteConnectionRequest, context: grpc.aio.ServicerContext
+    ) -> api.DeleteConnectionResponse:
+        await self.gateway.delete_connection(DEFAULT_TENANT, request.connection_id)
+        return api.DeleteConnectionResponse()

@@ -1,0 +1,118 @@
+"""The Store protocol: what every backend (SQLite now; Redis and PostgreSQL for many replicas) offers.
+
+It is shaped by the refresh algorithm of oauth-security 2.2: an atomic take of a pending state, a
+lease per connection, and version-checked writes. Stores hold ciphertexts only; sealing and opening
+happen above them (``broker_gateway.vault``), so every backend gets the same encryption.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+
+class ConnectionStatus(enum.Enum):
+    ACTIVE = "ACTIVE"
+    REAUTH_REQUIRED = "REAUTH_REQUIRED"
+    REVOKED = "REVOKED"
+
+
+class TakeOutcome(enum.Enum):
+    """What taking a pending authorization found."""
+
+    TAKEN = "taken"
+    UNKNOWN = "unknown"
+    REPLAYED = "replayed"
+
+
+@dataclass(frozen=True)
+class PendingAuthorization:
+    """An Authorize waiting for its callback, keyed by a hash of its state."""
+
+    tenant: str
+    state_key: str
+    provider_id: str
+    connection_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    issuer: str | None
+    sealed_verifier: bytes | None = field(repr=False)
+    create_time: datetime
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class StoredConnection:
+    """A connection as stored: tokens sealed, lifetimes in the clear for listing and scheduling."""
+
+    tenant: str
+    connection_id: str
+    provider_id: str
+    scopes: tuple[str, ...]
+    subject: str
+    status: ConnectionStatus
+    status_reason: str
+    metadata: Mapping[str, str]
+    sealed_tokens: bytes | None = field(repr=False)
+    access_token_expire_time: datetime | None
+    refresh_token_expire_time: datetime | None
+    create_time: datetime
+    update_time: datetime
+    #: Incremented by every write; the fence of version-checked writes.
+    version: int = 1
+    #: Creation order, assigned by the store; pagination follows it.
+    seq: int = 0
+
+
+class Store(Protocol):
+    """A backend for pending authorizations, connections and refresh leases.
+
+    Raise ``StoreUnavailable`` when the backend cannot be reached.
+    """
+
+    async def ping(self) -> None:
+        """Return when the backend answers; raise StoreUnavailable otherwise."""
+
+    async def close(self) -> None: ...
+
+    async def put_pending(self, pending: PendingAuthorization) -> None: ...
+
+    async def take_pending(self, tenant: str, state_key: str) -> tuple[TakeOutcome, PendingAuthorization | None]:
+        """Consume a pending authorization atomically: of concurrent takes exactly one sees TAKEN.
+        A consumed state is remembered until it expires, so a replay is told from an unknown state."""
+
+    async def purge_pending(self, before: datetime) -> int:
+        """Forget pending authorizations that expired before ``before``."""
+
+    async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
+
+    async def insert_connection(self, connection: StoredConnection) -> bool:
+        """Add a new connection; False when the id is already taken in the tenant."""
+
+    async def update_connection(self, connection: StoredConnection, *, expected_version: int) -> bool:
+        """Write ``connection`` (with ``version`` = expected_version + 1) only if the stored version is
+        still ``expected_version``; False when another writer came first."""
+
+    async def delete_connection(self, tenant: str, connection_id: str) -> bool: ...
+
+    async def list_connections(
+        self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int
+    ) -> list[StoredConnection]:
+        """Connections in creation order with ``seq`` greater than ``after_seq``."""
+
+    async def acquire_lease(
+        self, tenant: str, connection_id: str, *, holder: str, ttl: timedelta, now: datetime
+    ) -> bool:
+        """Take the connection's refresh lease if it is free or expired."""
+
+    async def release_lease(self, tenant: str, connection_id: str, *, holder: str) -> None:
+        """Release the lease if ``holder`` still holds it."""
+
+    def sealed_connections(self) -> AsyncIterator[StoredConnection]:
+        """Every connection that holds sealed tokens, for re-encryption."""
+
+    async def key_ids_in_use(self) -> set[str]:
+        """The ids of every key some stored ciphertext was sealed with."""

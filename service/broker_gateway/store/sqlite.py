@@ -1,0 +1,286 @@
+"""The embedded default store: one SQLite file, for a single node.
+
+Calls run on the event loop: each is a short local transaction (microseconds), cheaper than a thread
+hop. WAL mode lets readers proceed during a write. Several gateway processes on one host may share
+the file (leases and version checks hold across them); several hosts on a network filesystem may not.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ..errors import StoreUnavailable
+from .base import ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .crypto import envelope_key_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending_authorizations (
+    tenant TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    issuer TEXT,
+    sealed_verifier BLOB,
+    create_time REAL NOT NULL,
+    expire_time REAL NOT NULL,
+    consumed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, state_key)
+);
+CREATE TABLE IF NOT EXISTS connections (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    sealed_tokens BLOB,
+    key_id TEXT,
+    access_token_expire_time REAL,
+    refresh_token_expire_time REAL,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    version INTEGER NOT NULL,
+    UNIQUE (tenant, connection_id)
+);
+CREATE INDEX IF NOT EXISTS connections_by_provider ON connections (tenant, provider_id, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    tenant TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    expire_time REAL NOT NULL,
+    PRIMARY KEY (tenant, connection_id)
+);
+"""
+
+_CONNECTION_COLUMNS = (
+    "seq, tenant, connection_id, provider_id, scopes, subject, status, status_reason, metadata, sealed_tokens, "
+    "access_token_expire_time, refresh_token_expire_time, create_time, update_time, version"
+)
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _connection(row: sqlite3.Row) -> StoredConnection:
+    return StoredConnection(
+        seq=row["seq"],
+        tenant=row["tenant"],
+        connection_id=row["connection_id"],
+        provider_id=row["provider_id"],
+        scopes=tuple(json.loads(row["scopes"])),
+        subject=row["subject"],
+        status=ConnectionStatus(row["status"]),
+        status_reason=row["status_reason"],
+        metadata=json.loads(row["metadata"]),
+        sealed_tokens=row["sealed_tokens"],
+        access_token_expire_time=_dt(row["access_token_expire_time"]),
+        refresh_token_expire_time=_dt(row["refresh_token_expire_time"]),
+        create_time=_dt(row["create_time"]),
+        update_time=_dt(row["update_time"]),
+        version=row["version"],
+    )
+
+
+def _connection_values(c: StoredConnection) -> dict[str, object]:
+    return {
+        "tenant": c.tenant,
+        "connection_id": c.connection_id,
+        "provider_id": c.provider_id,
+        "scopes": json.dumps(list(c.scopes)),
+        "subject": c.subject,
+        "status": c.status.value,
+        "status_reason": c.status_reason,
+        "metadata": json.dumps(dict(c.metadata), sort_keys=True),
+        "sealed_tokens": c.sealed_tokens,
+        "key_id": None if c.sealed_tokens is None else envelope_key_id(c.sealed_tokens),
+        "access_token_expire_time": _ts(c.access_token_expire_time),
+        "refresh_token_expire_time": _ts(c.refresh_token_expire_time),
+        "create_time": _ts(c.create_time),
+        "update_time": _ts(c.update_time),
+        "version": c.version,
+    }
+
+
+class SQLiteStore:
+    """A Store on one SQLite database file (or ``:memory:`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
+        if str(path) != ":memory:":
+            Path(path).chmod(0o600)
+
+    def _execute(self, sql: str, parameters: object = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as error:
+            raise StoreUnavailable("the SQLite store is not answering") from error
+
+    async def ping(self) -> None:
+        self._execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        self._db.close()
+
+    async def put_pending(self, pending: PendingAuthorization) -> None:
+        self._execute(
+            "INSERT INTO pending_authorizations (tenant, state_key, provider_id, connection_id, redirect_uri, scopes,"
+            " issuer, sealed_verifier, create_time, expire_time) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                pending.tenant,
+                pending.state_key,
+                pending.provider_id,
+                pending.connection_id,
+                pending.redirect_uri,
+                json.dumps(list(pending.scopes)),
+                pending.issuer,
+                pending.sealed_verifier,
+                _ts(pending.create_time),
+                _ts(pending.expire_time),
+            ),
+        )
+
+    async def take_pending(self, tenant: str, state_key: str) -> tuple[TakeOutcome, PendingAuthorization | None]:
+        # One write transaction: of two concurrent takes, the second sees the first's `consumed`.
+        self._execute("BEGIN IMMEDIATE")
+        try:
+            row = self._execute(
+                "SELECT * FROM pending_authorizations WHERE tenant = ? AND state_key = ?", (tenant, state_key)
+            ).fetchone()
+            if row is not None and not row["consumed"]:
+                # The verifier is needed once; a consumed row keeps only what tells a replay apart.
+                self._execute(
+                    "UPDATE pending_authorizations SET consumed = 1, sealed_verifier = NULL"
+                    " WHERE tenant = ? AND state_key = ?",
+                    (tenant, state_key),
+                )
+            self._execute("COMMIT")
+        except BaseException:
+            self._db.rollback()
+            raise
+        if row is None:
+            return TakeOutcome.UNKNOWN, None
+        if row["consumed"]:
+            return TakeOutcome.REPLAYED, None
+        pending = PendingAuthorization(
+            tenant=row["tenant"],
+            state_key=row["state_key"],
+            provider_id=row["provider_id"],
+            connection_id=row["connection_id"],
+            redirect_uri=row["redirect_uri"],
+            scopes=tuple(json.loads(row["scopes"])),
+            issuer=row["issuer"],
+            sealed_verifier=row["sealed_verifier"],
+            create_time=_dt(row["create_time"]),
+            expire_time=_dt(row["expire_time"]),
+        )
+        return TakeOutcome.TAKEN, pending
+
+    async def purge_pending(self, before: datetime) -> int:
+        return self._execute("DELETE FROM pending_authorizations WHERE expire_time < ?", (_ts(before),)).rowcount
+
+    async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None:
+        row = self._execute(
+            f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE tenant = ? AND connection_id = ?",
+            (tenant, connection_id),
+        ).fetchone()
+        return None if row is None else _connection(row)
+
+    async def insert_connection(self, connection: StoredConnection) -> bool:
+        values = _connection_values(connection)
+        columns = ", ".join(values)
+        try:
+            self._execute(
+                f"INSERT INTO connections ({columns}) VALUES ({', '.join('?' for _ in values)})", tuple(values.values())
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    async def update_connection(self, connection: StoredConnection, *, expected_version: int) -> bool:
+        values = _connection_values(connection)
+        tenant, connection_id = values.pop("tenant"), values.pop("connection_id")
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        cursor = self._execute(
+            f"UPDATE connections SET {assignments} WHERE tenant = ? AND connection_id = ? AND version = ?",
+            (*values.values(), tenant, connection_id, expected_version),
+        )
+        return cursor.rowcount == 1
+
+    async def delete_connection(self, tenant: str, connection_id: str) -> bool:
+        cursor = self._execute("DELETE FROM connections WHERE tenant = ? AND connection_id = ?", (tenant, connection_id))
+        return cursor.rowcount == 1
+
+    async def list_connections(
+        self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int
+    ) -> list[StoredConnection]:
+        if provider_id is None:
+            sql = f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?"
+            parameters: tuple[object, ...] = (tenant, after_seq, limit)
+        else:
+            sql = (
+                f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE tenant = ? AND provider_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?"
+            )
+            parameters = (tenant, provider_id, after_seq, limit)
+        return [_connection(row) for row in self._execute(sql, parameters).fetchall()]
+
+    async def acquire_lease(
+        self, tenant: str, connection_id: str, *, holder: str, ttl: timedelta, now: datetime
+    ) -> bool:
+        cursor = self._execute(
+            "INSERT INTO leases (tenant, connection_id, holder, expire_time) VALUES (?,?,?,?)"
+            " ON CONFLICT (tenant, connection_id) DO UPDATE SET holder = excluded.holder,"
+            " expire_time = excluded.expire_time WHERE leases.expire_time <= ? OR leases.holder = excluded.holder",
+            (tenant, connection_id, holder, _ts(now + ttl), _ts(now)),
+        )
+        return cursor.rowcount == 1
+
+    async def release_lease(self, tenant: str, connection_id: str, *, holder: str) -> None:
+        self._execute(
+            "DELETE FROM leases WHERE tenant = ? AND connection_id = ? AND holder = ?", (tenant, connection_id, holder)
+        )
+
+    async def sealed_connections(self) -> AsyncIterator[StoredConnection]:
+        after = 0
+        while True:
+            rows = self._execute(
+                f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE seq > ? AND sealed_tokens IS NOT NULL"
+                " ORDER BY seq LIMIT 500",
+                (after,),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _connection(row)
+            after = rows[-1]["seq"]
+
+    async def key_ids_in_use(self) -> set[str]:
+        rows = self._execute(
+            "SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL"
+        ).fetchall()
+        return {row["key_id"] for row in rows}

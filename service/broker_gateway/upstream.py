@@ -1,0 +1,111 @@
+"""The one HTTP client providers use to reach their upstreams.
+
+It gives every provider the same behaviour for free: timeouts derived from the caller's deadline,
+redirects never followed (a token endpoint redirecting elsewhere is not trusted, oauth-security C5),
+response bodies capped, and transport failures mapped to the gateway's errors with the distinction
+that matters for non-idempotent calls: whether the request could have reached the upstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from . import deadlines
+from .errors import OutcomeUnknown, ProviderResponseInvalid, ProviderUnavailable
+
+#: Upstream answers are small JSON documents; anything larger is refused rather than buffered.
+MAX_RESPONSE_BYTES = 1 << 20
+#: No single upstream call may take longer than this, whatever the caller's deadline.
+MAX_CALL_SECONDS = 30.0
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    """A complete upstream answer, read within the size cap."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        """The body as JSON; an unparseable body is the upstream's fault, not the caller's."""
+        try:
+            return json.loads(self.content)
+        except ValueError as error:
+            raise ProviderResponseInvalid(
+                "the provider answered with a body that is not JSON",
+                metadata={"upstream_http_status": str(self.status_code)},
+            ) from error
+
+    def retry_after(self) -> float | None:
+        """The Retry-After header in seconds (delta-seconds form only), clamped to an hour."""
+        value = self.headers.get("retry-after", "")
+        try:
+            return min(max(float(value), 0.0), 3600.0)
+        except ValueError:
+            return None
+
+
+class UpstreamClient:
+    """Sends a provider's HTTP requests with the gateway's timeouts, limits and error mapping."""
+
+    def __init__(self, client: httpx.AsyncClient, provider_id: str) -> None:
+        self._client = client
+        self._provider_id = provider_id
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeout: float = MAX_CALL_SECONDS,
+    ) -> UpstreamResponse:
+        """Send one request and read the whole answer; raise a GatewayError on transport failure."""
+        budget = deadlines.upstream_timeout(min(timeout, MAX_CALL_SECONDS))
+        request = self._client.build_request(
+            method, url, params=params, data=data, content=content, headers=headers, timeout=budget
+        )
+        metadata = {"provider": self._provider_id}
+        try:
+            response = await self._client.send(request, auth=auth, follow_redirects=False, stream=True)
+            try:
+                body = await _read_capped(response)
+            finally:
+                await response.aclose()
+        except _NOT_SENT as error:
+            raise ProviderUnavailable(
+                f"could not reach provider {self._provider_id}", metadata=metadata, retry_after=1.0
+            ) from error
+        except httpx.TransportError as error:
+            raise OutcomeUnknown(
+                f"provider {self._provider_id} did not answer in time; the request may have taken effect",
+                metadata=metadata,
+            ) from error
+        return UpstreamResponse(response.status_code, response.headers, body)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """Read the decoded body chunk by chunk, stopping as soon as it passes the cap."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise ProviderResponseInvalid(
+                "the provider's answer is larger than the gateway accepts",
+                metadata={"upstream_http_status": str(response.status_code)},
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,89 @@
+"""Sealing and opening the secrets the stores hold: token sets and PKCE verifiers.
+
+Kept above the Store protocol so every backend stores the same ciphertexts, bound to the same
+context, and key rotation works identically everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+
+from .errors import TokenDecryptFailed
+from .provider import TokenSet
+from .store.base import Store, StoredConnection
+from .store.crypto import Keyring, envelope_key_id
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class Vault:
+    """Seals secrets for a (tenant, connection) under the keyring's active key."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    def seal_tokens(self, tenant: str, connection_id: str, tokens: TokenSet) -> bytes:
+        document = {
+            "access_token": tokens.access_token,
+            "token_type": tokens.token_type,
+            "refresh_token": tokens.refresh_token,
+            "access_token_expire_time": _time(tokens.access_token_expire_time),
+            "refresh_token_expire_time": _time(tokens.refresh_token_expire_time),
+            "scopes": list(tokens.scopes),
+            "id_token": tokens.id_token,
+        }
+        return self.keyring.seal(json.dumps(document).encode(), context=(tenant, connection_id, "tokens"))
+
+    def open_tokens(self, connection: StoredConnection) -> TokenSet:
+        if connection.sealed_tokens is None:
+            raise TokenDecryptFailed(
+                "the connection holds no tokens", metadata={"connection_id": connection.connection_id}
+            )
+        try:
+            plaintext = self.keyring.open(
+                connection.sealed_tokens, context=(connection.tenant, connection.connection_id, "tokens")
+            )
+        except TokenDecryptFailed as error:
+            error.metadata["connection_id"] = connection.connection_id
+            raise
+        document = json.loads(plaintext)
+        return TokenSet(
+            access_token=document["access_token"],
+            token_type=document["token_type"],
+            refresh_token=document["refresh_token"],
+            access_token_expire_time=_parse_time(document["access_token_expire_time"]),
+            refresh_token_expire_time=_parse_time(document["refresh_token_expire_time"]),
+            scopes=tuple(document["scopes"]),
+            id_token=document["id_token"],
+        )
+
+    def seal_verifier(self, tenant: str, state_key: str, verifier: str) -> bytes:
+        return self.keyring.seal(verifier.encode(), context=(tenant, state_key, "code_verifier"))
+
+    def open_verifier(self, tenant: str, state_key: str, sealed: bytes) -> str:
+        return self.keyring.open(sealed, context=(tenant, state_key, "code_verifier")).decode()
+
+    async def rewrap(self, store: Store) -> int:
+        """Re-seal every connection not sealed with the active key; the count re-sealed. Safe to run
+        while serving: each write is version-checked, and a row changed meanwhile is already fresh."""
+        count = 0
+        async for connection in store.sealed_connections():
+            if connection.sealed_tokens is None or envelope_key_id(connection.sealed_tokens) == self.keyring.active_key_id:
+                continue
+            tokens = self.open_tokens(connection)
+            resealed = dataclasses.replace(
+                connection,
+                sealed_tokens=self.seal_tokens(connection.tenant, connection.connection_id, tokens),
+                version=connection.version + 1,
+            )
+            if await store.update_connection(resealed, expected_version=connection.version):
+                count += 1
+        return count
