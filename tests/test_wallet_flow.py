@@ -1,0 +1,45 @@
+"""The whole flow through gRPC against the wallet simulator, with the generic-oauth2 provider."""
+
+from __future__ import annotations
+
+from conftest import FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure
+from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from broker_gateway.v1 import connection_pb2
+
+
+async def test_authorize_exchange_userinfo_refresh_revoke(wallet_gateway: GatewayHarness, wallet: Wallet) -> None:
+    stub = wallet_gateway.stub
+    connection = await connect_wallet(wallet_gateway, wallet, "alice", scopes=["profile", "balance"])
+    assert connection.status == connection_pb2.CONNECTION_STATUS_ACTIVE
+    assert sorted(connection.scopes) == ["balance", "profile"]
+
+    info = (await stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10)).user_info
+    assert info.username == "alice" and info.email == "alice@wallet.example"
+    assert info.subject == str(int(info.raw["id"]))
+    assert info.raw["balance"]["currency"] == "USD"
+
+    before = await stub.GetAccessToken(api.GetAccessTokenRequest(connection_id=connection.connection_id), timeout=10)
+    refreshed = (await stub.Refresh(api.RefreshRequest(connection_id=connection.connection_id), timeout=10)).connection
+    after = await stub.GetAccessToken(api.GetAccessTokenRequest(connection_id=connection.connection_id), timeout=10)
+    assert after.access_token != before.access_token
+    assert refreshed.subject == info.subject
+    assert wallet.request_log.count("refresh_token") == 1
+
+    revoked = await stub.Revoke(api.RevokeRequest(connection_id=connection.connection_id), timeout=10)
+    assert revoked.connection.status == connection_pb2.CONNECTION_STATUS_REVOKED
+    assert revoked.upstream_revoked is False  # the wallet documents no revocation endpoint
+    failure = await expect_failure(stub.GetAccessToken(api.GetAccessTokenRequest(connection_id=connection.connection_id)))
+    assert failure.reason == "CONNECTION_REVOKED"
+
+
+async def test_access_token_is_refreshed_ahead_of_expiry(
+    wallet_gateway: GatewayHarness, wallet: Wallet, clock: FakeClock
+) -> None:
+    connection = await connect_wallet(wallet_gateway, wallet, "bob")
+    request = api.GetAccessTokenRequest(connection_id=connection.connection_id)
+    first = await wallet_gateway.stub.GetAccessToken(request, timeout=10)
+    clock.advance(hours=1, minutes=56)  # inside the 5-minute margin of the 2-hour token
+    second = await wallet_gateway.stub.GetAccessToken(request, timeout=10)
+    assert second.access_token != first.access_token
+    assert second.expire_time.ToDatetime() > first.expire_time.ToDatetime()
+    assert wallet.request_log.count("refresh_token") == 1
