@@ -73,7 +73,8 @@ class GatewaySettings:
     """Timing of the flows; the defaults suit providers with access tokens of an hour or more."""
 
     state_ttl: timedelta = timedelta(minutes=10)
-    #: Refresh when less than this is left of the access token (and at most a quarter of its life).
+    #: Refresh when less than this is left of the access token, or less than a quarter of its life
+    #: for tokens so short-lived that the margin would cover most of it.
     refresh_margin: timedelta = timedelta(minutes=5)
     #: The budget of a detached refresh or code exchange, independent of any caller's deadline.
     upstream_budget: float = 15.0
@@ -353,11 +354,11 @@ class Gateway:
 
     async def refresh(self, tenant: str, connection_id: str) -> StoredConnection:
         connection = await self.get_connection(tenant, connection_id)
-        configured = self.providers.get(connection.provider_id)
         _require_active(connection)
-        if configured is None or not configured.provider.capabilities.refresh:
+        refreshable = self._provider_of(connection).provider.capabilities.refresh
+        if not refreshable or not self.vault.open_tokens(connection).refresh_token:
             raise CapabilityUnsupported(
-                f"provider {connection.provider_id} cannot refresh tokens",
+                f"connection {connection_id} has no refresh token (provider {connection.provider_id})",
                 metadata={"provider": connection.provider_id, "capability": "refresh"},
             )
         return await self._refresh(connection, force=True)
@@ -480,12 +481,13 @@ class Gateway:
         return connection, self.vault.open_tokens(connection)
 
     def _needs_refresh(self, tokens: TokenSet) -> bool:
-        now = self.clock()
         margin = self.settings.refresh_margin
-        expire = tokens.access_token_expire_time
+        expire, issued = tokens.access_token_expire_time, tokens.issue_time
         if expire is None:
             return False
-        return tokens.expires_within(now, margin)
+        if issued is not None:
+            margin = min(margin, (expire - issued) / 4)
+        return tokens.expires_within(self.clock(), margin)
 
     async def _refresh(self, connection: StoredConnection, *, force: bool) -> StoredConnection:
         """Join or start the one refresh of this connection in this process, and wait for it within

@@ -132,6 +132,7 @@ def parse_token_response(
         refresh_token_expire_time=refresh_expire,
         scopes=scopes,
         id_token=id_token if isinstance(id_token, str) else None,
+        issue_time=now,
     )
 
 

@@ -71,6 +71,8 @@ class TokenSet:
     refresh_token_expire_time: datetime | None = None
     scopes: tuple[str, ...] = ()
     id_token: str | None = field(default=None, repr=False)
+    #: When the provider issued the access token; with its expiry, it gives the token's lifetime.
+    issue_time: datetime | None = None
 
     def expires_within(self, now: datetime, margin: timedelta) -> bool:
         """True when the access token is expired or will be within ``margin``."""

@@ -39,6 +39,7 @@ class Vault:
             "refresh_token_expire_time": _time(tokens.refresh_token_expire_time),
             "scopes": list(tokens.scopes),
             "id_token": tokens.id_token,
+            "issue_time": _time(tokens.issue_time),
         }
         return self.keyring.seal(json.dumps(document).encode(), context=(tenant, connection_id, "tokens"))
 
@@ -63,6 +64,7 @@ class Vault:
             refresh_token_expire_time=_parse_time(document["refresh_token_expire_time"]),
             scopes=tuple(document["scopes"]),
             id_token=document["id_token"],
+            issue_time=_parse_time(document.get("issue_time")),
         )
 
     def seal_verifier(self, tenant: str, state_key: str, verifier: str) -> bytes:
