@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .app import build_application, http_client, instantiate_providers, utc_now
-from .config import load_config
+from .config import load_config, read_config
 from .errors import ConfigError
 from .plugins import PluginError, plugin_manager, provider_types
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
@@ -30,18 +30,17 @@ async def _serve(config_path: str, listen: str | None) -> None:
 
 async def _check_config(config_path: str) -> list[str]:
     """Every problem of the configuration, including each provider's settings."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as error:
-        return error.problems
+    config, problems = read_config(config_path)
+    if config is None:
+        return problems
     http = http_client()
     try:
         instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
     except ConfigError as error:
-        return error.problems
+        problems += error.problems
     finally:
         await http.aclose()
-    return []
+    return problems
 
 
 async def _rewrap(config_path: str) -> int:

@@ -58,19 +58,20 @@ class Config:
 
 
 def resolve_secret(value: str, where: str, problems: list[str]) -> str:
-    """Replace an ``env:`` or ``file:`` reference by what it names."""
+    """Replace an ``env:`` or ``file:`` reference by what it names. An unresolvable reference is a
+    problem and stays as it is, so checks further on do not report it a second time."""
     if value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
             problems.append(f"{where}: environment variable {name} is not set")
-            return ""
+            return value
         return os.environ[name]
     if value.startswith("file:"):
         try:
             return Path(value[5:]).read_text().rstrip("\n")
         except OSError as error:
             problems.append(f"{where}: cannot read {value[5:]}: {error.strerror}")
-            return ""
+            return value
     return value
 
 
@@ -147,8 +148,12 @@ def _keys(entries: Any, problems: list[str]) -> tuple[tuple[str, bytes], ...]:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(entry.get("key"), str):
             problems.append(f"{where}: expected a table with string id and key")
             continue
+        known = len(problems)
+        secret = resolve_secret(entry["key"], f"{where}.key", problems)
+        if len(problems) > known:
+            continue
         try:
-            keys.append((entry["id"], decode_key(resolve_secret(entry["key"], f"{where}.key", problems))))
+            keys.append((entry["id"], decode_key(secret)))
         except KeyringError as error:
             problems.append(f"{where}.key: {error}")
     if len({key_id for key_id, _ in keys}) != len(keys):
@@ -166,6 +171,14 @@ def _number(table: Mapping[str, Any], key: str, default: float, where: str, prob
 
 def parse_config(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Config:
     """A Config from a parsed TOML document; raises ConfigError listing every problem."""
+    config, problems = _parse(document, base_dir)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[str]]:
+    """The config with whatever parts are valid, and every problem found."""
     problems: list[str] = []
     server_table = document.get("server", {})
     store_table = document.get("store", {})
@@ -198,18 +211,25 @@ def parse_config(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -> 
         providers=_providers(document.get("providers", []), problems),
         gateway=settings,
     )
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return config, problems
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and check a TOML configuration file; relative store paths are relative to the file."""
+def read_config(path: str | Path) -> tuple[Config | None, list[str]]:
+    """Read a TOML configuration file: the config (partial when there are problems, None when the file
+    cannot be read) and every problem found. Relative store paths are relative to the file."""
     path = Path(path)
     try:
         document = tomllib.loads(path.read_text())
     except OSError as error:
-        raise ConfigError([f"{path}: {error.strerror}"]) from error
+        return None, [f"{path}: {error.strerror}"]
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError([f"{path}: not valid TOML: {error}"]) from error
-    return parse_config(document, base_dir=path.parent)
+        return None, [f"{path}: not valid TOML: {error}"]
+    return _parse(document, path.parent)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a TOML configuration file; raises ConfigError listing every problem."""
+    config, problems = read_config(path)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config

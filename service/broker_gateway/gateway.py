@@ -492,6 +492,7 @@ class Gateway:
     async def _refresh(self, connection: StoredConnection, *, force: bool) -> StoredConnection:
         """Join or start the one refresh of this connection in this process, and wait for it within
         the caller's deadline; the refresh itself runs to completion either way."""
+        deadlines.require_budget()  # a refresh nobody can wait for is not started
         key = (connection.tenant, connection.connection_id, force)
         task = self._inflight.get(key)
         if task is None:
