@@ -50,7 +50,7 @@ from .errors import (
     UnknownProvider,
     UserDenied,
 )
-from .oauth2 import new_pkce_pair, new_state
+from .oauth2 import new_pkce_pair, new_state, upstream_code
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
 from .schema import check_params
 from .store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
@@ -136,7 +136,7 @@ class Gateway:
 
     def provider(self, provider_id: str, *, field: str = "provider") -> ConfiguredProvider:
         validation.required(field, provider_id)
-        validation._limit(field, provider_id, validation.MAX_ID)
+        validation.max_length(field, provider_id, validation.MAX_ID)
         configured = self.providers.get(provider_id)
         if configured is None:
             raise UnknownProvider(field, f"no provider {provider_id!r} is configured")
@@ -243,11 +243,10 @@ class Gateway:
         if pending.issuer is not None and (iss or provider.requires_iss) and iss != pending.issuer:
             raise IssuerMismatch("iss", "the callback's iss is not the issuer the authorization was sent to", metadata=metadata)
         if error:
-            upstream_code = error if error.replace("_", "").isalpha() and len(error) <= 64 else "invalid"
             failure = UserDenied if error == "access_denied" else AuthorizationFailed
             raise failure(
                 f"provider {pending.provider_id} reported an authorization error",
-                metadata={**metadata, "upstream_code": upstream_code},
+                metadata={**metadata, "upstream_code": upstream_code(error)},
             )
 
         verifier = (
@@ -414,6 +413,7 @@ class Gateway:
         configured = self.provider(provider_id)
         provider = configured.provider
         validation.required("operation", operation_name)
+        validation.max_length("operation", operation_name, validation.MAX_ID)
         operation = _find_operation(provider.operations(), operation_name)
         if operation is None:
             raise UnknownOperation(
@@ -656,7 +656,7 @@ def _encode_page_token(seq: int, provider_id: str) -> str:
 
 def _decode_page_token(token: str, provider_id: str) -> int:
     try:
-        validation._limit("page_token", token, 256)
+        validation.max_length("page_token", token, 256)
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after = data["after"]
         if data["provider"] != provider_id or not isinstance(after, int) or after < 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -86,6 +87,8 @@ def expires_at(now: datetime, value: Any, default: int | None) -> datetime | Non
     seconds: float | None
     try:
         seconds = float(value)
+    except OverflowError:  # an integer beyond float range: huge, so clamped (or invalid if negative)
+        seconds = float(MAX_EXPIRES_IN) if value > 0 else None
     except (TypeError, ValueError):
         seconds = None
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
@@ -136,6 +139,17 @@ def parse_token_response(
     )
 
 
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+
+
+def upstream_code(value: object) -> str:
+    """An upstream error code fit for ErrorInfo metadata: RFC 6749 §5.2's character set, at most 64
+    characters; anything else (provider text that could carry CRLF or a secret) becomes "invalid"."""
+    if value is None or value == "":
+        return ""
+    return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else "invalid"
+
+
 def raise_for_oauth_error(response: UpstreamResponse, provider_id: str) -> None:
     """Map an RFC 6749 §5.2 error answer (or any non-2xx) to the gateway's errors."""
     if 200 <= response.status_code < 300:
@@ -143,8 +157,8 @@ def raise_for_oauth_error(response: UpstreamResponse, provider_id: str) -> None:
     error = ""
     try:
         body = response.json()
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            error = body["error"][:64]
+        if isinstance(body, dict):
+            error = upstream_code(body.get("error"))
     except ProviderResponseInvalid:
         pass
     status = response.status_code

@@ -29,7 +29,8 @@ _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _limit(field: str, value: str, limit: int) -> None:
+def max_length(field: str, value: str, limit: int) -> None:
+    """Refuse ``value`` when it is longer than ``limit`` characters."""
     if len(value) > limit:
         raise FieldTooLarge(field, f"{field} is longer than {limit} characters", metadata={"limit": str(limit)})
 
@@ -43,7 +44,7 @@ def required(field: str, value: str) -> str:
 def identifier(field: str, value: str, *, limit: int = MAX_ID) -> str:
     """An id such as a connection or provider id: letters, digits and ``. _ ~ -``."""
     required(field, value)
-    _limit(field, value, limit)
+    max_length(field, value, limit)
     if not _ID.fullmatch(value):
         raise InvalidArgument(field, f"{field} may hold only letters, digits and . _ ~ - (starting with a letter or digit)")
     return value
@@ -52,7 +53,7 @@ def identifier(field: str, value: str, *, limit: int = MAX_ID) -> str:
 def opaque_token(field: str, value: str, *, limit: int) -> str:
     """A state, code or request id: printable ASCII without spaces."""
     required(field, value)
-    _limit(field, value, limit)
+    max_length(field, value, limit)
     if not _TOKEN.fullmatch(value):
         raise InvalidArgument(field, f"{field} must be printable ASCII without spaces")
     return value
@@ -61,7 +62,7 @@ def opaque_token(field: str, value: str, *, limit: int) -> str:
 def uri(field: str, value: str) -> str:
     """A URI that is at least safe to compare and log: bounded, no whitespace or control characters."""
     required(field, value)
-    _limit(field, value, MAX_URI)
+    max_length(field, value, MAX_URI)
     if not _TOKEN.fullmatch(value):
         raise InvalidArgument(field, f"{field} must be a URI without spaces, control or non-ASCII characters")
     return value
@@ -72,7 +73,7 @@ def scopes(field: str, values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         raise FieldTooLarge(field, f"{field} has more than {MAX_SCOPES} entries", metadata={"limit": str(MAX_SCOPES)})
     for value in values:
         required(field, value)
-        _limit(field, value, MAX_SCOPE)
+        max_length(field, value, MAX_SCOPE)
         if not _SCOPE.fullmatch(value):
             raise InvalidArgument(field, f"{field} entries must be RFC 6749 scope tokens (no spaces, quotes or backslashes)")
     return tuple(dict.fromkeys(values))
@@ -83,8 +84,8 @@ def string_map(field: str, values: Mapping[str, str]) -> dict[str, str]:
     if len(values) > MAX_PARAMS:
         raise FieldTooLarge(field, f"{field} has more than {MAX_PARAMS} entries", metadata={"limit": str(MAX_PARAMS)})
     for key, value in values.items():
-        _limit(field, key, MAX_PARAM_KEY)
-        _limit(field, value, MAX_PARAM_VALUE)
+        max_length(field, key, MAX_PARAM_KEY)
+        max_length(field, value, MAX_PARAM_VALUE)
         if not _TOKEN.fullmatch(key) or _CONTROL.search(value):
             raise InvalidArgument(field, f"{field} keys must be printable ASCII and values free of control characters")
     return dict(values)
