@@ -217,7 +217,3 @@ async def expect_failure(call: Any) -> Failure:
         await call
     return failure_of(caught.value)
 
-
-# Transitional alias for test modules written against the first name; not itself a test.
-test_config = gateway_config
-test_config.__test__ = False  # type: ignore[attr-defined]

@@ -150,7 +150,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
             ),
             wallet.provider_config("wallet-b", issuer=WALLET_B_ISSUER),
         ]
-        config = conftest.test_config(Path(tmp_path_factory.mktemp("bad-input")), providers)
+        config = conftest.gateway_config(Path(tmp_path_factory.mktemp("bad-input")), providers)
         async with conftest.running_gateway(config, clock, extra_plugins=[OperationsPlugin()]) as harness:
             connection_id = await _connect(harness, wallet, "wallet", "acct-1")
             other = await _connect(harness, wallet, "wallet-b", "acct-b")

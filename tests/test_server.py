@@ -36,7 +36,7 @@ from conftest import (
     failure_of,
     running_gateway,
 )
-from conftest import test_config as make_config  # imported under another name so pytest does not collect it
+from conftest import gateway_config as make_config
 
 SERVICE = "broker_gateway.v1.BrokerGateway"
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -118,6 +118,7 @@ async def build_application(
             await item.provider.start()
         keyring = Keyring(config.encryption_keys)
         store = SQLiteStore(config.store_path)
+        await store.purge_pending(clock())  # expired verifiers must not hold back a key's removal
         missing = await store.key_ids_in_use() - keyring.key_ids
         if missing:
             await store.close()

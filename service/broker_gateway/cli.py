@@ -16,7 +16,7 @@ from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
 from .server import start_server, termination_signal
 from .store.crypto import Keyring, generate_key
 from .store.sqlite import SQLiteStore
-from .vault import Vault
+from .vault import RewrapReport, Vault
 
 
 async def _serve(config_path: str, listen: str | None) -> None:
@@ -43,7 +43,7 @@ async def _check_config(config_path: str) -> list[str]:
     return problems
 
 
-async def _rewrap(config_path: str) -> int:
+async def _rewrap(config_path: str) -> RewrapReport:
     config = load_config(config_path)
     store = SQLiteStore(config.store_path)
     try:
@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: {len(problems)} problem(s)" if problems else f"{args.config}: OK")
             return 1 if problems else 0
         elif args.command == "rewrap":
-            print(f"re-encrypted {asyncio.run(_rewrap(args.config))} connection(s)")
+            report = asyncio.run(_rewrap(args.config))
+            print(f"re-encrypted {report.rewrapped} connection(s)")
+            for name in report.undecryptable:
+                print(f"cannot decrypt {name}: authorize it again or delete it", file=sys.stderr)
+            return 1 if report.undecryptable else 0
         elif args.command == "generate-key":
             print(generate_key())
     except (ConfigError, PluginError) as error:

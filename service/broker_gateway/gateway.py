@@ -611,6 +611,10 @@ class Gateway:
             # The caller's deadline passed; the task goes on and stores its outcome.
             raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5) from None
 
+    async def purge_expired_authorizations(self) -> int:
+        """Forget pending authorizations past their expiry, and with them their sealed verifiers."""
+        return await self.store.purge_pending(self.clock())
+
     async def drain(self, timeout: float) -> None:
         """Stop starting refreshes and let the running ones persist (bounded), for shutdown."""
         self._draining = True

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = broker_gateway_service_pb2.DESCRIPTOR.services_by_name["BrokerGateway"].full_name
 HEALTH_INTERVAL = 5.0
+PURGE_INTERVAL = 300.0
 
 
 @dataclass
@@ -38,14 +39,15 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     application: Application
-    _monitor: asyncio.Task[None]
+    _background: list[asyncio.Task[None]]
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.application.config.server.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
-        self._monitor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._monitor
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.server.stop(grace)
         await self.application.close()
 
@@ -61,6 +63,16 @@ async def _watch_store(application: Application, servicer: health.aio.HealthServ
         for name in ("", SERVICE_NAME):
             await servicer.set(name, status)
         await asyncio.sleep(HEALTH_INTERVAL)
+
+
+async def _purge_expired(application: Application) -> None:
+    """Expired pending authorizations are forgotten every few minutes."""
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL)
+        try:
+            await application.gateway.purge_expired_authorizations()
+        except GatewayError:
+            log.warning("could not purge expired authorizations; the store is not answering")
 
 
 async def start_server(application: Application, listen: str | None = None) -> RunningServer:
@@ -87,9 +99,10 @@ async def start_server(application: Application, listen: str | None = None) -> R
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
-    monitor = asyncio.get_running_loop().create_task(_watch_store(application, health_servicer))
+    loop = asyncio.get_running_loop()
+    background = [loop.create_task(_watch_store(application, health_servicer)), loop.create_task(_purge_expired(application))]
     log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")
-    return RunningServer(server, port, health_servicer, application, monitor)
+    return RunningServer(server, port, health_servicer, application, background)
 
 
 async def termination_signal() -> None:

@@ -24,6 +24,14 @@ def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+@dataclasses.dataclass
+class RewrapReport:
+    """What a rewrap did: how many connections it re-sealed, and which it could not open."""
+
+    rewrapped: int = 0
+    undecryptable: list[str] = dataclasses.field(default_factory=list)
+
+
 class Vault:
     """Seals secrets for a (tenant, connection) under the keyring's active key."""
 
@@ -73,19 +81,24 @@ class Vault:
     def open_verifier(self, tenant: str, state_key: str, sealed: bytes) -> str:
         return self.keyring.open(sealed, context=(tenant, state_key, "code_verifier")).decode()
 
-    async def rewrap(self, store: Store) -> int:
-        """Re-seal every connection not sealed with the active key; the count re-sealed. Safe to run
-        while serving: each write is version-checked, and a row changed meanwhile is already fresh."""
-        count = 0
+    async def rewrap(self, store: Store) -> RewrapReport:
+        """Re-seal every connection not sealed with the active key. Safe to run while serving: each
+        write is version-checked, and a row changed meanwhile is already fresh. A row that no longer
+        decrypts is skipped and reported (it needs a new authorization, not a new key)."""
+        report = RewrapReport()
         async for connection in store.sealed_connections():
             if connection.sealed_tokens is None or envelope_key_id(connection.sealed_tokens) == self.keyring.active_key_id:
                 continue
-            tokens = self.open_tokens(connection)
+            try:
+                tokens = self.open_tokens(connection)
+            except TokenDecryptFailed:
+                report.undecryptable.append(f"{connection.tenant}/{connection.connection_id}")
+                continue
             resealed = dataclasses.replace(
                 connection,
                 sealed_tokens=self.seal_tokens(connection.tenant, connection.connection_id, tokens),
                 version=connection.version + 1,
             )
             if await store.update_connection(resealed, expected_version=connection.version):
-                count += 1
-        return count
+                report.rewrapped += 1
+        return report

@@ -115,4 +115,5 @@ class Store(Protocol):
         """Every connection that holds sealed tokens, for re-encryption."""
 
     async def key_ids_in_use(self) -> set[str]:
-        """The ids of every key some stored ciphertext was sealed with."""
+        """The ids of every key some stored ciphertext was sealed with (tokens and the verifiers of
+        pending authorizations)."""

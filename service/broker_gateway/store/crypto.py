@@ -60,9 +60,11 @@ class Keyring:
         ids = [key_id for key_id, _ in keys]
         if len(set(ids)) != len(ids):
             raise KeyringError("key ids in the keyring must be unique")
-        for key_id in ids:
+        for key_id, key in keys:
             if not key_id or len(key_id) > 255 or not key_id.isascii():
                 raise KeyringError("a key id must be 1-255 ASCII characters")
+            if len(key) != KEY_BYTES:
+                raise KeyringError(f"key {key_id} must be {KEY_BYTES} bytes (AES-256)")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
         self.active_key_id = ids[0]
 

@@ -280,7 +280,8 @@ class SQLiteStore:
             after = rows[-1]["seq"]
 
     async def key_ids_in_use(self) -> set[str]:
-        rows = self._execute(
-            "SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL"
+        rows = self._execute("SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL").fetchall()
+        verifiers = self._execute(
+            "SELECT sealed_verifier FROM pending_authorizations WHERE sealed_verifier IS NOT NULL"
         ).fetchall()
-        return {row["key_id"] for row in rows}
+        return {row["key_id"] for row in rows} | {envelope_key_id(row["sealed_verifier"]) for row in verifiers}

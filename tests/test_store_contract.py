@@ -1,0 +1,324 @@
+"""The Store contract (store/base.py), as a suite every backend must pass.
+
+The refresh algorithm of oauth-security 2.2 leans on three store guarantees: an atomic take of a
+pending state, an exclusive lease per connection, and version-checked writes. A backend is added by
+giving ``Backend`` one more entry in ``BACKENDS`` (Redis, PostgreSQL); the tests stay as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from broker_gateway.store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
+from broker_gateway.store.crypto import KEY_BYTES, Keyring
+from broker_gateway.store.sqlite import SQLiteStore
+
+NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+TTL = timedelta(seconds=30)
+KEYS = Keyring([("key-a", os.urandom(KEY_BYTES)), ("key-b", os.urandom(KEY_BYTES))])
+KEYS_B_FIRST = Keyring([("key-b", os.urandom(KEY_BYTES))])
+
+
+@dataclasses.dataclass
+class Backend:
+    """Opens any number of stores over the same underlying storage, so cross-instance races can run."""
+
+    name: str
+    open: Callable[[], Awaitable[Store]]
+
+
+def _sqlite(tmp_path: Path) -> Callable[[], Awaitable[Store]]:
+    async def open_store() -> Store:
+        return SQLiteStore(tmp_path / "contract.db")
+
+    return open_store
+
+
+BACKENDS: dict[str, Callable[[Path], Callable[[], Awaitable[Store]]]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    opened: list[Store] = []
+    factory = BACKENDS[request.param](tmp_path)
+
+    async def open_store() -> Store:
+        store = await factory()
+        opened.append(store)
+        return store
+
+    yield Backend(request.param, open_store)
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Store:
+    return await backend.open()
+
+
+def pending(state_key: str = "sk-1", *, tenant: str = "t1", expire: timedelta = timedelta(minutes=10)) -> PendingAuthorization:
+    return PendingAuthorization(
+        tenant=tenant,
+        state_key=state_key,
+        provider_id="wallet",
+        connection_id="conn_" + state_key,
+        redirect_uri="https://app.example/cb",
+        scopes=("profile", "balance"),
+        issuer="https://issuer.example",
+        sealed_verifier=KEYS.seal(b"verifier", context=(tenant, state_key, "code_verifier")),
+        create_time=NOW,
+        expire_time=NOW + expire,
+    )
+
+
+def connection(
+    connection_id: str = "conn_1",
+    *,
+    tenant: str = "t1",
+    provider_id: str = "wallet",
+    keyring: Keyring = KEYS,
+    sealed: bool = True,
+) -> StoredConnection:
+    return StoredConnection(
+        tenant=tenant,
+        connection_id=connection_id,
+        provider_id=provider_id,
+        scopes=("profile",),
+        subject="user-1",
+        status=ConnectionStatus.ACTIVE,
+        status_reason="",
+        metadata={"region": "eu"},
+        sealed_tokens=keyring.seal(b"{}", context=(tenant, connection_id, "tokens")) if sealed else None,
+        access_token_expire_time=NOW + timedelta(hours=2),
+        refresh_token_expire_time=NOW + timedelta(days=30),
+        create_time=NOW,
+        update_time=NOW,
+    )
+
+
+# -- pending authorizations ----------------------------------------------------------------------------
+
+
+async def test_take_pending_then_replayed_then_unknown(store: Store) -> None:
+    original = pending()
+    await store.put_pending(original)
+    outcome, taken = await store.take_pending("t1", "sk-1")
+    assert outcome is TakeOutcome.TAKEN
+    assert taken == original
+    assert await store.take_pending("t1", "sk-1") == (TakeOutcome.REPLAYED, None)
+    assert await store.take_pending("t1", "sk-unknown") == (TakeOutcome.UNKNOWN, None)
+
+
+async def test_pending_is_scoped_to_its_tenant(store: Store) -> None:
+    await store.put_pending(pending(tenant="t1"))
+    assert await store.take_pending("t2", "sk-1") == (TakeOutcome.UNKNOWN, None)
+    assert (await store.take_pending("t1", "sk-1"))[0] is TakeOutcome.TAKEN
+
+
+async def test_concurrent_takes_have_one_winner(store: Store) -> None:
+    await store.put_pending(pending())
+    results = await asyncio.gather(*(store.take_pending("t1", "sk-1") for _ in range(20)))
+    outcomes = [outcome for outcome, _ in results]
+    assert outcomes.count(TakeOutcome.TAKEN) == 1
+    assert outcomes.count(TakeOutcome.REPLAYED) == 19
+    assert sum(1 for _, value in results if value is not None) == 1
+
+
+async def test_takes_racing_across_instances_have_one_winner(backend: Backend) -> None:
+    """Four store instances in four threads (real parallelism) take the same 40 states."""
+    states = [f"sk-{index}" for index in range(40)]
+    setup = await backend.open()
+    for key in states:
+        await setup.put_pending(pending(key))
+    workers = 4
+    barrier = threading.Barrier(workers)
+
+    def worker() -> list[TakeOutcome]:
+        async def run() -> list[TakeOutcome]:
+            store = await backend.open()
+            barrier.wait()
+            return [(await store.take_pending("t1", key))[0] for key in states]
+
+        return asyncio.run(run())
+
+    results = await asyncio.gather(*(asyncio.to_thread(worker) for _ in range(workers)))
+    for index in range(len(states)):
+        column = [result[index] for result in results]
+        assert column.count(TakeOutcome.TAKEN) == 1, (states[index], column)
+        assert column.count(TakeOutcome.REPLAYED) == workers - 1
+
+
+async def test_purge_pending_forgets_expired_only(store: Store) -> None:
+    await store.put_pending(pending("sk-old", expire=timedelta(minutes=1)))
+    await store.put_pending(pending("sk-new", expire=timedelta(minutes=20)))
+    assert await store.purge_pending(NOW + timedelta(minutes=5)) == 1
+    assert await store.take_pending("t1", "sk-old") == (TakeOutcome.UNKNOWN, None)
+    assert (await store.take_pending("t1", "sk-new"))[0] is TakeOutcome.TAKEN
+
+
+# -- connections ---------------------------------------------------------------------------------------
+
+
+async def test_insert_and_get_round_trip(store: Store) -> None:
+    original = connection()
+    assert await store.insert_connection(original)
+    stored = await store.get_connection("t1", "conn_1")
+    assert stored is not None and stored.seq > 0
+    assert stored == dataclasses.replace(original, seq=stored.seq)
+    assert await store.get_connection("t2", "conn_1") is None
+    assert await store.get_connection("t1", "conn_missing") is None
+
+
+async def test_insert_duplicate_id_is_refused(store: Store) -> None:
+    assert await store.insert_connection(connection())
+    assert not await store.insert_connection(dataclasses.replace(connection(), subject="someone-else"))
+    stored = await store.get_connection("t1", "conn_1")
+    assert stored is not None and stored.subject == "user-1"
+    assert await store.insert_connection(connection(tenant="t2")), "ids are unique per tenant only"
+
+
+async def test_update_is_version_checked(store: Store) -> None:
+    await store.insert_connection(connection())
+    current = await store.get_connection("t1", "conn_1")
+    assert current is not None and current.version == 1
+    first = dataclasses.replace(current, subject="first", version=2)
+    assert await store.update_connection(first, expected_version=1)
+    stale = dataclasses.replace(current, subject="stale", version=2)
+    assert not await store.update_connection(stale, expected_version=1)
+    stored = await store.get_connection("t1", "conn_1")
+    assert stored is not None and (stored.subject, stored.version) == ("first", 2)
+    missing = dataclasses.replace(connection("conn_missing"), version=2)
+    assert not await store.update_connection(missing, expected_version=1)
+
+
+async def test_update_is_version_checked_across_instances(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()
+    await one.insert_connection(connection())
+    seen_one, seen_two = await one.get_connection("t1", "conn_1"), await two.get_connection("t1", "conn_1")
+    assert seen_one is not None and seen_two is not None
+    assert await one.update_connection(dataclasses.replace(seen_one, subject="one", version=2), expected_version=1)
+    assert not await two.update_connection(dataclasses.replace(seen_two, subject="two", version=2), expected_version=1)
+
+
+async def test_delete_connection(store: Store) -> None:
+    await store.insert_connection(connection())
+    assert not await store.delete_connection("t2", "conn_1")
+    assert await store.delete_connection("t1", "conn_1")
+    assert not await store.delete_connection("t1", "conn_1")
+    assert await store.get_connection("t1", "conn_1") is None
+
+
+async def test_list_pages_in_creation_order_with_provider_filter(store: Store) -> None:
+    ids = [f"conn_{index:02}" for index in range(7)]
+    for index, connection_id in enumerate(ids):
+        provider = "wallet" if index % 2 == 0 else "okx"
+        assert await store.insert_connection(connection(connection_id, provider_id=provider))
+    await store.insert_connection(connection("conn_other_tenant", tenant="t2"))
+
+    async def walk(provider_id: str | None) -> list[list[str]]:
+        pages: list[list[str]] = []
+        after = 0
+        while True:
+            page = await store.list_connections("t1", provider_id=provider_id, after_seq=after, limit=2)
+            if not page:
+                return pages
+            assert all(a.seq < b.seq for a, b in zip(page, page[1:], strict=False))
+            pages.append([item.connection_id for item in page])
+            after = page[-1].seq
+
+    all_pages = await walk(None)
+    assert [len(page) for page in all_pages] == [2, 2, 2, 1]
+    assert sum(all_pages, []) == ids
+    assert sum(await walk("wallet"), []) == ids[0::2]
+    assert sum(await walk("okx"), []) == ids[1::2]
+    assert await store.list_connections("t1", provider_id="absent", after_seq=0, limit=10) == []
+
+
+# -- leases --------------------------------------------------------------------------------------------
+
+
+async def test_lease_is_exclusive_across_instances(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()
+    assert await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW)
+    assert not await two.acquire_lease("t1", "conn_1", holder="h2", ttl=TTL, now=NOW)
+    assert not await two.acquire_lease("t1", "conn_1", holder="h2", ttl=TTL, now=NOW + TTL - timedelta(seconds=1))
+    assert await two.acquire_lease("t1", "conn_2", holder="h2", ttl=TTL, now=NOW), "leases are per connection"
+    assert await two.acquire_lease("t2", "conn_1", holder="h2", ttl=TTL, now=NOW), "and per tenant"
+
+
+async def test_expired_lease_lets_another_holder_in(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()
+    assert await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW)
+    assert await two.acquire_lease("t1", "conn_1", holder="h2", ttl=TTL, now=NOW + TTL)
+    # The first holder, back from a stall, finds it can no longer take the lease from h2.
+    assert not await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW + TTL)
+
+
+async def test_release_only_by_holder(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()
+    assert await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW)
+    assert await two.acquire_lease("t1", "conn_1", holder="h2", ttl=TTL, now=NOW + TTL)  # h1's expired
+    await one.release_lease("t1", "conn_1", holder="h1")  # stale holder: must not free h2's lease
+    assert not await one.acquire_lease("t1", "conn_1", holder="h3", ttl=TTL, now=NOW + TTL)
+    await two.release_lease("t1", "conn_1", holder="h2")
+    assert await one.acquire_lease("t1", "conn_1", holder="h3", ttl=TTL, now=NOW + TTL)
+
+
+async def test_concurrent_lease_attempts_have_one_winner(backend: Backend) -> None:
+    stores = [await backend.open() for _ in range(4)]
+    results = await asyncio.gather(
+        *(s.acquire_lease("t1", "conn_1", holder=f"h{index}", ttl=TTL, now=NOW) for index, s in enumerate(stores))
+    )
+    assert results.count(True) == 1
+
+
+# -- re-encryption support -----------------------------------------------------------------------------
+
+
+async def test_sealed_connections_iterates_all(store: Store) -> None:
+    """More rows than any sensible page, across tenants; rows without tokens are skipped."""
+    expected = set()
+    for index in range(1100):
+        tenant = "t1" if index % 3 else "t2"
+        sealed = index % 10 != 0
+        await store.insert_connection(connection(f"conn_{index}", tenant=tenant, sealed=sealed))
+        if sealed:
+            expected.add((tenant, f"conn_{index}"))
+    seen = [(item.tenant, item.connection_id) async for item in store.sealed_connections()]
+    assert len(seen) == len(set(seen))
+    assert set(seen) == expected
+    assert all(item.sealed_tokens for item in [c async for c in store.sealed_connections()])
+
+
+async def test_key_ids_in_use(store: Store) -> None:
+    assert await store.key_ids_in_use() == set()
+    await store.insert_connection(connection("conn_a"))
+    await store.insert_connection(connection("conn_b", keyring=KEYS_B_FIRST))
+    await store.insert_connection(connection("conn_none", sealed=False))
+    assert await store.key_ids_in_use() == {"key-a", "key-b"}
+    current = await store.get_connection("t1", "conn_a")
+    assert current is not None
+    resealed = dataclasses.replace(
+        current, sealed_tokens=KEYS_B_FIRST.seal(b"{}", context=("t1", "conn_a", "tokens")), version=2
+    )
+    assert await store.update_connection(resealed, expected_version=1)
+    assert await store.key_ids_in_use() == {"key-b"}
+    assert await store.delete_connection("t1", "conn_b")
+    assert await store.delete_connection("t1", "conn_a")
+    assert await store.key_ids_in_use() == set()
+
+
+async def test_key_ids_in_use_counts_pending_verifiers(store: Store) -> None:
+    """The protocol promises 'every key some stored ciphertext was sealed with'; a live pending
+    authorization's sealed PKCE verifier is such a ciphertext (its Exchange needs the key)."""
+    await store.put_pending(pending())
+    assert await store.key_ids_in_use() == {"key-a"}
