@@ -119,6 +119,7 @@ async def build_application(
         keyring = Keyring(config.encryption_keys)
         store = SQLiteStore(config.store_path)
         await store.purge_pending(clock())  # expired verifiers must not hold back a key's removal
+        await store.purge_requests(clock() - config.gateway.request_replay_window)
         missing = await store.key_ids_in_use() - keyring.key_ids
         if missing:
             await store.close()

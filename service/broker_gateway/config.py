@@ -203,6 +203,9 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
             seconds=_number(refresh_table, "margin_seconds", GatewaySettings.refresh_margin.total_seconds(), "refresh", problems)
         ),
         upstream_budget=_number(refresh_table, "budget_seconds", GatewaySettings.upstream_budget, "refresh", problems),
+        keepalive_interval=_number(
+            refresh_table, "keepalive_interval_seconds", GatewaySettings.keepalive_interval, "refresh", problems
+        ),
     )
     config = Config(
         server=server,

@@ -53,7 +53,8 @@ from .errors import (
 from .oauth2 import new_pkce_pair, new_state, upstream_code
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
 from .schema import check_params
-from .store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
+from .ratelimit import RateLimiter
+from .store.base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
 from .vault import Vault
 
 T = TypeVar("T")
@@ -82,6 +83,11 @@ class GatewaySettings:
     lease_ttl: timedelta = timedelta(seconds=30)
     #: How long a caller waits for another process's lease before REFRESH_IN_PROGRESS.
     lease_wait: float = 10.0
+    #: How long the result of a side-effecting operation is replayed to a repeated request_id.
+    request_replay_window: timedelta = timedelta(hours=24)
+    #: How often idle connections are checked for a keep-alive refresh, and how many per pass.
+    keepalive_interval: float = 600.0
+    keepalive_batch: int = 500
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ class Gateway:
         self.clock = clock
         self.settings = settings
         self.tracer = tracer or trace.get_tracer(__name__)
+        self.rate_limiter = RateLimiter()
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[StoredConnection]] = {}
         self._detached: set[asyncio.Task[Any]] = set()
         self._draining = False
@@ -422,20 +429,57 @@ class Gateway:
         if request_id:
             validation.opaque_token("request_id", request_id, limit=validation.MAX_ID)
         check_params(operation.params_schema, params)
-        if operation.auth is not OperationAuth.USER_TOKEN:
-            deadlines.require_budget()
-            with self.tracer.start_as_current_span("broker_gateway.invoke.upstream"):
-                return await provider.invoke(operation, params, credentials=None, request_id=request_id or uuid.uuid4().hex)
-        connection = await self.get_connection(tenant, connection_id)
-        if connection.provider_id != provider_id:
-            raise InvalidArgument(
-                "connection_id", f"connection {connection_id} belongs to provider {connection.provider_id}, not {provider_id}"
+        connection = None
+        if operation.auth is OperationAuth.USER_TOKEN:
+            connection = await self.get_connection(tenant, connection_id)
+            if connection.provider_id != provider_id:
+                raise InvalidArgument(
+                    "connection_id",
+                    f"connection {connection_id} belongs to provider {connection.provider_id}, not {provider_id}",
+                )
+        deadlines.require_budget()
+        self.rate_limiter.acquire(provider_id, operation, f"{tenant}/{connection_id}")
+        sent_id = request_id or uuid.uuid4().hex
+
+        async def send() -> Any:
+            with self.tracer.start_as_current_span("broker_gateway.invoke.upstream") as span:
+                span.set_attribute("broker_gateway.provider", provider_id)
+                span.set_attribute("broker_gateway.operation", operation.name)
+                if connection is None:
+                    return await provider.invoke(operation, params, credentials=None, request_id=sent_id)
+
+                async def call(credentials: ConnectionCredentials) -> Any:
+                    return await provider.invoke(operation, params, credentials=credentials, request_id=sent_id)
+
+                return await self._with_user_token(connection, call)
+
+        if operation.safe_to_retry or not request_id:
+            return await send()
+        return await self._at_most_once(tenant, provider_id, operation.name, request_id, send)
+
+    async def _at_most_once(
+        self, tenant: str, provider_id: str, operation_name: str, request_id: str, send: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Send a side-effecting operation at most once per request id; a repeated call gets the
+        stored result, or OUTCOME_UNKNOWN while the first call's outcome is not known."""
+        key = hashlib.sha256(f"{provider_id}\0{operation_name}\0{request_id}".encode()).hexdigest()
+        outcome, sealed = await self.store.claim_request(tenant, key, now=self.clock())
+        if outcome is ClaimOutcome.DONE and sealed is not None:
+            return self.vault.open_result(tenant, key, sealed)
+        if outcome is ClaimOutcome.IN_PROGRESS:
+            raise OutcomeUnknown(
+                "a call with this request_id is in progress or its outcome is unknown; check before repeating it",
+                metadata={"provider": provider_id, "request_id": request_id},
             )
-
-        async def call(credentials: ConnectionCredentials) -> Any:
-            return await provider.invoke(operation, params, credentials=credentials, request_id=request_id or uuid.uuid4().hex)
-
-        return await self._with_user_token(connection, call)
+        try:
+            result = await send()
+        except OutcomeUnknown:
+            raise  # the claim stays: it may have taken effect, so it is never sent again
+        except BaseException:
+            await self.store.release_request(tenant, key)  # certainly not done: may be sent again
+            raise
+        await self.store.complete_request(tenant, key, self.vault.seal_result(tenant, key, result))
+        return result
 
     # -- refresh machinery -------------------------------------------------------------------------
 
@@ -611,9 +655,32 @@ class Gateway:
             # The caller's deadline passed; the task goes on and stores its outcome.
             raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5) from None
 
-    async def purge_expired_authorizations(self) -> int:
-        """Forget pending authorizations past their expiry, and with them their sealed verifiers."""
-        return await self.store.purge_pending(self.clock())
+    async def purge_expired(self) -> None:
+        """Forget pending authorizations past their expiry (with their sealed verifiers) and request
+        records past the replay window."""
+        now = self.clock()
+        await self.store.purge_pending(now)
+        await self.store.purge_requests(now - self.settings.request_replay_window)
+
+    async def keep_alive(self) -> int:
+        """Refresh idle connections whose refresh token would otherwise expire unused, under the
+        same single-flight and lease as any refresh; the number refreshed."""
+        refreshed = 0
+        for configured in self.providers.values():
+            provider = configured.provider
+            window = provider.keepalive_window
+            if window is None or not provider.capabilities.refresh:
+                continue
+            due = await self.store.connections_to_keep_alive(
+                configured.id, refresh_expiring_before=self.clock() + window, limit=self.settings.keepalive_batch
+            )
+            for connection in due:
+                try:
+                    await self._refresh(connection, force=True)
+                    refreshed += 1
+                except GatewayError as error:
+                    log.warning("keep-alive refresh of %s failed: %s", connection.connection_id, error.reason)
+        return refreshed
 
     async def drain(self, timeout: float) -> None:
         """Stop starting refreshes and let the running ones persist (bounded), for shutdown."""

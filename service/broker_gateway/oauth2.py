@@ -103,9 +103,11 @@ def parse_token_response(
     requested_scopes: Sequence[str],
     scope_separator: str = " ",
     previous: TokenSet | None = None,
+    refresh_token_ttl: int | None = None,
 ) -> TokenSet:
     """A TokenSet from an RFC 6749 §5.1 response. A refresh answer without a new refresh token keeps
-    the previous one (RFC 6749 §6) instead of losing it."""
+    the previous one (RFC 6749 §6) instead of losing it. ``refresh_token_ttl`` is the refresh token's
+    documented lifetime, assumed when the response does not state one."""
     if not isinstance(payload, dict):
         raise ProviderResponseInvalid("the token response is not a JSON object")
     access_token = payload.get("access_token")
@@ -124,8 +126,11 @@ def parse_token_response(
         else tuple(previous.scopes if previous else requested_scopes)
     )
     refresh_expire = expires_at(now, payload.get("refresh_token_expires_in", payload.get("refresh_expires_in")), None)
-    if refresh_expire is None and previous is not None and refresh_token == previous.refresh_token:
-        refresh_expire = previous.refresh_token_expire_time
+    if refresh_expire is None and refresh_token:
+        if previous is not None and refresh_token == previous.refresh_token:
+            refresh_expire = previous.refresh_token_expire_time
+        elif refresh_token_ttl is not None:
+            refresh_expire = now + timedelta(seconds=refresh_token_ttl)
     id_token = payload.get("id_token")
     return TokenSet(
         access_token=access_token,
@@ -211,8 +216,10 @@ class OAuth2Provider(Provider):
     optional ``userinfo_endpoint`` and ``revocation_endpoint``, ``scopes`` (the allowed set),
     ``default_scopes``, ``scope_separator`` (default a space), ``token_endpoint_auth_method``
     (``client_secret_basic`` or ``client_secret_post``), ``pkce`` (default true), ``issuer`` and
-    ``require_iss``, ``allowed_extra_params``, and ``claims`` (which user-info claims are the
-    subject, username and email).
+    ``require_iss``, ``allowed_extra_params``, ``claims`` (which user-info claims are the subject,
+    username and email), ``refresh_token_ttl_seconds`` (the documented refresh-token lifetime, for
+    servers whose token responses do not state it) and ``keepalive_before_seconds`` (refresh idle
+    connections this long before their refresh token expires).
     """
 
     _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint")
@@ -233,6 +240,8 @@ class OAuth2Provider(Provider):
         self._issuer: str | None = settings.get("issuer")
         self._requires_iss = bool(settings.get("require_iss", False))
         self._extra_params = frozenset(_string_list(settings, "allowed_extra_params", problems))
+        self.refresh_token_ttl = self._optional_seconds(settings, "refresh_token_ttl_seconds", problems)
+        self.keepalive_before = self._optional_seconds(settings, "keepalive_before_seconds", problems)
         claims = settings.get("claims", {})
         if not isinstance(claims, dict):
             problems.append("claims: expected a table of subject, username and email claim names")
@@ -246,6 +255,16 @@ class OAuth2Provider(Provider):
 
     def _required_endpoints(self) -> tuple[str, ...]:
         return ("authorization_endpoint", "token_endpoint")
+
+    @staticmethod
+    def _optional_seconds(settings: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
+        value = settings.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            problems.append(f"{key}: expected a positive number of seconds")
+            return None
+        return value
 
     @staticmethod
     def _required_string(settings: Mapping[str, Any], key: str, problems: list[str]) -> str:
@@ -299,6 +318,10 @@ class OAuth2Provider(Provider):
     def allowed_extra_params(self) -> frozenset[str]:
         return self._extra_params
 
+    @property
+    def keepalive_window(self) -> timedelta | None:
+        return None if self.keepalive_before is None else timedelta(seconds=self.keepalive_before)
+
     # -- flows -------------------------------------------------------------------------------------
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
@@ -330,7 +353,11 @@ class OAuth2Provider(Provider):
             form["code_verifier"] = code_verifier
         payload = await self.token_request(form)
         tokens = parse_token_response(
-            payload, now=self.context.clock(), requested_scopes=scopes, scope_separator=self.scope_separator
+            payload,
+            now=self.context.clock(),
+            requested_scopes=scopes,
+            scope_separator=self.scope_separator,
+            refresh_token_ttl=self.refresh_token_ttl,
         )
         return Grant(tokens=tokens)
 
@@ -349,6 +376,7 @@ class OAuth2Provider(Provider):
             requested_scopes=previous.scopes,
             scope_separator=self.scope_separator,
             previous=previous,
+            refresh_token_ttl=self.refresh_token_ttl,
         )
 
     async def revoke(self, credentials: ConnectionCredentials) -> bool:

@@ -100,15 +100,42 @@ class UserInfo:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
+class RateScope(enum.Enum):
+    """What a rate limit is counted per."""
+
+    #: Every call through the provider shares it: limits on the broker's own API key.
+    PROVIDER = "provider"
+    #: Counted per connection: limits per user (per UID, per access token).
+    CONNECTION = "connection"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` calls per ``per_seconds``, as the upstream documents it. The core refuses
+    the call past it with RESOURCE_EXHAUSTED and a RetryInfo, instead of spending the upstream's budget
+    (and risking the broker's key being throttled). Operations naming the same ``bucket`` share one
+    budget; by default each operation has its own."""
+
+    requests: int
+    per_seconds: float
+    scope: RateScope = RateScope.PROVIDER
+    bucket: str | None = None
+
+
 @dataclass(frozen=True)
 class Operation:
-    """A broker operation a provider declares; ``params_schema`` is a JSON Schema for its params."""
+    """A broker operation a provider declares; ``params_schema`` is a JSON Schema for its params.
+
+    ``safe_to_retry`` is true only for reads. For other operations the core sends a given
+    ``request_id`` at most once and replays the stored result to a repeated call.
+    """
 
     name: str
     description: str
     auth: OperationAuth
     params_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
     safe_to_retry: bool = False
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +214,12 @@ class Provider:
     def allowed_extra_params(self) -> frozenset[str]:
         """Extra authorization URL parameters callers may pass through."""
         return frozenset()
+
+    @property
+    def keepalive_window(self) -> timedelta | None:
+        """Refresh idle connections whose refresh token expires within this window, so they do not
+        die unused (OKX refresh tokens live three days). None: no keep-alive refresh."""
+        return None
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
         raise NotImplementedError

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -65,14 +66,14 @@ async def _watch_store(application: Application, servicer: health.aio.HealthServ
         await asyncio.sleep(HEALTH_INTERVAL)
 
 
-async def _purge_expired(application: Application) -> None:
-    """Expired pending authorizations are forgotten every few minutes."""
+async def _every(interval: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``work`` every ``interval`` seconds; a failing pass is logged and the next one tried."""
     while True:
-        await asyncio.sleep(PURGE_INTERVAL)
+        await asyncio.sleep(interval)
         try:
-            await application.gateway.purge_expired_authorizations()
-        except GatewayError:
-            log.warning("could not purge expired authorizations; the store is not answering")
+            await work()
+        except GatewayError as error:
+            log.warning("%s failed: %s", what, error.reason)
 
 
 async def start_server(application: Application, listen: str | None = None) -> RunningServer:
@@ -100,7 +101,12 @@ async def start_server(application: Application, listen: str | None = None) -> R
         raise OSError(f"cannot listen on {address}")
     await server.start()
     loop = asyncio.get_running_loop()
-    background = [loop.create_task(_watch_store(application, health_servicer)), loop.create_task(_purge_expired(application))]
+    gateway, settings = application.gateway, application.config.gateway
+    background = [
+        loop.create_task(_watch_store(application, health_servicer)),
+        loop.create_task(_every(PURGE_INTERVAL, gateway.purge_expired, "purging expired records")),
+        loop.create_task(_every(settings.keepalive_interval, gateway.keep_alive, "keep-alive refresh")),
+    ]
     log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")
     return RunningServer(server, port, health_servicer, application, background)
 

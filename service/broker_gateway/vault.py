@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime
+from typing import Any
 
 from .errors import TokenDecryptFailed
 from .provider import TokenSet
@@ -80,6 +81,14 @@ class Vault:
 
     def open_verifier(self, tenant: str, state_key: str, sealed: bytes) -> str:
         return self.keyring.open(sealed, context=(tenant, state_key, "code_verifier")).decode()
+
+    def seal_result(self, tenant: str, request_key: str, result: Any) -> bytes:
+        """An operation's result, kept to replay to a repeated request id; it may hold a secret (an
+        API key the upstream created), so it is sealed like a token."""
+        return self.keyring.seal(json.dumps(result).encode(), context=(tenant, request_key, "result"))
+
+    def open_result(self, tenant: str, request_key: str, sealed: bytes) -> Any:
+        return json.loads(self.keyring.open(sealed, context=(tenant, request_key, "result")))
 
     async def rewrap(self, store: Store) -> RewrapReport:
         """Re-seal every connection not sealed with the active key. Safe to run while serving: each

@@ -28,6 +28,17 @@ class TakeOutcome(enum.Enum):
     REPLAYED = "replayed"
 
 
+class ClaimOutcome(enum.Enum):
+    """What claiming an operation's request id found."""
+
+    #: New: the caller may send the request, then complete or release the claim.
+    CLAIMED = "claimed"
+    #: Another call holds the claim, or an earlier call's outcome is unknown.
+    IN_PROGRESS = "in_progress"
+    #: An earlier call completed; its sealed result comes with this outcome.
+    DONE = "done"
+
+
 @dataclass(frozen=True)
 class PendingAuthorization:
     """An Authorize waiting for its callback, keyed by a hash of its state."""
@@ -111,9 +122,27 @@ class Store(Protocol):
     async def release_lease(self, tenant: str, connection_id: str, *, holder: str) -> None:
         """Release the lease if ``holder`` still holds it."""
 
+    async def connections_to_keep_alive(
+        self, provider_id: str, *, refresh_expiring_before: datetime, limit: int
+    ) -> list[StoredConnection]:
+        """ACTIVE connections of a provider, in every tenant, whose refresh token expires before the
+        given time, soonest first."""
+
+    async def claim_request(self, tenant: str, request_key: str, *, now: datetime) -> tuple[ClaimOutcome, bytes | None]:
+        """Claim a side-effecting request by its key, atomically: of concurrent claims one wins."""
+
+    async def complete_request(self, tenant: str, request_key: str, sealed_result: bytes) -> None:
+        """Record the result of a claimed request, to be replayed to repeated calls."""
+
+    async def release_request(self, tenant: str, request_key: str) -> None:
+        """Drop a claim whose request certainly did not take effect, so it may be sent again."""
+
+    async def purge_requests(self, before: datetime) -> int:
+        """Forget request records claimed before ``before``."""
+
     def sealed_connections(self) -> AsyncIterator[StoredConnection]:
         """Every connection that holds sealed tokens, for re-encryption."""
 
     async def key_ids_in_use(self) -> set[str]:
-        """The ids of every key some stored ciphertext was sealed with (tokens and the verifiers of
-        pending authorizations)."""
+        """The ids of every key some stored ciphertext was sealed with (tokens, the verifiers of
+        pending authorizations, and replayable operation results)."""

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import StoreUnavailable
-from .base import ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
 from .crypto import envelope_key_id
 
 SCHEMA = """
@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS connections (
     UNIQUE (tenant, connection_id)
 );
 CREATE INDEX IF NOT EXISTS connections_by_provider ON connections (tenant, provider_id, seq);
+CREATE INDEX IF NOT EXISTS connections_by_refresh_expiry ON connections (provider_id, status, refresh_token_expire_time);
+CREATE TABLE IF NOT EXISTS operation_requests (
+    tenant TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    sealed_result BLOB,
+    create_time REAL NOT NULL,
+    PRIMARY KEY (tenant, request_key)
+);
 CREATE TABLE IF NOT EXISTS leases (
     tenant TEXT NOT NULL,
     connection_id TEXT NOT NULL,
@@ -265,6 +274,48 @@ class SQLiteStore:
             "DELETE FROM leases WHERE tenant = ? AND connection_id = ? AND holder = ?", (tenant, connection_id, holder)
         )
 
+    async def connections_to_keep_alive(
+        self, provider_id: str, *, refresh_expiring_before: datetime, limit: int
+    ) -> list[StoredConnection]:
+        rows = self._execute(
+            f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE provider_id = ? AND status = ?"
+            " AND refresh_token_expire_time IS NOT NULL AND refresh_token_expire_time < ?"
+            " ORDER BY refresh_token_expire_time LIMIT ?",
+            (provider_id, ConnectionStatus.ACTIVE.value, _ts(refresh_expiring_before), limit),
+        ).fetchall()
+        return [_connection(row) for row in rows]
+
+    async def claim_request(self, tenant: str, request_key: str, *, now: datetime) -> tuple[ClaimOutcome, bytes | None]:
+        try:
+            self._execute(
+                "INSERT INTO operation_requests (tenant, request_key, create_time) VALUES (?,?,?)",
+                (tenant, request_key, _ts(now)),
+            )
+            return ClaimOutcome.CLAIMED, None
+        except sqlite3.IntegrityError:
+            pass
+        row = self._execute(
+            "SELECT done, sealed_result FROM operation_requests WHERE tenant = ? AND request_key = ?",
+            (tenant, request_key),
+        ).fetchone()
+        if row is not None and row["done"]:
+            return ClaimOutcome.DONE, row["sealed_result"]
+        return ClaimOutcome.IN_PROGRESS, None
+
+    async def complete_request(self, tenant: str, request_key: str, sealed_result: bytes) -> None:
+        self._execute(
+            "UPDATE operation_requests SET done = 1, sealed_result = ? WHERE tenant = ? AND request_key = ?",
+            (sealed_result, tenant, request_key),
+        )
+
+    async def release_request(self, tenant: str, request_key: str) -> None:
+        self._execute(
+            "DELETE FROM operation_requests WHERE tenant = ? AND request_key = ? AND done = 0", (tenant, request_key)
+        )
+
+    async def purge_requests(self, before: datetime) -> int:
+        return self._execute("DELETE FROM operation_requests WHERE create_time < ?", (_ts(before),)).rowcount
+
     async def sealed_connections(self) -> AsyncIterator[StoredConnection]:
         after = 0
         while True:
@@ -281,7 +332,8 @@ class SQLiteStore:
 
     async def key_ids_in_use(self) -> set[str]:
         rows = self._execute("SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL").fetchall()
-        verifiers = self._execute(
-            "SELECT sealed_verifier FROM pending_authorizations WHERE sealed_verifier IS NOT NULL"
+        sealed = self._execute(
+            "SELECT sealed_verifier AS blob FROM pending_authorizations WHERE sealed_verifier IS NOT NULL"
+            " UNION ALL SELECT sealed_result FROM operation_requests WHERE sealed_result IS NOT NULL"
         ).fetchall()
-        return {row["key_id"] for row in rows} | {envelope_key_id(row["sealed_verifier"]) for row in verifiers}
+        return {row["key_id"] for row in rows} | {envelope_key_id(row["blob"]) for row in sealed}
