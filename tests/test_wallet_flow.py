@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure
+from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
 
@@ -43,3 +43,18 @@ async def test_access_token_is_refreshed_ahead_of_expiry(
     assert second.access_token != first.access_token
     assert second.expire_time.ToDatetime() > first.expire_time.ToDatetime()
     assert wallet.request_log.count("refresh_token") == 1
+
+
+async def test_a_callback_parameter_given_twice_is_refused_and_the_state_kept(
+    wallet_gateway: GatewayHarness, wallet: Wallet
+) -> None:
+    start = await wallet_gateway.stub.Authorize(api.AuthorizeRequest(provider="wallet", redirect_uri=REDIRECT_URI), timeout=10)
+    callback = await wallet.approve(start.authorization_url, "frank")
+    for repeated in ("state", "code", "iss"):
+        request = api.ExchangeRequest(state=callback["state"], code=callback["code"])
+        request.callback_params[repeated] = "another"
+        failure = await expect_failure(wallet_gateway.stub.Exchange(request, timeout=10))
+        assert (failure.reason, failure.metadata["field"]) == ("INVALID_FIELD", "callback_params")
+    assert wallet.request_log.count("authorization_code") == 0
+    exchanged = await wallet_gateway.stub.Exchange(api.ExchangeRequest(state=callback["state"], code=callback["code"]), timeout=10)
+    assert exchanged.connection.connection_id == start.connection_id

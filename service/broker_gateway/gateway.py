@@ -61,6 +61,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "default"
+#: Callback parameters that have their own ExchangeRequest field and so may not also be in the map.
+CALLBACK_FIELDS = frozenset({"state", "code", "iss"})
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 #: Authorization parameters the core sets itself; a caller's extra_params can never override them.
@@ -227,6 +229,10 @@ class Gateway:
     ) -> StoredConnection:
         validation.opaque_token("state", state, limit=validation.MAX_STATE)
         params = validation.string_map("callback_params", callback_params)
+        repeated = sorted(CALLBACK_FIELDS & params.keys())
+        if repeated:
+            # A parameter given twice is ambiguous (which one did the provider send?): refused.
+            raise InvalidArgument("callback_params", f"callback_params repeats the {repeated[0]} field")
         error = params.get("error", "")
         if not error:
             validation.opaque_token("code", code, limit=validation.MAX_CODE)
