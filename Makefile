@@ -4,9 +4,27 @@
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
 BUF    := tools/node/node_modules/.bin/buf
+TOOLS  := tools/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test generate lint deps
+# Code generators for the clients, pinned. Each must match the runtime its package pins (a test checks):
+# protoc-gen-go is google.golang.org/protobuf in clients/go/go.mod; PROTOC_VERSION (protoc, whose
+# built-in `java` generator makes the protobuf-java code) is protobuf.version in clients/java/pom.xml;
+# GRPC_JAVA_VERSION is grpc.version there. protoc-gen-es is a devDependency of clients/typescript.
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOC_VERSION := 4.36.2
+GRPC_JAVA_VERSION := 1.83.1
+# The native binaries come from Maven Central, one per platform (classifier os-arch, e.g. linux-x86_64).
+MAVEN_CLASSIFIER := $(subst darwin,osx,$(shell uname -s | tr A-Z a-z))-$(subst arm64,aarch_64,$(subst aarch64,aarch_64,$(shell uname -m)))
+MAVEN_COPY := mvn --batch-mode --quiet -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+	-Dmdep.stripVersion=true -DoutputDirectory=$(TOOLS)
+
+GENERATORS := $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc $(TOOLS)/protoc-gen-grpc-java
+TS_CLIENT  := clients/typescript/node_modules/.installed
+JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
+
+.PHONY: run test generate lint breaking release-api deps
 
 run: $(VENV)/.installed
 	$(VENV)/bin/broker-gateway sandbox
@@ -14,16 +32,30 @@ run: $(VENV)/.installed
 test: deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed
+deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT)
 
-# Regenerate every language's stubs from protos/. Stale Python stubs are removed first because
-# buf must not `clean` service/ (handwritten code lives there too).
+# Regenerate every language's stubs from protos/: Python (buf.gen.yaml), then Go, TypeScript and Java
+# (one template each: see buf.gen.yaml for why). Stale Python and Java stubs are removed first because
+# their output roots hold handwritten code too, so buf must not `clean` them.
 generate: deps
 	rm -f service/broker_gateway/v1/*_pb2*.py service/broker_gateway/v1/*_pb2*.pyi
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.go.yaml
+	$(BUF) generate --template buf.gen.typescript.yaml
+	rm -rf $(JAVA_STUBS)
+	$(BUF) generate --template buf.gen.java.yaml
 
 lint: deps
 	$(BUF) lint
+
+# Fails when protos/ breaks callers of the last released API (protos-released/; `make test` runs it too).
+breaking: deps
+	$(BUF) breaking protos --against protos-released
+
+# When cutting a release: the API as released becomes the baseline `breaking` compares against.
+release-api:
+	rm -rf protos-released/broker_gateway
+	cp -R protos/broker_gateway protos-released/
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -38,4 +70,30 @@ $(BUF): tools/node/package.json tools/node/package-lock.json
 
 tests/oidc_provider/node_modules/.installed: tests/oidc_provider/package.json tests/oidc_provider/package-lock.json
 	cd tests/oidc_provider && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The TypeScript client's dependencies, protoc-gen-es and the compiler included.
+$(TS_CLIENT): clients/typescript/package.json clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The generators are rebuilt whenever this file changes, so a new pin takes effect at once.
+$(TOOLS)/protoc-gen-go: Makefile
+	GOBIN=$(CURDIR)/$(TOOLS) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	touch $@
+
+$(TOOLS)/protoc-gen-go-grpc: Makefile
+	GOBIN=$(CURDIR)/$(TOOLS) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	touch $@
+
+$(TOOLS)/protoc: Makefile
+	$(MAVEN_COPY) -Dartifact=com.google.protobuf:protoc:$(PROTOC_VERSION):exe:$(MAVEN_CLASSIFIER)
+	mv $(TOOLS)/protoc-$(MAVEN_CLASSIFIER).exe $@
+	chmod +x $@
+	touch $@
+
+$(TOOLS)/protoc-gen-grpc-java: Makefile
+	$(MAVEN_COPY) -Dartifact=io.grpc:protoc-gen-grpc-java:$(GRPC_JAVA_VERSION):exe:$(MAVEN_CLASSIFIER)
+	mv $(TOOLS)/protoc-gen-grpc-java-$(MAVEN_CLASSIFIER).exe $@
+	chmod +x $@
 	touch $@

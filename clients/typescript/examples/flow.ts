@@ -1,0 +1,86 @@
+/**
+ * The whole BrokerGateway flow against a sandbox gateway: list providers, start an authorization,
+ * approve it through the wallet simulator's `approve=<username>` shortcut, exchange the code, read the
+ * user's info, then replay the exchange to show how a failed call's google.rpc.ErrorInfo reason is
+ * read. Every call carries a deadline.
+ *
+ *   npm run build && BROKER_GATEWAY_ADDRESS=127.0.0.1:50051 \
+ *     BROKER_GATEWAY_REDIRECT_URI=http://127.0.0.1:8765/callback npm run example
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+
+import { ConnectionStatus, createBrokerGatewayClient, errorInfo } from "../src/index.js";
+
+/** The deadline of each gateway call; the gateway derives its upstream timeouts from it. */
+const timeoutMs = 10_000;
+
+const address = process.env.BROKER_GATEWAY_ADDRESS || "127.0.0.1:50051";
+const redirectUri = process.env.BROKER_GATEWAY_REDIRECT_URI || "http://127.0.0.1:8765/callback";
+const username = process.env.BROKER_GATEWAY_USERNAME || "alice";
+
+/** Request the authorization URL with approve=<username>, without following the redirect. */
+async function approve(authorizationUrl: string, user: string): Promise<URLSearchParams> {
+  const response = await fetch(`${authorizationUrl}&approve=${encodeURIComponent(user)}`, {
+    redirect: "manual",
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const location = response.headers.get("location");
+  if (response.status !== 302 || location === null) {
+    throw new Error(`expected a 302 from the simulator, got ${response.status}`);
+  }
+  return new URL(location).searchParams;
+}
+
+async function main(): Promise<void> {
+  const client = createBrokerGatewayClient(`http://${address}`);
+
+  const { providers } = await client.listProviders({}, { timeoutMs });
+  for (const provider of providers) {
+    console.log(`provider: ${provider.id} (${provider.type})`);
+  }
+
+  const start = await client.authorize(
+    { provider: "wallet", redirectUri, scopes: ["profile", "balance"] },
+    { timeoutMs },
+  );
+
+  // A person would open the URL and press Authorize; the simulator's shortcut approves at once and
+  // redirects to the callback with the code and state.
+  const callback = await approve(start.authorizationUrl, username);
+  const exchange = {
+    state: callback.get("state") ?? "",
+    code: callback.get("code") ?? "",
+    iss: callback.get("iss") ?? "",
+  };
+  const { connection } = await client.exchange(exchange, { timeoutMs });
+  if (connection === undefined) {
+    throw new Error("Exchange returned no connection");
+  }
+  console.log(`connection_id: ${connection.connectionId}`);
+  console.log(`status: ${ConnectionStatus[connection.status]}`);
+
+  const { userInfo } = await client.getUserInfo({ connectionId: connection.connectionId }, { timeoutMs });
+  console.log(`subject: ${userInfo?.subject}`);
+  console.log(`username: ${userInfo?.username}`);
+
+  // A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo whose
+  // reason is AUTHZ_TRANSACTION_INVALID.
+  try {
+    await client.exchange(exchange, { timeoutMs });
+  } catch (error) {
+    const info = errorInfo(error);
+    if (info === undefined) {
+      throw new Error(`the replayed Exchange failed without an ErrorInfo: ${error}`);
+    }
+    console.log(`error_code: ${Code[ConnectError.from(error).code]}`);
+    console.log(`error_reason: ${info.reason}`);
+    console.log(`error_domain: ${info.domain}`);
+    return;
+  }
+  throw new Error("the replayed Exchange succeeded");
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,271 @@
+"""The Go, TypeScript and Java clients: generated from protos/, reproducible, and run against a live gateway.
+
+- Generation: each language's buf template (``buf.gen.<lang>.yaml``) reproduces the checked-in stubs
+  byte for byte, with plugins at the versions the packages' runtimes pin (the Python stubs are checked
+  the same way in test_protos.py).
+- Compatibility: ``buf breaking`` passes against the last released API (``protos-released/``) and
+  fails on a deliberately breaking change.
+- Examples: one sandbox gateway (the real CLI, as a user starts it); each language's example program
+  is built with that language's own toolchain and run against it. Each lists providers, authorizes,
+  approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info and
+  then reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
+  gateway itself.
+
+The first Maven build downloads the Java dependencies into ~/.m2 and the first Go build fills the Go
+module and build caches; later runs reuse them, hence the generous timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from broker_gateway.simkit import stable_user_id
+from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BUF = ROOT / "tools" / "node" / "node_modules" / ".bin" / "buf"
+CLIENTS = ROOT / "clients"
+
+# Template -> the directory it generates (relative to the repository root); nothing else may be written.
+GENERATED = {
+    "go": ("buf.gen.go.yaml", "clients/go/gen"),
+    "typescript": ("buf.gen.typescript.yaml", "clients/typescript/src/gen"),
+    "java": ("buf.gen.java.yaml", "clients/java/src/main/java/io/github/brokergateway/v1"),
+}
+
+BUILD_TIMEOUT = 900  # seconds; a first Maven build downloads a few dozen megabytes
+RUN_TIMEOUT = 120
+
+
+def run(command: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
+    """Run a command, fail the test with its output if it fails, and return its standard output."""
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def buf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    # The Python template's local plugin runs as `python`: the interpreter running the tests.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([str(BUF), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def tree(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# --- Generation -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", sorted(GENERATED))
+def test_checked_in_stubs_match_generation(language: str, tmp_path: Path) -> None:
+    template, directory = GENERATED[language]
+    result = buf("generate", "--template", template, "--output", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    stray = sorted(p for p in written if not p.startswith(directory + "/"))
+    assert not stray, f"{template} writes outside {directory}: {stray}"
+    generated, checked_in = tree(tmp_path / directory), tree(ROOT / directory)
+    assert sorted(generated) == sorted(checked_in), f"{language} stub files differ; run `make generate`"
+    stale = sorted(name for name in generated if generated[name] != checked_in[name])
+    assert not stale, f"stale {language} stubs {stale}; run `make generate`"
+
+
+def test_generators_match_the_runtimes_the_packages_pin() -> None:
+    """Generated code must come from the plugin version that matches the runtime each package depends on."""
+    go_mod = (CLIENTS / "go" / "go.mod").read_text()
+    go_runtime = re.search(r"google\.golang\.org/protobuf (v\S+)", go_mod)
+    go_header = (CLIENTS / "go" / "gen" / "broker_gateway" / "v1" / "connection.pb.go").read_text()
+    assert go_runtime and f"protoc-gen-go {go_runtime.group(1)}\n" in go_header
+
+    package = json.loads((CLIENTS / "typescript" / "package.json").read_text())
+    es_runtime = package["dependencies"]["@bufbuild/protobuf"]
+    assert package["devDependencies"]["@bufbuild/protoc-gen-es"] == es_runtime
+    es_header = (CLIENTS / "typescript" / "src" / "gen" / "broker_gateway" / "v1" / "connection_pb.ts").read_text()
+    assert f"@generated by protoc-gen-es v{es_runtime} " in es_header
+
+    pom = (CLIENTS / "java" / "pom.xml").read_text()
+    java_runtime = re.search(r"<protobuf\.version>([^<]+)</protobuf\.version>", pom)
+    java_header = (ROOT / GENERATED["java"][1] / "Connection.java").read_text()
+    assert java_runtime and f"// Protobuf Java Version: {java_runtime.group(1)}\n" in java_header
+    makefile = (ROOT / "Makefile").read_text()
+    grpc_java = re.search(r"<grpc\.version>([^<]+)</grpc\.version>", pom)
+    assert java_runtime and grpc_java
+    assert re.search(rf"^PROTOC_VERSION\s*:?=\s*{re.escape(java_runtime.group(1))}$", makefile, re.M)
+    assert re.search(rf"^GRPC_JAVA_VERSION\s*:?=\s*{re.escape(grpc_java.group(1))}$", makefile, re.M)
+
+
+# --- Compatibility with the last release --------------------------------------------------------------
+
+
+def test_api_is_compatible_with_the_last_release() -> None:
+    result = buf("breaking", "protos", "--against", "protos-released")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "before", "after"),
+    [
+        ("rename an RPC", "broker_gateway_service.proto", "rpc Exchange(", "rpc ExchangeCode("),
+        ("renumber a field", "connection.proto", "string subject = 4;", "string subject = 40;"),
+        ("rename an enum value", "error_reason.proto", "ERROR_REASON_REAUTH_REQUIRED =", "ERROR_REASON_REAUTH ="),
+    ],
+)
+def test_a_breaking_change_fails_buf_breaking(change: str, path: str, before: str, after: str, tmp_path: Path) -> None:
+    """The same command and configuration as the real check, on a copy of the workspace with one change."""
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    shutil.copytree(ROOT / "protos-released", tmp_path / "protos-released")
+    proto = tmp_path / "protos" / "broker_gateway" / "v1" / path
+    source = proto.read_text()
+    assert before in source, f"cannot {change}: {before!r} is not in {path}"
+    proto.write_text(source.replace(before, after, 1))
+
+    result = buf("breaking", "protos", "--against", "protos-released", cwd=tmp_path)
+    assert result.returncode != 0, f"buf breaking accepted a change that breaks callers ({change})"
+    assert path in result.stdout + result.stderr
+
+
+# --- The examples against a live sandbox --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_sandbox(data_dir: Path) -> Iterator[dict[str, Any]]:
+    """`broker-gateway sandbox` on free loopback ports; yields its sandbox.json (gateway, redirect_uri, ...)."""
+    process = subprocess.Popen(
+        [
+            str(BIN / "broker-gateway"),
+            "sandbox",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(data_dir),
+            "--callback-listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    description = data_dir / "sandbox.json"
+    deadline = time.monotonic() + 30
+    while not description.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the sandbox did not start:\n{process.stdout.read() if process.stdout else ''}")
+        time.sleep(0.1)
+    try:
+        yield json.loads(description.read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+        assert process.returncode == 0, output
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as description:
+        yield description
+
+
+def run_example(command: list[str], *, cwd: Path, sandbox: dict[str, Any], username: str) -> dict[str, str]:
+    """Run an example against the sandbox and return the `key: value` lines it printed."""
+    env = {
+        "BROKER_GATEWAY_ADDRESS": sandbox["gateway"],
+        "BROKER_GATEWAY_REDIRECT_URI": sandbox["redirect_uri"],
+        "BROKER_GATEWAY_USERNAME": username,
+    }
+    output = run(command, cwd=cwd, timeout=RUN_TIMEOUT, env=env)
+    printed: dict[str, str] = {}
+    for line in output.splitlines():
+        key, _, value = line.partition(": ")
+        if key == "provider":
+            printed["providers"] = f"{printed.get('providers', '')}{value}\n"
+        else:
+            printed.setdefault(key, value)
+    return printed
+
+
+def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) -> None:
+    """What the example printed is what the gateway holds, and the replay's reason was read."""
+    assert "wallet (generic-oauth2)" in printed.get("providers", "").splitlines(), printed
+    assert printed["username"] == username
+    assert printed["subject"] == str(stable_user_id(username)), printed
+    assert printed["error_reason"] == "AUTHZ_TRANSACTION_INVALID", printed
+    assert printed["error_domain"] == "broker-gateway", printed
+    assert printed["error_code"].replace("_", "").lower() == "failedprecondition", printed
+    with grpc.insecure_channel(sandbox["gateway"]) as channel:
+        connection = (
+            api_grpc.BrokerGatewayStub(channel)
+            .GetConnection(api.GetConnectionRequest(connection_id=printed["connection_id"]), timeout=10)
+            .connection
+        )
+    assert connection.subject == printed["subject"] and connection.provider == "wallet"
+
+
+def test_go_example(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    go = CLIENTS / "go"
+    # -mod=readonly: the checked-in go.mod and go.sum must be complete as they are.
+    env = {"GOFLAGS": "-mod=readonly"}
+    run(["go", "vet", "./..."], cwd=go, timeout=BUILD_TIMEOUT, env=env)
+    run(["go", "build", "-o", str(tmp_path / "flow"), "./examples/flow"], cwd=go, timeout=BUILD_TIMEOUT, env=env)
+    printed = run_example([str(tmp_path / "flow")], cwd=go, sandbox=sandbox, username="gopher")
+    check_flow(printed, sandbox, "gopher")
+
+
+def test_typescript_example(sandbox: dict[str, Any]) -> None:
+    typescript = CLIENTS / "typescript"
+    assert (typescript / "node_modules" / ".bin" / "tsc").exists(), "run `make deps` (npm ci in clients/typescript)"
+    shutil.rmtree(typescript / "dist", ignore_errors=True)
+    run(["npm", "run", "--silent", "build"], cwd=typescript, timeout=BUILD_TIMEOUT)
+    printed = run_example(["node", "dist/examples/flow.js"], cwd=typescript, sandbox=sandbox, username="tsnode")
+    check_flow(printed, sandbox, "tsnode")
+
+
+def test_java_example(sandbox: dict[str, Any]) -> None:
+    java = CLIENTS / "java"
+    classpath_file = java / "target" / "example-classpath.txt"
+    run(
+        [
+            "mvn",
+            "--batch-mode",
+            "--quiet",
+            "-Dstyle.color=never",
+            "test-compile",
+            "dependency:build-classpath",
+            "-Dmdep.includeScope=test",
+            f"-Dmdep.outputFile={classpath_file}",
+        ],
+        cwd=java,
+        timeout=BUILD_TIMEOUT,
+    )
+    classpath = os.pathsep.join(["target/classes", "target/test-classes", classpath_file.read_text().strip()])
+    printed = run_example(
+        ["java", "-cp", classpath, "io.github.brokergateway.example.Flow"], cwd=java, sandbox=sandbox, username="duke"
+    )
+    check_flow(printed, sandbox, "duke")
