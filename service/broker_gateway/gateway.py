@@ -129,6 +129,7 @@ class Gateway:
         clock: Callable[[], datetime],
         settings: GatewaySettings = GatewaySettings(),
         tracer: trace.Tracer | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.providers = {configured.id: configured for configured in providers}
         self.store = store
@@ -136,7 +137,7 @@ class Gateway:
         self.clock = clock
         self.settings = settings
         self.tracer = tracer or trace.get_tracer(__name__)
-        self.rate_limiter = RateLimiter()
+        self.rate_limiter = rate_limiter or RateLimiter()
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[StoredConnection]] = {}
         self._detached: set[asyncio.Task[Any]] = set()
         self._draining = False
@@ -435,6 +436,7 @@ class Gateway:
         if request_id:
             validation.opaque_token("request_id", request_id, limit=validation.MAX_ID)
         check_params(operation.params_schema, params)
+        provider.check_params(operation, params)
         connection = None
         if operation.auth is OperationAuth.USER_TOKEN:
             connection = await self.get_connection(tenant, connection_id)

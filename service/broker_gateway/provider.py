@@ -255,6 +255,11 @@ class Provider:
     def operations(self) -> Sequence[Operation]:
         return ()
 
+    def check_params(self, operation: Operation, params: Mapping[str, Any]) -> None:
+        """Rules a JSON Schema cannot express (a date range, one field depending on another). Called
+        after the schema check and before anything is spent or sent; raise ``InvalidArgument`` with
+        the field ``params.<name>``."""
+
     async def invoke(
         self,
         operation: Operation,

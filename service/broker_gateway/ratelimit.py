@@ -1,63 +1,56 @@
 """Client-side rate limits: the gateway refuses a call the upstream would throttle.
 
-A token bucket per (provider, bucket, scope key) holds ``requests`` tokens refilled over
-``per_seconds``; a call past it is RESOURCE_EXHAUSTED with a RetryInfo saying when a token returns.
-The buckets live in the process: with several replicas each enforces the limit on its own share of
-traffic, so configure replicas' limits accordingly (a shared budget needs the Redis store).
+A sliding-window log per (provider, bucket, scope key) remembers when the last ``requests`` calls were
+let through; a call is allowed only if the oldest of them is at least ``per_seconds`` old. Unlike a
+token bucket, this never lets more than ``requests`` calls into any window of ``per_seconds``, which is
+how exchanges count (a fixed or rolling window). A refused call is RESOURCE_EXHAUSTED with a RetryInfo
+saying when the window frees up. The logs live in the process: with several replicas each enforces the
+limit on its own share of traffic, so configure replicas' limits accordingly.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .errors import ProviderRateLimited
 from .provider import Operation, RateLimit, RateScope
 
-#: Beyond this many buckets, full (idle) ones are forgotten, so per-connection keys cannot pile up.
-MAX_BUCKETS = 100_000
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
+#: Beyond this many windows, idle ones are forgotten, so per-connection keys cannot pile up.
+MAX_WINDOWS = 100_000
 
 
 class RateLimiter:
-    """Token buckets keyed by provider, bucket name and (for per-connection limits) connection."""
+    """Sliding windows keyed by provider, bucket name and (for per-connection limits) connection."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
+        self._windows: dict[tuple[str, str, str], deque[float]] = {}
 
     def acquire(self, provider_id: str, operation: Operation, connection_key: str) -> None:
-        """Take one token for ``operation`` or raise ProviderRateLimited with the wait."""
+        """Let one call of ``operation`` through, or raise ProviderRateLimited with the wait."""
         limit = operation.rate_limit
         if limit is None:
             return
         scope_key = connection_key if limit.scope is RateScope.CONNECTION else ""
         key = (provider_id, limit.bucket or operation.name, scope_key)
         now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_BUCKETS:
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) >= MAX_WINDOWS:
                 self._forget_idle(now)
-            bucket = self._buckets[key] = _Bucket(float(limit.requests), now)
-        rate = limit.requests / limit.per_seconds
-        bucket.tokens = min(float(limit.requests), bucket.tokens + (now - bucket.updated) * rate)
-        bucket.updated = now
-        if bucket.tokens < 1.0:
+            window = self._windows[key] = deque(maxlen=limit.requests)
+        if len(window) == limit.requests and now - window[0] < limit.per_seconds:
             raise ProviderRateLimited(
                 f"the rate limit of {operation.name} at provider {provider_id} is spent",
                 metadata={"provider": provider_id, "operation": operation.name, "limit": _describe(limit)},
-                retry_after=(1.0 - bucket.tokens) / rate,
+                retry_after=limit.per_seconds - (now - window[0]),
             )
-        bucket.tokens -= 1.0
+        window.append(now)
 
     def _forget_idle(self, now: float) -> None:
-        self._buckets = {key: b for key, b in self._buckets.items() if now - b.updated < 60.0}
+        self._windows = {key: w for key, w in self._windows.items() if w and now - w[-1] < 86400.0}
 
 
 def _describe(limit: RateLimit) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from jsonschema.exceptions import ValidationError
 
 from .errors import InvalidArgument
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 @functools.lru_cache(maxsize=512)
 def _validator(schema_json: str) -> Draft202012Validator:
@@ -23,12 +26,27 @@ def _validator(schema_json: str) -> Draft202012Validator:
 
 
 def check_params(schema: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    """Raise INVALID_ARGUMENT naming the first offending parameter (``params.<name>``)."""
+    """Raise INVALID_ARGUMENT naming the first offending parameter (``params.<name>``). Control
+    characters are refused in every string, whatever the schema says: no upstream parameter needs
+    them, and they defeat patterns (``$`` matches before a trailing newline)."""
+    _refuse_control_characters(params, "params")
     validator = _validator(json.dumps(schema, sort_keys=True))
     error = min(validator.iter_errors(dict(params)), key=lambda e: (list(e.absolute_path), e.validator), default=None)
     if error is not None:
         field, rule = _describe(error)
         raise InvalidArgument(field, f"{field} {rule}", metadata={"rule": str(error.validator)})
+
+
+def _refuse_control_characters(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise InvalidArgument(field, f"{field} must not contain control characters", metadata={"rule": "control"})
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_control_characters(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_control_characters(item, f"{field}.{index}")
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:
