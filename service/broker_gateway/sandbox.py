@@ -189,7 +189,7 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
             f"Everything a client needs is in {data_dir / 'sandbox.json'}.",
             "",
             "Try the flow:",
-            f"  grpcurl -plaintext -d '{authorize}' {gateway} broker_gateway.v1.BrokerGateway/Authorize",
+            f"  grpcurl -plaintext -format text -d '{authorize}' {gateway} broker_gateway.v1.BrokerGateway/Authorize",
             "  Open the authorization_url in a browser and approve (or append &approve=alice to it);",
             f"  the page at {redirect_uri} then shows the grpcurl command that completes the Exchange.",
             "",
