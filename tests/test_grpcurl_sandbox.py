@@ -100,7 +100,7 @@ def test_sandbox_json_describes_the_wallet(sandbox: dict[str, Any]) -> None:
 def test_whole_flow_through_grpcurl(sandbox: dict[str, Any]) -> None:
     gateway, redirect_uri = sandbox["gateway"], sandbox["redirect_uri"]
     providers = call(gateway, "ListProviders", {})["providers"]
-    assert {"wallet", "bybit"} <= {p["id"] for p in providers}
+    assert {"wallet", "bybit", "okx"} <= {p["id"] for p in providers}
 
     start = call(gateway, "Authorize", {"provider": "wallet", "redirect_uri": redirect_uri, "scopes": ["profile", "balance"]})
     approval = httpx.get(start["authorizationUrl"] + "&approve=carol")

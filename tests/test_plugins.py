@@ -108,7 +108,7 @@ def test_hook_broker_gateway_register_providers(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_hook_broker_gateway_register_sandboxes() -> None:
-    assert {"wallet", "bybit"} <= {upstream.provider_id for upstream in sandbox_upstreams(plugin_manager())}
+    assert {"wallet", "bybit", "okx"} <= {upstream.provider_id for upstream in sandbox_upstreams(plugin_manager())}
 
 
 def test_allow_and_block_lists(monkeypatch: pytest.MonkeyPatch) -> None:
