@@ -15,6 +15,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 
+from broker_gateway.ratelimit import RateLimiter
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
 from broker_gateway_okx.sandbox import TOKEN_PATH, BrokerKey
@@ -409,3 +410,21 @@ async def test_form_encoded_token_requests(tmp_path: Path, okx: Okx, clock: Fake
         revoked = await harness.stub.Revoke(api.RevokeRequest(connection_id=connection.connection_id), timeout=10)
     assert revoked.upstream_revoked
     assert [okx.request_log.count(name) for name in ("authorization_code", "refresh_token", "revoke")] == [1, 1, 1]
+
+
+async def test_user_info_honours_okx_s_limit_on_account_config(okx_gateway: GatewayHarness, okx: Okx) -> None:
+    """GET /api/v5/account/config allows 5 requests per 2 s per user: the sixth is refused by the
+    gateway with a RetryInfo, and OKX never has to answer 50011."""
+    connection = await connect(okx_gateway, okx, username="ursula")
+    okx_gateway.application.gateway.rate_limiter = RateLimiter(clock=lambda: 1000.0)
+    request = api.GetUserInfoRequest(connection_id=connection.connection_id)
+    for _ in range(5):
+        await okx_gateway.stub.GetUserInfo(request, timeout=10)
+    failure = await expect_failure(okx_gateway.stub.GetUserInfo(request, timeout=10))
+    assert (failure.code, failure.reason, failure.metadata["limit"]) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "PROVIDER_RATE_LIMITED",
+        "5/2s",
+    )
+    other = await connect(okx_gateway, okx, username="victor")  # counted per user
+    await okx_gateway.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=other.connection_id), timeout=10)

@@ -65,7 +65,7 @@ async def upstream() -> AsyncIterator[Upstream]:
             await asyncio.sleep(1)
         return JSONResponse({"order": len(received)})
 
-    app = Starlette(routes=[Route("/order", order, methods=["POST"]), Route("/ticker", order, methods=["POST"])])
+    app = Starlette(routes=[Route(f"/{name}", order, methods=["POST"]) for name in ("order", "ticker", "transfer")])
     async with serve_asgi(app) as (base_url, _, _):
         yield Upstream(base_url, received, hang)
 
@@ -79,6 +79,7 @@ class CountingProvider(Provider):
         return (
             Operation("ticker", "A read.", OperationAuth.NONE, NUMBER, safe_to_retry=True, rate_limit=RateLimit(3, 1.0)),
             Operation("order", "A write.", OperationAuth.NONE, NUMBER, rate_limit=RateLimit(100, 1.0, RateScope.PROVIDER)),
+            Operation("transfer", "A write allowed once a minute.", OperationAuth.NONE, NUMBER, rate_limit=RateLimit(1, 60.0)),
         )
 
     async def invoke(
@@ -172,3 +173,16 @@ async def test_idle_connections_are_kept_alive_before_their_refresh_token_expire
         assert wallet.request_log.count("refresh_token") == 3
         info = await harness.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=5)
         assert info.user_info.username == "erin"
+
+
+async def test_a_replayed_write_costs_no_rate_limit(counting_gateway: GatewayHarness, upstream: Upstream) -> None:
+    """The replay is answered from the store, so it neither spends the minute's one call nor is refused."""
+    first = await counting_gateway.stub.InvokeOperation(invoke("transfer", "t-1"), timeout=5)
+    for _ in range(3):
+        again = await counting_gateway.stub.InvokeOperation(invoke("transfer", "t-1"), timeout=5)
+        assert json_format.MessageToDict(again.result) == json_format.MessageToDict(first.result)
+    refused = await expect_failure(counting_gateway.stub.InvokeOperation(invoke("transfer", "t-2"), timeout=5))
+    assert refused.reason == "PROVIDER_RATE_LIMITED"
+    assert upstream.received == ["/transfer"]
+    failed_once = await expect_failure(counting_gateway.stub.InvokeOperation(invoke("transfer", "t-2"), timeout=5))
+    assert failed_once.reason == "PROVIDER_RATE_LIMITED"  # the refused claim was released, not kept as unknown

@@ -49,6 +49,7 @@ from broker_gateway.provider import (
     Provider,
     ProviderContext,
     RateLimit,
+    RateScope,
     TokenSet,
     UserInfo,
 )
@@ -340,6 +341,11 @@ class OKXProvider(Provider):
         except InvalidGrant:
             pass  # already dead upstream: revoked is what the caller wanted (RFC 7009 2.2)
         return True
+
+    @property
+    def user_info_rate_limit(self) -> RateLimit:
+        """GET /api/v5/account/config: 5 requests per 2 seconds per user (OKX's documented limit)."""
+        return RateLimit(5, 2.0, RateScope.CONNECTION)
 
     async def user_info(self, credentials: ConnectionCredentials) -> UserInfo:
         data = await self._bearer_call("GET", USER_INFO_PATH, b"", credentials)

@@ -409,6 +409,9 @@ class Gateway:
                 f"provider {connection.provider_id} offers no user info",
                 metadata={"provider": connection.provider_id, "capability": "user_info"},
             )
+        deadlines.require_budget()
+        limit = configured.provider.user_info_rate_limit
+        self.rate_limiter.acquire(connection.provider_id, "user_info", limit, f"{tenant}/{connection_id}")
         info = await self._with_user_token(connection, configured.provider.user_info)
         if info.subject and info.subject != connection.subject:
             await self._record_subject(connection, info.subject)
@@ -446,10 +449,11 @@ class Gateway:
                     f"connection {connection_id} belongs to provider {connection.provider_id}, not {provider_id}",
                 )
         deadlines.require_budget()
-        self.rate_limiter.acquire(provider_id, operation, f"{tenant}/{connection_id}")
         sent_id = request_id or uuid.uuid4().hex
 
         async def send() -> Any:
+            # Taken here, after a replay was ruled out: a replayed result costs the upstream nothing.
+            self.rate_limiter.acquire(provider_id, operation.name, operation.rate_limit, f"{tenant}/{connection_id}")
             with self.tracer.start_as_current_span("broker_gateway.invoke.upstream") as span:
                 span.set_attribute("broker_gateway.provider", provider_id)
                 span.set_attribute("broker_gateway.operation", operation.name)

@@ -216,6 +216,11 @@ class Provider:
         return frozenset()
 
     @property
+    def user_info_rate_limit(self) -> RateLimit | None:
+        """The upstream's documented limit on the user-info call, enforced like an operation's."""
+        return None
+
+    @property
     def keepalive_window(self) -> timedelta | None:
         """Refresh idle connections whose refresh token expires within this window, so they do not
         die unused (OKX refresh tokens live three days). None: no keep-alive refresh."""

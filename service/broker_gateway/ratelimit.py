@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from .errors import ProviderRateLimited
-from .provider import Operation, RateLimit, RateScope
+from .provider import RateLimit, RateScope
 
 #: Beyond this many windows, idle ones are forgotten, so per-connection keys cannot pile up.
 MAX_WINDOWS = 100_000
@@ -28,13 +28,13 @@ class RateLimiter:
         self._clock = clock
         self._windows: dict[tuple[str, str, str], deque[float]] = {}
 
-    def acquire(self, provider_id: str, operation: Operation, connection_key: str) -> None:
-        """Let one call of ``operation`` through, or raise ProviderRateLimited with the wait."""
-        limit = operation.rate_limit
+    def acquire(self, provider_id: str, name: str, limit: RateLimit | None, connection_key: str) -> None:
+        """Let one call named ``name`` (an operation, or ``user_info``) through under ``limit``, or
+        raise ProviderRateLimited with the wait."""
         if limit is None:
             return
         scope_key = connection_key if limit.scope is RateScope.CONNECTION else ""
-        key = (provider_id, limit.bucket or operation.name, scope_key)
+        key = (provider_id, limit.bucket or name, scope_key)
         now = self._clock()
         window = self._windows.get(key)
         if window is None:
@@ -43,8 +43,8 @@ class RateLimiter:
             window = self._windows[key] = deque(maxlen=limit.requests)
         if len(window) == limit.requests and now - window[0] < limit.per_seconds:
             raise ProviderRateLimited(
-                f"the rate limit of {operation.name} at provider {provider_id} is spent",
-                metadata={"provider": provider_id, "operation": operation.name, "limit": _describe(limit)},
+                f"the rate limit of {name} at provider {provider_id} is spent",
+                metadata={"provider": provider_id, "operation": name, "limit": _describe(limit)},
                 retry_after=limit.per_seconds - (now - window[0]),
             )
         window.append(now)
