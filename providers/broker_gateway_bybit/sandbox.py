@@ -75,7 +75,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from broker_gateway import simkit
 from starlette.applications import Starlette
@@ -359,10 +359,7 @@ def _check_clients(clients: Sequence[BybitClient]) -> dict[str, BybitClient]:
             raise ValueError("each BybitClient needs a unique, non-empty client_id")
         if not client.redirect_uris:
             raise ValueError("a BybitClient registers at least one redirect URI")
-        for uri in client.redirect_uris:
-            parts = urlsplit(uri)
-            if not (parts.scheme and parts.netloc) or parts.fragment or not uri.isascii():
-                raise ValueError(f"redirect URI {uri!r} must be an absolute ASCII URI without a fragment")
+        simkit.check_redirect_uris(client.redirect_uris)
         by_id[client.client_id] = client
     return by_id
 

@@ -66,7 +66,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote_plus
 
 from broker_gateway import simkit
 from starlette.applications import Starlette
@@ -326,10 +326,7 @@ def _check_clients(clients: Sequence[WalletClient]) -> dict[str, WalletClient]:
             raise ValueError("a WalletClient needs a client_id and a client_secret")
         if client.client_id in by_id:
             raise ValueError(f"duplicate client_id {client.client_id!r}")
-        for uri in client.redirect_uris:
-            parts = urlsplit(uri)
-            if not (parts.scheme and parts.netloc) or parts.fragment or not uri.isascii():
-                raise ValueError(f"redirect URI {uri!r} must be an absolute ASCII URI without a fragment")
+        simkit.check_redirect_uris(client.redirect_uris)
         by_id[client.client_id] = client
     return by_id
 

@@ -69,7 +69,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
@@ -1034,10 +1034,7 @@ def create_okx_app(
     touching rate limits. ``app.state.okx`` is the ``OkxSimulator``; ``app.state.grants`` and
     ``app.state.request_log`` are there as in the other simulators."""
     for client in clients:
-        for uri in client.redirect_uris:
-            parts = urlsplit(uri)
-            if not (parts.scheme and parts.netloc) or parts.fragment:
-                raise ValueError(f"redirect URI {uri!r} must be absolute and without a fragment")
+        simkit.check_redirect_uris(client.redirect_uris)
     simulator = OkxSimulator(
         clients=clients,
         broker_key=broker_key,

@@ -460,6 +460,15 @@ def consent_page(
 # --------------------------------------------------------------------------------------------------
 
 
+def check_redirect_uris(uris: Iterable[str]) -> None:
+    """Refuse a client registration whose redirect URI could not be matched exactly (RFC 9700 4.1.3):
+    it must be absolute, ASCII and without a fragment."""
+    for uri in uris:
+        parts = urlsplit(uri)
+        if not (parts.scheme and parts.netloc) or parts.fragment or not uri.isascii():
+            raise ValueError(f"redirect URI {uri!r} must be an absolute ASCII URI without a fragment")
+
+
 def build_redirect_url(redirect_uri: str, params: Mapping[str, str | None]) -> str:
     """Add ``params`` (None values skipped) to the query of ``redirect_uri``, keeping its existing query
     parameters as RFC 6749 section 3.1.2 requires; an existing parameter of the same name is replaced
