@@ -21,7 +21,7 @@ from typing import Any
 
 from broker_gateway.provider import OperationAuth, RateScope
 
-__all__ = ["ENDPOINTS", "Endpoint", "by_name", "by_route", "DATE_PARAMS", "MAX_DATE_RANGE_DAYS"]
+__all__ = ["ENDPOINTS", "Endpoint", "by_route", "DATE_PARAMS", "MAX_DATE_RANGE_DAYS"]
 
 # -- parameter rules ---------------------------------------------------------------------------------
 
@@ -279,14 +279,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
 )
 
-_BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}
 _BY_ROUTE = {(endpoint.method, endpoint.path): endpoint for endpoint in ENDPOINTS}
 
 
-def by_name(name: str) -> Endpoint:
-    return _BY_NAME[name]
-
-
 def by_route(method: str, path: str) -> Endpoint | None:
+    """The endpoint served at ``method`` ``path``, if any."""
     return _BY_ROUTE.get((method, path))
 

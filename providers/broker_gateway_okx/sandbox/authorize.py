@@ -1,0 +1,174 @@
+"""The authorization endpoint of the simulated OKX: parameter checks, the consent page (or
+``approve=<username>``), and the redirect back with a code and the site.
+
+From the documents (sources/001, reference/exchanges.md 3): authorization-code mode and PKCE mode
+(a ``code_challenge`` is required without a client secret). Scopes ``read_only``, ``trade`` and (code
+mode only, with ``access_type=offline``) ``fast_api``. The callback carries ``domain``, the site the
+account lives on.
+
+Choices where the documents are silent ([I] in exchanges.md):
+
+- The URL is ``/account/oauth/authorize`` (third-party observations).
+- Authorization errors: an unknown client, an unregistered ``redirect_uri`` (53016) or a missing
+  state give an error page; others redirect with RFC 6749 ``error`` and the state.
+- ``domain`` is the origin the authorization request arrived at, so a test reaching the simulator
+  through another host name plays a user of another site.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from broker_gateway import simkit
+
+from .clients import OkxClient
+from .grants import OkxGrants
+from .responses import origin
+
+__all__ = ["AUTHORIZE_PATH", "PKCE_VALUE", "SCOPES", "AuthorizationEndpoint"]
+
+AUTHORIZE_PATH = "/account/oauth/authorize"
+SCOPES = {
+    "read_only": "read your account (no sub-account modules)",
+    "trade": "trade for you (no sub-account modules)",
+    "fast_api": "create an API key bound to this application",
+}
+#: What a PKCE code challenge or verifier looks like (RFC 7636 4.1).
+PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_AUTHORIZE_PARAMS = (
+    "client_id", "redirect_uri", "response_type", "scope", "state", "access_type",
+    "code_challenge", "code_challenge_method", "channelId", "approve",
+)
+
+
+class AuthorizationEndpoint:
+    """``GET`` asks for consent (or approves ``approve=<username>`` at once); ``POST`` is the consent
+    form's answer."""
+
+    def __init__(self, *, clients: Mapping[str, OkxClient], grants: OkxGrants, log: simkit.RequestLog) -> None:
+        self._clients = clients
+        self._grants = grants
+        self._log = log
+
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "GET":
+            self._log.tag(request, "authorize")
+            params = _collect(request.query_params.multi_items())
+        else:
+            self._log.tag(request, "consent")
+            params = _collect((await request.form()).multi_items())
+        auth = self._parse(params)
+        if isinstance(auth, Response):
+            return auth
+        if request.method == "GET":
+            try:
+                username = simkit.approval_in_query({k: v[0] for k, v in params.items()})
+            except simkit.InvalidUsername as exc:
+                return simkit.error_page(f"Invalid approve parameter: {exc}.")
+            if username is None:
+                return self._consent(auth)
+            return self._issue_code(request, auth, username)
+        decision = params.get("decision", [""])[0]
+        if decision == "deny":
+            return simkit.redirect(auth["redirect_uri"], {"error": "access_denied", "state": auth["state"]})
+        if decision != "approve":
+            return self._consent(auth, error="Choose Authorize or Deny.")
+        try:
+            username = simkit.check_username(params.get("username", [""])[0])
+        except simkit.InvalidUsername as exc:
+            return self._consent(auth, error=f"Invalid username: {exc}.")
+        return self._issue_code(request, auth, username)
+
+    def _parse(self, params: dict[str, list[str]]) -> dict[str, Any] | Response:
+        for name in ("client_id", "redirect_uri", "state"):
+            values = params.get(name, [])
+            if len(values) > 1:
+                return simkit.error_page(f"The {name} parameter is repeated.")
+            if not values or not values[0]:
+                return simkit.error_page(f"53011: the {name} parameter cannot be empty.")
+        client = self._clients.get(params["client_id"][0])
+        if client is None:
+            return simkit.error_page("53010: unknown client_id.")
+        redirect_uri = params["redirect_uri"][0]
+        if redirect_uri not in client.redirect_uris:
+            return simkit.error_page("53016: invalid redirect_uri (it must equal a registered one exactly).")
+        state = params["state"][0]
+
+        def fail(error: str, description: str) -> Response:
+            return simkit.redirect(redirect_uri, {"error": error, "error_description": description, "state": state})
+
+        for name in _AUTHORIZE_PARAMS:
+            if len(params.get(name, [])) > 1:
+                return fail("invalid_request", f"The {name} parameter is repeated.")
+        single = {k: v[0] for k, v in params.items()}
+        if single.get("response_type") != "code":
+            return fail("unsupported_response_type", "response_type must be code.")
+        access_type = single.get("access_type")
+        if access_type is not None and access_type != "offline":
+            return fail("invalid_request", "access_type must be offline.")
+        scopes = tuple(s for s in single.get("scope", "").split(",") if s)
+        if not scopes:
+            return fail("invalid_scope", "53011: scope cannot be empty.")
+        if any(scope not in SCOPES for scope in scopes) or len(set(scopes)) != len(scopes):
+            return fail("invalid_scope", "53010: scope error.")
+        if "fast_api" in scopes and client.pkce:
+            return fail("invalid_scope", "fast_api is available in authorization-code mode only.")
+        if "fast_api" in scopes and access_type != "offline":
+            return fail("invalid_request", "fast_api needs access_type=offline.")
+        challenge = single.get("code_challenge")
+        if challenge is not None:
+            if single.get("code_challenge_method") != "S256":
+                return fail("invalid_request", "code_challenge_method must be S256.")
+            if not PKCE_VALUE.fullmatch(challenge):
+                return fail("invalid_request", "code_challenge is malformed.")
+        elif client.pkce:
+            return fail("invalid_request", "53011: code_challenge cannot be empty in PKCE mode.")
+        return {"client": client, "redirect_uri": redirect_uri, "state": state, "scopes": scopes, "challenge": challenge,
+                "access_type": access_type}
+
+    def _consent(self, auth: Mapping[str, Any], *, error: str | None = None) -> Response:
+        hidden = {
+            "client_id": auth["client"].client_id,
+            "redirect_uri": auth["redirect_uri"],
+            "response_type": "code",
+            "scope": ",".join(auth["scopes"]),
+            "state": auth["state"],
+        }
+        if auth["access_type"]:
+            hidden["access_type"] = auth["access_type"]
+        if auth["challenge"] is not None:
+            hidden.update(code_challenge=auth["challenge"], code_challenge_method="S256")
+        return simkit.consent_page(
+            action=AUTHORIZE_PATH,
+            provider_name="OKX",
+            client_id=auth["client"].client_id,
+            scopes=auth["scopes"],
+            scope_descriptions=SCOPES,
+            hidden_fields=hidden,
+            error=error,
+            status_code=200 if error is None else 400,
+        )
+
+    def _issue_code(self, request: Request, auth: Mapping[str, Any], username: str) -> Response:
+        site = origin(request)
+        code = self._grants.issue_code(
+            site=site,
+            client_id=auth["client"].client_id,
+            redirect_uri=auth["redirect_uri"],
+            scopes=auth["scopes"],
+            user=username,
+            code_challenge=auth["challenge"],
+        )
+        return simkit.redirect(auth["redirect_uri"], {"code": code, "state": auth["state"], "domain": site})
+
+
+def _collect(items: Sequence[tuple[str, object]]) -> dict[str, list[str]]:
+    collected: dict[str, list[str]] = {}
+    for key, value in items:
+        collected.setdefault(key, []).append(value if isinstance(value, str) else "")
+    return collected
