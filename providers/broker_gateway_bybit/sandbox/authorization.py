@@ -1,0 +1,133 @@
+"""The OAuth page: checks an authorization request, asks the user (or takes ``approve=``), and
+redirects back with a single-use code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from broker_gateway import simkit
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .accounts import BybitClient
+from .forms import RepeatedParameter, single_valued
+from .paths import AUTHORIZE_PATH, AUTHORIZE_PATHS
+
+#: Scopes Bybit knows: ``openapi`` for brokers, ``ai-account`` for its own agent client (B3).
+SCOPES = {"openapi": "your OpenAPI key (trade through the broker)", "ai-account": "your AI sub-accounts"}
+CODE_TTL = 600  # [C] B3: codes are short-lived, 10 minutes
+#: RFC 7636: 43 to 128 unreserved characters.
+PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+#: The authorization parameters the consent form carries over to its POST.
+_CARRIED = ("client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method")
+
+
+@dataclass(frozen=True)
+class _Authorization:
+    """An authorization request that checked out."""
+
+    client: BybitClient
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    code_challenge: str | None
+
+
+class AuthorizationPage:
+    """``GET`` shows the consent form or approves at once; ``POST`` is the form's answer."""
+
+    def __init__(self, clients: Mapping[str, BybitClient], codes: simkit.GrantStore, *, strict_redirect_uri: bool) -> None:
+        self._clients = clients
+        self._codes = codes
+        self._strict_redirect_uri = strict_redirect_uri
+
+    def routes(self) -> list[Route]:
+        return [Route(path, self.authorize, methods=["GET", "POST"]) for path in AUTHORIZE_PATHS]
+
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "GET":
+            simkit.RequestLog.tag(request, "authorize")
+            pairs = request.query_params.multi_items()
+        else:
+            simkit.RequestLog.tag(request, "consent")
+            pairs = (await request.form()).multi_items()
+        try:
+            params = single_valued((key, str(value)) for key, value in pairs)
+        except RepeatedParameter as repeated:
+            return simkit.error_page(f"10001: the {repeated.name} parameter is repeated.")
+        parsed = self._parse(params)
+        if isinstance(parsed, Response):
+            return parsed
+        state = params.get("state")
+        if request.method == "GET":
+            try:
+                user = simkit.approval_in_query(params)
+            except simkit.InvalidUsername as exc:
+                return simkit.error_page(f"Invalid approve parameter: {exc}.")
+            if user is not None:
+                return self._approved(parsed, state, user)
+            return self._consent(parsed, params)
+        decision = params.get("decision", "")
+        if decision == "deny":
+            return simkit.redirect(parsed.redirect_uri, {"error": "access_denied", "state": state})
+        if decision != "approve":
+            return self._consent(parsed, params, error="Choose Authorize or Deny.")
+        try:
+            user = simkit.check_username(params.get("username", ""))
+        except simkit.InvalidUsername as exc:
+            return self._consent(parsed, params, error=f"Invalid username: {exc}.")
+        return self._approved(parsed, state, user)
+
+    def _parse(self, params: Mapping[str, str]) -> _Authorization | Response:
+        client = self._clients.get(params.get("client_id", ""))
+        if client is None:
+            return simkit.error_page("10003: invalid client_id.")
+        redirect_uri = params.get("redirect_uri", "")
+        if redirect_uri not in client.redirect_uris:
+            if self._strict_redirect_uri:
+                return simkit.error_page("10001: redirect_uri is not registered for this application.")
+            redirect_uri = client.redirect_uris[0]  # Bybit's silent fallback [C] B1
+        if params.get("response_type") != "code":
+            return simkit.error_page("10001: response_type must be code.")
+        scopes: list[str] = []
+        for scope in params.get("scope", "").replace(" ", ",").split(","):
+            if scope and scope not in scopes:
+                if scope not in SCOPES or scope not in client.scopes:
+                    return simkit.error_page("10001: the scope is not available to this application.")
+                scopes.append(scope)
+        if not scopes:
+            return simkit.error_page("10001: scope is required.")
+        challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
+        pkce = challenge is not None or method is not None
+        if pkce and (method != "S256" or challenge is None or not PKCE_VALUE.fullmatch(challenge)):
+            return simkit.error_page("10001: PKCE needs a code_challenge with code_challenge_method=S256.")
+        return _Authorization(client, redirect_uri, tuple(scopes), challenge)
+
+    def _approved(self, auth: _Authorization, state: str | None, user: str) -> Response:
+        client_id = auth.client.client_id
+        code = self._codes.issue_code(
+            client_id=client_id,
+            redirect_uri=auth.redirect_uri,
+            scopes=auth.scopes,
+            user=user,
+            code_challenge=auth.code_challenge,
+        )
+        return simkit.redirect(
+            auth.redirect_uri,
+            {"response_type": "code", "code": code, "scope": ",".join(auth.scopes), "state": state, "client_id": client_id},
+        )
+
+    def _consent(self, auth: _Authorization, params: Mapping[str, str], *, error: str | None = None) -> Response:
+        return simkit.consent_page(
+            action=AUTHORIZE_PATH,
+            provider_name="Bybit",
+            client_id=auth.client.client_id,
+            scopes=auth.scopes,
+            scope_descriptions=SCOPES,
+            hidden_fields={k: v for k, v in params.items() if k in _CARRIED},
+            error=error,
+            status_code=200 if error is None else 400,
+        )
