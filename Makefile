@@ -57,6 +57,13 @@ release-api:
 	rm -rf protos-released/broker_gateway
 	cp -R protos/broker_gateway protos-released/
 
+# The benchmark harness (benchmarks/README.md): builds ghz and installs nginx when missing, runs
+# everything on loopback, prints the table and writes benchmarks/results/latest.json (~20 minutes).
+# `make bench BENCH_QUICK=1` is a short run for development; BENCH_ARGS passes more options.
+.PHONY: bench
+bench: $(VENV)/.installed
+	$(PYTHON) -m benchmarks.run $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'

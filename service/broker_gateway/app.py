@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pluggy
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import __version__, telemetry
@@ -48,6 +49,7 @@ def instantiate_providers(
     registry: dict[str, type[Provider]],
     http: httpx.AsyncClient,
     clock: Callable[[], datetime],
+    tracer: trace.Tracer | None = None,
 ) -> list[ConfiguredProvider]:
     """Every configured provider, or a ConfigError listing every problem of every entry."""
     problems: list[str] = []
@@ -60,7 +62,7 @@ def instantiate_providers(
             continue
         context = ProviderContext(
             provider_id=entry.id,
-            http=UpstreamClient(http, entry.id),
+            http=UpstreamClient(http, entry.id, tracer=tracer),
             clock=clock,
             logger=logging.getLogger(f"broker_gateway.providers.{entry.id}"),
             allow_insecure_http=entry.allow_insecure_http,
@@ -91,7 +93,8 @@ class Application:
     config: Config
     gateway: Gateway
     http: httpx.AsyncClient
-    tracer_provider: TracerProvider
+    #: None when tracing is off (no exporter configured): nothing is instrumented then.
+    tracer_provider: TracerProvider | None
 
     async def close(self) -> None:
         await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
@@ -107,13 +110,14 @@ async def build_application(
     clock: Callable[[], datetime] = utc_now,
     tracer_provider: TracerProvider | None = None,
 ) -> Application:
-    """Load plugins, instantiate and start providers, open the store and check the keyring."""
+    """Load plugins, instantiate and start providers, open the store and check the keyring. Tracing
+    is on when ``tracer_provider`` is given or the environment configures an exporter."""
     manager = manager or plugin_manager(extra_plugins)
     tracer_provider = tracer_provider or telemetry.tracer_provider_from_environment()
+    tracer = None if tracer_provider is None else tracer_provider.get_tracer("broker_gateway")
     http = http_client()
-    telemetry.instrument_http_client(http, tracer_provider)
     try:
-        providers = instantiate_providers(config, provider_types(manager), http, clock)
+        providers = instantiate_providers(config, provider_types(manager), http, clock, tracer)
         for item in providers:
             await item.provider.start()
         keyring = Keyring(config.encryption_keys)
@@ -135,6 +139,6 @@ async def build_application(
         vault=Vault(keyring),
         clock=clock,
         settings=config.gateway,
-        tracer=tracer_provider.get_tracer("broker_gateway"),
+        tracer=tracer or trace.NoOpTracer(),
     )
     return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider)

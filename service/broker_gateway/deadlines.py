@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from .errors import DeadlineTooShort
 
@@ -25,11 +25,21 @@ _deadline: ContextVar[float | None] = ContextVar("broker_gateway_deadline", defa
 @contextlib.contextmanager
 def deadline_in(seconds: float | None) -> Iterator[None]:
     """Run the block under a deadline ``seconds`` from now (no deadline when None)."""
-    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    token = enter(seconds)
     try:
         yield
     finally:
-        _deadline.reset(token)
+        leave(token)
+
+
+def enter(seconds: float | None) -> Token[float | None]:
+    """Set a deadline ``seconds`` from now; ``leave`` with the result restores the previous one. The
+    per-call form of ``deadline_in``, without a generator's cost on every RPC."""
+    return _deadline.set(None if seconds is None else time.monotonic() + seconds)
+
+
+def leave(token: Token[float | None]) -> None:
+    _deadline.reset(token)
 
 
 def remaining() -> float | None:

@@ -18,10 +18,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import telemetry
 from .app import Application
 from .errors import GatewayError
-from .interceptors import ErrorInterceptor
+from .interceptors import add_wrapped_servicer
 from .servicer import BrokerGatewayServicer
 from .v1 import broker_gateway_service_pb2, broker_gateway_service_pb2_grpc
 
@@ -83,12 +82,15 @@ async def start_server(application: Application, listen: str | None = None) -> R
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(
-        interceptors=[telemetry.server_interceptor(application.tracer_provider), ErrorInterceptor()],
-        options=options,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (interceptors.py).
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+    tracer = None if application.tracer_provider is None else application.tracer_provider.get_tracer("broker_gateway")
+    add_wrapped_servicer(
+        server,
+        broker_gateway_service_pb2_grpc.add_BrokerGatewayServicer_to_server,
+        BrokerGatewayServicer(application.gateway),
+        tracer,
     )
-    broker_gateway_service_pb2_grpc.add_BrokerGatewayServicer_to_server(BrokerGatewayServicer(application.gateway), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):

@@ -5,7 +5,7 @@ The tenant is the single default one until caller authentication arrives.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -30,9 +30,16 @@ _AUTH = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:
+        # What FromDatetime computes, without its calendar.timegm round trip (it showed in profiles).
+        delta = value - _EPOCH
+        return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp

@@ -1,23 +1,27 @@
 """OpenTelemetry wiring: a server span per RPC, a client span per upstream HTTP call, spans per flow.
 
-Configured by the standard ``OTEL_*`` variables. Spans are exported only when an exporter is asked
-for (``OTEL_TRACES_EXPORTER`` = ``otlp`` or ``console``, or an OTLP endpoint is set), so a laptop
-sandbox does not log export failures. Instrumentation is wired explicitly with a tracer provider
-rather than by global monkey-patching, so tests can inject an in-memory exporter. No attribute carries
-a secret: upstream spans record method, host, path and status, and health checks are not traced.
+Configured by the standard ``OTEL_*`` variables. Tracing is on only when an exporter is asked for
+(``OTEL_TRACES_EXPORTER`` = ``otlp`` or ``console``, or an OTLP endpoint is set) or a tracer provider
+is passed in (the tests pass one with an in-memory exporter). Off, nothing is instrumented at all:
+spans nobody exports would cost a fifth of the gateway's throughput (benchmarks/README.md), so the
+gateway then neither records nor propagates trace context. Instrumentation is wired explicitly with a
+tracer provider rather than by global monkey-patching. No attribute carries a secret. The server span
+of each BrokerGateway call is made once per call by the handler wrapper in ``interceptors`` (health
+checks and reflection are not traced), the client span of each upstream call by ``upstream`` (method,
+scheme, host, port, path and status only): both directly, because OpenTelemetry's grpc interceptor and
+httpx instrumentation cost far more per call (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import os
+from urllib.parse import unquote
 
 import grpc
-import httpx
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
+from opentelemetry import propagate, trace
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 
@@ -37,27 +41,66 @@ def _exporters() -> list[SpanExporter]:
     return exporters
 
 
-def tracer_provider_from_environment() -> TracerProvider:
+def tracer_provider_from_environment() -> TracerProvider | None:
     """A tracer provider named by ``OTEL_SERVICE_NAME`` (default ``broker-gateway``), exporting in
-    batches to the exporters the environment asks for."""
+    batches to the exporters the environment asks for; None when it asks for none (tracing off)."""
+    exporters = _exporters()
+    if not exporters:
+        return None
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "broker-gateway")})
     provider = TracerProvider(resource=resource)
-    for exporter in _exporters():
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
-def server_interceptor(tracer_provider: TracerProvider) -> grpc.aio.ServerInterceptor:
-    return aio_server_interceptor(tracer_provider=tracer_provider, filter_=filters.negate(filters.health_check()))
+#: The span status of a server span is ERROR only for these codes (OpenTelemetry's gRPC semantic
+#: conventions); the others are the caller's doing.
+_SERVER_ERRORS = frozenset(
+    code.value[0]
+    for code in (
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    )
+)
 
 
-async def _strip_query(span: Span, request: RequestInfo) -> None:
-    """Upstream URLs may carry signed or personal parameters: spans keep scheme, host and path only."""
-    if span is not None and span.is_recording():
-        url = str(httpx.URL(str(request.url)).copy_with(query=None, fragment=None))
-        span.set_attribute("url.full", url)
-        span.set_attribute("http.url", url)
+class ServerSpans:
+    """Server spans for one RPC method: named ``/package.Service/Method`` with the ``rpc.*``
+    attributes of OpenTelemetry's gRPC conventions and the caller's address, a child of the trace
+    context the caller sent. Made directly rather than by OpenTelemetry's grpc.aio interceptor, which
+    grpc re-runs and re-wraps on every call; and with few attributes, because each one costs the
+    batch exporter about 2.5 microseconds per span to encode (benchmarks/README.md)."""
 
+    def __init__(self, tracer: trace.Tracer, full_method: str) -> None:
+        service, method = full_method.lstrip("/").split("/", 1)
+        self.tracer = tracer
+        self.name = full_method
+        self.attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "rpc.grpc.status_code": 0}
 
-def instrument_http_client(client: httpx.AsyncClient, tracer_provider: TracerProvider) -> None:
-    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=tracer_provider, request_hook=_strip_query)
+    def start(self, context: grpc.aio.ServicerContext) -> tuple[object, trace.Span]:
+        """Start the span as the current one, a child of the caller's trace context (and with its
+        baggage) when the metadata carries one; pass the result to ``end``."""
+        attributes = dict(self.attributes)
+        metadata = context.invocation_metadata()
+        parent = propagate.extract({item.key: item.value for item in metadata}) if metadata else None
+        peer = context.peer() or ""
+        if peer.startswith(("ipv4:", "ipv6:")):
+            # ipv4:127.0.0.1:57284, ipv6:[::1]:57284 (the first of a comma-separated list)
+            attributes["net.peer.ip"] = unquote(peer.split(",", 1)[0][5:].rsplit(":", 1)[0])
+        span = self.tracer.start_span(self.name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes)
+        return attach(trace.set_span_in_context(span, parent)), span
+
+    @staticmethod
+    def end(token: object, span: trace.Span, code: grpc.StatusCode | None) -> None:
+        """End the span with the call's status code (None: OK)."""
+        if code is not None:
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code.value[0] in _SERVER_ERRORS:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
+        detach(token)  # type: ignore[arg-type]
+        span.end()

@@ -11,6 +11,7 @@ Envelope: ``0x01 | len(key_id) | key_id | nonce (12 bytes) | ciphertext and tag`
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -95,5 +96,11 @@ class Keyring:
 
 
 def _associated_data(context: Sequence[str], key_id: str) -> bytes:
-    # JSON keeps the parts unambiguous whatever characters they hold.
+    return _associated_data_of(tuple(context), key_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _associated_data_of(context: tuple[str, ...], key_id: str) -> bytes:
+    # JSON keeps the parts unambiguous whatever characters they hold. Cached because every token
+    # read builds it; it holds only the tenant, connection id, field name and key id, no secret.
     return b"bg:v1|" + json.dumps([*context, key_id], separators=(",", ":")).encode()

@@ -7,6 +7,7 @@ the file (leases and version checks hold across them); several hosts on a networ
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -84,23 +85,35 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+_STATUSES = {status.value: status for status in ConnectionStatus}
+
+
+@functools.lru_cache(maxsize=256)
+def _scopes(text: str) -> tuple[str, ...]:
+    """Scope lists repeat across connections; tuples are immutable, so a parsed one is shared."""
+    return tuple(json.loads(text))
+
+
 def _connection(row: sqlite3.Row) -> StoredConnection:
+    # Read on every token-using call: positional, and without re-parsing what repeats.
+    (seq, tenant, connection_id, provider_id, scopes, subject, status, status_reason, metadata, sealed_tokens,
+     access_expire, refresh_expire, create_time, update_time, version) = row
     return StoredConnection(
-        seq=row["seq"],
-        tenant=row["tenant"],
-        connection_id=row["connection_id"],
-        provider_id=row["provider_id"],
-        scopes=tuple(json.loads(row["scopes"])),
-        subject=row["subject"],
-        status=ConnectionStatus(row["status"]),
-        status_reason=row["status_reason"],
-        metadata=json.loads(row["metadata"]),
-        sealed_tokens=row["sealed_tokens"],
-        access_token_expire_time=_dt(row["access_token_expire_time"]),
-        refresh_token_expire_time=_dt(row["refresh_token_expire_time"]),
-        create_time=_dt(row["create_time"]),
-        update_time=_dt(row["update_time"]),
-        version=row["version"],
+        seq=seq,
+        tenant=tenant,
+        connection_id=connection_id,
+        provider_id=provider_id,
+        scopes=_scopes(scopes),
+        subject=subject,
+        status=_STATUSES.get(status) or ConnectionStatus(status),
+        status_reason=status_reason,
+        metadata={} if metadata == "{}" else json.loads(metadata),
+        sealed_tokens=sealed_tokens,
+        access_token_expire_time=_dt(access_expire),
+        refresh_token_expire_time=_dt(refresh_expire),
+        create_time=_dt(create_time),
+        update_time=_dt(update_time),
+        version=version,
     )
 
 

@@ -1,0 +1,464 @@
+"""The whole benchmark in one command: ``make bench`` (``make bench BENCH_QUICK=1`` for a short run).
+
+    python -m benchmarks.run [--quick] [--runs N] [--duration S] [--concurrency 1,16,64]
+                             [--rows Authorize,GetAccessToken,...] [--no-memory] [--no-pin] [--json PATH]
+
+Starts nginx (the canned upstream), the two floors, the OTLP sink, a gateway with tracing off and one
+with tracing on, all on loopback; seeds connections; then, for each run and each concurrency, measures
+every row back to back, so a row and its floor are always measured within seconds of each other and a
+ratio survives a noisy machine. Prints the table with ratios and a PASS/FAIL per target, and writes
+the JSON (``benchmarks/results/latest.json`` by default). Then the memory figures. benchmarks/README.md
+describes the method and records the latest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import fixtures, okx, tools
+from .loadgen import Measurement, ghz_command, run_ghz, write_data
+from .procs import REPO, Child, Processes, cpu_plan, free_port
+from .report import Target, evaluate, render
+from .upstream import nginx_config
+
+GATEWAY = "broker_gateway.v1.BrokerGateway."
+FLOOR = "broker_gateway.bench.Floor."
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line family of the table: an RPC (or a floor) on one server."""
+
+    key: str
+    server: str  # echo | passthrough | gateway | gateway_traced
+    call: str
+    floor: str | None = None
+    needs_okx: bool = False
+    #: Exchange: every call consumes a state, so runs are bounded by count, not duration.
+    count_based: bool = False
+    description: str = ""
+
+
+ROWS = [
+    Row("echo", "echo", FLOOR + "Echo", description="floor: bare grpc.aio unary echo, no protobuf work"),
+    Row("passthrough.userinfo", "passthrough", FLOOR + "UserInfo", description="floor: one httpx GET userinfo"),
+    Row("passthrough.token", "passthrough", FLOOR + "Token", description="floor: one httpx POST token"),
+    Row("passthrough.okx", "passthrough", FLOOR + "OkxSubaccounts", needs_okx=True, description="floor: one httpx GET OKX"),
+    Row("Authorize", "gateway", GATEWAY + "Authorize", floor="echo", description="no upstream call; one store write"),
+    Row("GetAccessToken", "gateway", GATEWAY + "GetAccessToken", floor="echo", description="store read + decrypt"),
+    Row("GetUserInfo", "gateway", GATEWAY + "GetUserInfo", floor="passthrough.userinfo", description="one upstream call"),
+    Row("InvokeOperation", "gateway", GATEWAY + "InvokeOperation", floor="passthrough.okx", needs_okx=True,
+        description="signed OKX dma.list_subaccounts"),
+    Row("Exchange", "gateway", GATEWAY + "Exchange", floor="passthrough.token", count_based=True,
+        description="one upstream call + store writes"),
+    Row("GetAccessToken+tracing", "gateway_traced", GATEWAY + "GetAccessToken", floor="GetAccessToken",
+        description="tracing on, OTLP batch exporter"),
+    Row("GetUserInfo+tracing", "gateway_traced", GATEWAY + "GetUserInfo", floor="GetUserInfo",
+        description="tracing on, OTLP batch exporter"),
+]
+
+TARGETS = [
+    Target("GetAccessToken >= 0.6 x echo throughput", "GetAccessToken", "echo", "rps", 0.6),
+    Target("Authorize >= 0.5 x echo throughput", "Authorize", "echo", "rps", 0.5),
+    Target("GetUserInfo >= 0.8 x pass-through throughput", "GetUserInfo", "passthrough.userinfo", "rps", 0.8),
+    Target("GetUserInfo p99 <= 1.5 x pass-through p99 at c=64", "GetUserInfo", "passthrough.userinfo", "p99", 1.5, only=64),
+    Target("InvokeOperation >= 0.8 x pass-through throughput", "InvokeOperation", "passthrough.okx", "rps", 0.8),
+    Target("InvokeOperation p99 <= 1.5 x pass-through p99 at c=64", "InvokeOperation", "passthrough.okx", "p99", 1.5, only=64),
+    Target("tracing on costs <= 15 % (GetAccessToken)", "GetAccessToken+tracing", "GetAccessToken", "rps", 0.85),
+    Target("tracing on costs <= 15 % (GetUserInfo)", "GetUserInfo+tracing", "GetUserInfo", "rps", 0.85),
+]
+
+
+@dataclass
+class Plan:
+    concurrency: tuple[int, ...] = (1, 16, 64)
+    runs: int = 3
+    duration: float = 10.0
+    warmup: float = 3.0
+    exchange_calls: int = 2000
+    connections: int = 1000
+    memory: bool = True
+    memory_connections: int = 100_000
+    memory_load: float = 60.0
+    rows: tuple[str, ...] = ()
+    pin: bool = True
+    keep: bool = False
+    otel: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(runs=1, duration=3.0, warmup=1.0, exchange_calls=300, connections=200, memory_connections=20_000,
+                   memory_load=10.0)
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    ghz: Path
+    work: Path
+    servers: dict[str, str] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+    data: dict[str, Path] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    results: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)
+    tool_cpus: set[int] | None = None
+
+    def measure(self, row: Row, concurrency: int, *, run: int, warmup: bool = False) -> Measurement:
+        server = self.children[row.server]
+        if row.count_based:
+            count = max(concurrency * 4, 50) if warmup else self.plan.exchange_calls
+            states = asyncio.run(fixtures.authorize_states(self.servers[row.server], count))
+            data = write_data(self.work / "exchange.json", [{"state": s, "code": "bench-code"} for s in states])
+            command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=data, concurrency=concurrency,
+                                  count=count, floor=row.server in ("echo", "passthrough"))
+        else:
+            command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=self.data[row.key],
+                                  concurrency=concurrency, duration=self.plan.warmup if warmup else self.plan.duration,
+                                  floor=row.server in ("echo", "passthrough"))
+        command = _pinned(command, self.tool_cpus)
+        result = run_ghz(command, concurrency=concurrency, server_cpu=server.cpu_seconds)
+        if not server.alive():
+            raise RuntimeError(f"{server.name} died during {row.key}:\n{server.tail()}")
+        if not warmup:
+            self.results.setdefault(row.key, {}).setdefault(concurrency, []).append(result)
+        return result
+
+
+def _pinned(command: list[str], cpus: set[int] | None) -> list[str]:
+    if not cpus:
+        return command
+    return ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus))), *command]
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    import grpc
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "service", "providers"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip())
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "commit": commit + ("+local changes" if dirty else ""),
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def _os_name() -> str:
+    for line in Path("/etc/os-release").read_text().splitlines() if Path("/etc/os-release").exists() else []:
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return platform.system()
+
+
+def start_everything(bench: Bench, procs: Processes, *, okx_reason: str | None) -> None:
+    server_cpus, tool_cpus = cpu_plan(bench.plan.pin)
+    bench.tool_cpus = tool_cpus
+    nginx_dir = bench.work / "nginx"
+    nginx_dir.mkdir()
+    nginx_port = free_port()
+    (nginx_dir / "nginx.conf").write_text(nginx_config(nginx_dir, nginx_port))
+    nginx = tools.nginx()
+    procs.start("nginx", [str(nginx), "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir), "-e",
+                          str(nginx_dir / "error.log")], port=nginx_port, cpus=tool_cpus)
+    upstream = f"http://127.0.0.1:{nginx_port}"
+
+    with_okx = okx_reason is None
+    if with_okx:
+        problems = okx.configuration_problems(upstream)
+        if problems:
+            with_okx = False
+            bench.skipped["InvokeOperation"] = "okx provider rejects the benchmark's configuration: " + "; ".join(problems)
+
+    sink_port = free_port()
+    bench.children["sink"] = procs.python("otlp_sink", "benchmarks.otlp_sink", "--listen", f"127.0.0.1:{sink_port}",
+                                          port=sink_port, cpus=tool_cpus)
+    for name, module, extra in (("echo", "benchmarks.floor_echo", []),
+                                ("passthrough", "benchmarks.floor_passthrough", ["--upstream", upstream])):
+        port = free_port()
+        bench.children[name] = procs.python(name, module, "--listen", f"127.0.0.1:{port}", *extra, port=port, cpus=server_cpus)
+        bench.servers[name] = f"127.0.0.1:{port}"
+    for name, tracing in (("gateway", None), ("gateway_traced", f"http://127.0.0.1:{sink_port}")):
+        setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx)
+        port = free_port()
+        bench.children[name] = procs.start(
+            name,
+            [str(Path(sys.executable).parent / "broker-gateway"), "--log-level", "WARNING", "serve", "--config",
+             str(setup.config_path), "--listen", f"127.0.0.1:{port}"],
+            port=port, cpus=server_cpus,
+            env={**fixtures.gateway_environment(with_okx=with_okx, tracing_endpoint=tracing), **(bench.plan.otel if tracing else {})},
+        )
+        bench.servers[name] = f"127.0.0.1:{port}"
+    bench.servers["upstream"] = upstream
+    bench.servers["sink"] = f"127.0.0.1:{sink_port}"
+    bench.servers["with_okx"] = "yes" if with_okx else "no"
+
+
+def prepare_data(bench: Bench) -> None:
+    """Request data for every row; connections for the rows that need them (through the gateway)."""
+    floor_request = {"data": base64.b64encode(b"conn_0123456789abcdefghijk").decode()}
+    for row in ROWS:
+        if row.server in ("echo", "passthrough"):
+            bench.data[row.key] = write_data(bench.work / f"{row.key}.json", floor_request)
+    authorize = {"provider": fixtures.PROVIDER, "redirect_uri": fixtures.REDIRECT_URI, "scopes": ["profile"]}
+    bench.data["Authorize"] = write_data(bench.work / "Authorize.json", authorize)
+    for server, suffix in (("gateway", ""), ("gateway_traced", "+tracing")):
+        started = time.monotonic()
+        ids = asyncio.run(fixtures.connect(bench.servers[server], bench.plan.connections))
+        print(f"  {server}: {len(ids)} connections made by Authorize + Exchange in {time.monotonic() - started:.1f} s",
+              flush=True)
+        messages = [{"connection_id": i} for i in ids]
+        for rpc in ("GetAccessToken", "GetUserInfo"):
+            bench.data[rpc + suffix] = write_data(bench.work / f"{rpc}{suffix}.json", messages)
+    if bench.servers["with_okx"] == "yes":
+        from broker_gateway.v1 import broker_gateway_service_pb2 as api
+        from google.protobuf import struct_pb2
+
+        params = struct_pb2.Struct()
+        params.update(okx.PARAMS)
+        problem = asyncio.run(fixtures.check_call(bench.servers["gateway"], "InvokeOperation", api.InvokeOperationRequest(
+            provider=okx.PROVIDER_ID, operation=okx.OPERATION, params=params)))
+        if problem:
+            bench.skipped["InvokeOperation"] = f"one InvokeOperation failed: {problem}"
+        bench.data["InvokeOperation"] = write_data(bench.work / "InvokeOperation.json", {
+            "provider": okx.PROVIDER_ID, "operation": okx.OPERATION, "params": okx.PARAMS})
+
+
+def active_rows(bench: Bench) -> list[Row]:
+    rows = []
+    for row in ROWS:
+        if bench.plan.rows and row.key not in bench.plan.rows and not _is_floor_of_selected(row, bench.plan.rows):
+            continue
+        if row.needs_okx and "InvokeOperation" in bench.skipped:
+            bench.skipped.setdefault(row.key, bench.skipped["InvokeOperation"])
+            continue
+        rows.append(row)
+    return rows
+
+
+def _is_floor_of_selected(row: Row, selected: tuple[str, ...]) -> bool:
+    return any(other.floor == row.key for other in ROWS if other.key in selected)
+
+
+def run_matrix(bench: Bench, rows: list[Row]) -> None:
+    plan = bench.plan
+    print(f"warm-up: {len(rows)} rows", flush=True)
+    for row in rows:
+        bench.measure(row, 16, run=0, warmup=True)
+    total = plan.runs * len(plan.concurrency)
+    step = 0
+    for run in range(1, plan.runs + 1):
+        for concurrency in plan.concurrency:
+            step += 1
+            line = []
+            for row in rows:
+                result = bench.measure(row, concurrency, run=run)
+                flag = f" ({result.errors} errors)" if result.errors else ""
+                line.append(f"{row.key} {result.rps:.0f}{flag}")
+            print(f"[{step}/{total}] run {run} c={concurrency}: " + ", ".join(line), flush=True)
+
+
+def run_memory(bench: Bench, procs: Processes) -> dict[str, Any]:
+    """RSS of a fresh gateway: empty, after 100 000 stored connections served, and around 60 s of load."""
+    plan = bench.plan
+    server_cpus, _ = cpu_plan(plan.pin)
+    setup = fixtures.write_config(bench.work / "gateway_memory", bench.servers["upstream"], with_okx=False)
+    port = free_port()
+    gateway = procs.start(
+        "gateway_memory",
+        [str(Path(sys.executable).parent / "broker-gateway"), "--log-level", "WARNING", "serve", "--config",
+         str(setup.config_path), "--listen", f"127.0.0.1:{port}"],
+        port=port, cpus=server_cpus, env=fixtures.gateway_environment(with_okx=False, tracing_endpoint=None),
+    )
+    address = f"127.0.0.1:{port}"
+    time.sleep(1.0)
+    mib = lambda value: round(value / 1024 / 1024, 1)  # noqa: E731
+    figures: dict[str, Any] = {"connections": plan.memory_connections, "rss_mib_started": mib(gateway.rss_bytes())}
+    seconds = asyncio.run(fixtures.seed_connections_directly(setup, plan.memory_connections))
+    figures["seed_seconds"] = round(seconds, 1)
+    ids = [{"connection_id": fixtures.memory_connection_id(i)} for i in range(plan.memory_connections)]
+    data = write_data(bench.work / "memory.json", ids)
+    # Read every stored connection once through the gateway (GetAccessToken: store read + decrypt).
+    command = _pinned(ghz_command(bench.ghz, address, GATEWAY + "GetAccessToken", data_file=data, concurrency=64,
+                                  count=plan.memory_connections), bench.tool_cpus)
+    first = run_ghz(command, concurrency=64, time_limit=900)
+    figures["read_all"] = {"calls": first.ok, "errors": first.errors, "seconds": round(first.seconds, 1)}
+    figures["rss_mib_after_storing"] = mib(gateway.rss_bytes())
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+
+    def sample() -> None:
+        samples.append((round(time.monotonic() - started, 1), mib(gateway.rss_bytes())))
+
+    sample()
+    command = _pinned(ghz_command(bench.ghz, address, GATEWAY + "GetUserInfo", data_file=data, concurrency=64,
+                                  duration=plan.memory_load), bench.tool_cpus)
+    load = run_ghz(command, concurrency=64, sample=sample, sample_every=5.0)
+    sample()
+    figures["load"] = {"rpc": "GetUserInfo", "concurrency": 64, "seconds": round(load.seconds, 1), "calls": load.ok,
+                       "errors": load.errors}
+    figures["rss_mib_before_load"] = samples[0][1]
+    figures["rss_mib_after_load"] = samples[-1][1]
+    figures["rss_mib_peak"] = mib(gateway.peak_rss_bytes())
+    figures["rss_samples"] = samples
+    gateway.stop()
+    return figures
+
+
+def summarise(bench: Bench) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for key, by_concurrency in bench.results.items():
+        rows[key] = {}
+        for concurrency, runs in by_concurrency.items():
+            rows[key][str(concurrency)] = {
+                "rps": statistics.median(r.rps for r in runs),
+                "p50_ms": statistics.median(r.p50_ms for r in runs),
+                "p99_ms": statistics.median(r.p99_ms for r in runs),
+                "errors": sum(r.errors for r in runs),
+                "server_cpu": _median_or_none([r.server_cpu for r in runs]),
+                "loadgen_cpu": statistics.median(r.loadgen_cpu for r in runs),
+                "runs": [r.as_json() for r in runs],
+            }
+    return rows
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def parse_args(argv: list[str] | None) -> tuple[Plan, Path]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 3 s per cell, fewer connections: for development")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--duration", type=float, help="seconds per duration-bounded run")
+    parser.add_argument("--warmup", type=float)
+    parser.add_argument("--concurrency", help="comma-separated, default 1,16,64")
+    parser.add_argument("--rows", help="comma-separated row keys (their floors are added)")
+    parser.add_argument("--exchange-calls", type=int)
+    parser.add_argument("--connections", type=int)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-connections", type=int)
+    parser.add_argument("--memory-load", type=float, help="seconds of load for the memory figure")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and tools to separate cores")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, data, every log)")
+    parser.add_argument("--otel", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra OTEL_* variable for the traced gateway (e.g. OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128)")
+    parser.add_argument("--json", type=Path, help="where to write the results (default benchmarks/results/latest.json; "
+                                                  "quick runs: benchmarks/results/quick.json)")
+    args = parser.parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    for name in ("runs", "duration", "warmup", "exchange_calls", "connections", "memory_connections", "memory_load"):
+        if getattr(args, name) is not None:
+            setattr(plan, name, getattr(args, name))
+    if args.concurrency:
+        plan.concurrency = tuple(int(c) for c in args.concurrency.split(","))
+    if args.rows:
+        plan.rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+        unknown = set(plan.rows) - {row.key for row in ROWS}
+        if unknown:
+            parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    plan.memory = not args.no_memory
+    plan.pin = not args.no_pin
+    plan.keep = args.keep
+    plan.otel = dict(item.split("=", 1) for item in args.otel)
+    default = "quick.json" if args.quick or args.rows else "latest.json"
+    return plan, args.json or REPO / "benchmarks" / "results" / default
+
+
+@contextlib.contextmanager
+def _work_directory(keep: bool) -> Iterator[str]:
+    if keep:
+        work = tempfile.mkdtemp(prefix="broker-gateway-bench-")
+        print(f"work directory (kept): {work}", flush=True)
+        yield work
+    else:
+        with tempfile.TemporaryDirectory(prefix="broker-gateway-bench-") as work:
+            yield work
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan, json_path = parse_args(argv)
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        del os.environ[name]  # the gateways under test get exactly the tracing settings of their row
+    ghz = tools.ghz()
+    tools.nginx()
+    okx_reason = okx.availability()
+    started = time.monotonic()
+    info = machine()
+    with _work_directory(plan.keep) as work, Processes(Path(work)) as procs:
+        bench = Bench(plan=plan, ghz=ghz, work=Path(work))
+        if okx_reason:
+            bench.skipped["InvokeOperation"] = okx_reason
+        print("starting nginx, floors, OTLP sink and gateways on loopback", flush=True)
+        start_everything(bench, procs, okx_reason=okx_reason)
+        prepare_data(bench)
+        rows = active_rows(bench)
+        try:
+            run_matrix(bench, rows)
+        except Exception:
+            for child in procs.children:
+                print(f"--- {child.name} log tail:\n{child.tail()}", file=sys.stderr)
+            raise
+        for name in ("gateway", "gateway_traced", "echo", "passthrough"):
+            bench.children[name].stop()
+        bench.children["sink"].stop()
+        sink_log = bench.children["sink"].log.read_text().strip().splitlines()
+        export = json.loads(sink_log[-1]) if sink_log and sink_log[-1].startswith("{") else {}
+        memory = run_memory(bench, procs) if plan.memory else None
+    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    summary = summarise(bench)
+    verdicts = evaluate(TARGETS, bench.results, plan.concurrency, bench.skipped)
+    document = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": info,
+        "plan": {k: v for k, v in vars(plan).items()},
+        "method": {
+            "loadgen": f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection, pinned to its own core(s)" if plan.pin
+            else f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection, unpinned",
+            "upstream": "nginx (Debian) with canned return 200 answers",
+            "statistic": "median over runs; ratio = median of per-run ratios (row and floor measured back to back)",
+        },
+        "rows": summary,
+        "descriptions": {row.key: row.description for row in ROWS},
+        "floors": {row.key: row.floor for row in ROWS if row.floor},
+        "targets": verdicts,
+        "skipped": bench.skipped,
+        "tracing_export": export,
+        "memory": memory,
+        "elapsed_seconds": round(time.monotonic() - started),
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    print()
+    print(render(document))
+    print(f"\nwritten to {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
