@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .gateway import ConfiguredProvider, Gateway
 from .plugins import plugin_manager, provider_types
 from .provider import Provider, ProviderContext
+from .spans import gateway_tracer
 from .store.crypto import Keyring
 from .store.sqlite import SQLiteStore
 from .upstream import UpstreamClient
@@ -95,6 +96,8 @@ class Application:
     http: httpx.AsyncClient
     #: None when tracing is off (no exporter configured): nothing is instrumented then.
     tracer_provider: TracerProvider | None
+    #: The tracer the gateway's own spans come from (``spans.gateway_tracer``); None when off.
+    tracer: trace.Tracer | None
 
     async def close(self) -> None:
         await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
@@ -114,7 +117,7 @@ async def build_application(
     is on when ``tracer_provider`` is given or the environment configures an exporter."""
     manager = manager or plugin_manager(extra_plugins)
     tracer_provider = tracer_provider or telemetry.tracer_provider_from_environment()
-    tracer = None if tracer_provider is None else tracer_provider.get_tracer("broker_gateway")
+    tracer = None if tracer_provider is None else gateway_tracer(tracer_provider)
     http = http_client()
     try:
         providers = instantiate_providers(config, provider_types(manager), http, clock, tracer)
@@ -141,4 +144,4 @@ async def build_application(
         settings=config.gateway,
         tracer=tracer or trace.NoOpTracer(),
     )
-    return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider)
+    return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider, tracer=tracer)

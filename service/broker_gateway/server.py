@@ -84,12 +84,11 @@ async def start_server(application: Application, listen: str | None = None) -> R
     ]
     # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (interceptors.py).
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-    tracer = None if application.tracer_provider is None else application.tracer_provider.get_tracer("broker_gateway")
     add_wrapped_servicer(
         server,
         broker_gateway_service_pb2_grpc.add_BrokerGatewayServicer_to_server,
         BrokerGatewayServicer(application.gateway),
-        tracer,
+        application.tracer,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

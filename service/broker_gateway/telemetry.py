@@ -14,12 +14,15 @@ httpx instrumentation cost far more per call (benchmarks/README.md).
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Sequence
 from urllib.parse import unquote
 
 import grpc
 from opentelemetry import propagate, trace
-from opentelemetry.context import attach, detach
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -33,9 +36,9 @@ def _exporters() -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
     for name in (n.strip() for n in names.split(",")):
         if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+            from .otlp import FastOTLPSpanExporter
 
-            exporters.append(OTLPSpanExporter())
+            exporters.append(FastOTLPSpanExporter())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
     return exporters
@@ -69,6 +72,35 @@ _SERVER_ERRORS = frozenset(
 )
 
 
+def _caller_context(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | None:
+    """The trace context (and baggage) the caller sent, None when its metadata carries none of the
+    fields the configured propagators read (most calls: then nothing is parsed)."""
+    if not metadata:
+        return None
+    fields = _propagator_fields()
+    if not any(key in fields for key, _ in metadata):
+        return None
+    return propagate.extract({key: value for key, value in metadata})
+
+
+@functools.cache
+def _fields_of(propagator: TextMapPropagator) -> frozenset[str]:
+    return frozenset(propagator.fields)
+
+
+def _propagator_fields() -> frozenset[str]:
+    return _fields_of(propagate.get_global_textmap())
+
+
+@functools.lru_cache(maxsize=1024)
+def _peer_ip(peer: str) -> str | None:
+    """The address in grpc's peer string (``ipv4:127.0.0.1:57284``, ``ipv6:[::1]:57284``, the first of
+    a comma-separated list); None for other transports. Cached: a caller's connection is long-lived."""
+    if not peer.startswith(("ipv4:", "ipv6:")):
+        return None
+    return unquote(peer.split(",", 1)[0][5:].rsplit(":", 1)[0])
+
+
 class ServerSpans:
     """Server spans for one RPC method: named ``/package.Service/Method`` with the ``rpc.*``
     attributes of OpenTelemetry's gRPC conventions and the caller's address, a child of the trace
@@ -86,12 +118,10 @@ class ServerSpans:
         """Start the span as the current one, a child of the caller's trace context (and with its
         baggage) when the metadata carries one; pass the result to ``end``."""
         attributes = dict(self.attributes)
-        metadata = context.invocation_metadata()
-        parent = propagate.extract({item.key: item.value for item in metadata}) if metadata else None
-        peer = context.peer() or ""
-        if peer.startswith(("ipv4:", "ipv6:")):
-            # ipv4:127.0.0.1:57284, ipv6:[::1]:57284 (the first of a comma-separated list)
-            attributes["net.peer.ip"] = unquote(peer.split(",", 1)[0][5:].rsplit(":", 1)[0])
+        parent = _caller_context(context.invocation_metadata())
+        ip = _peer_ip(context.peer() or "")
+        if ip:
+            attributes["net.peer.ip"] = ip
         span = self.tracer.start_span(self.name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes)
         return attach(trace.set_span_in_context(span, parent)), span
 
