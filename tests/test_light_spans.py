@@ -91,6 +91,11 @@ def record_exception(tracer: trace.Tracer) -> None:
     except KeyError as error:
         span.record_exception(error, {"extra": "x"}, escaped=True)
     span.end()
+    with pytest.raises(RuntimeError), tracer.start_span("as a context manager"):
+        raise RuntimeError("left the block")
+    with pytest.raises(RuntimeError), tracer.start_span("quietly", record_exception=False,
+                                                        set_status_on_exception=False):
+        raise RuntimeError("left the block")
 
 
 def comparable(exporter: InMemorySpanExporter) -> list[dict[str, Any]]:

@@ -6,11 +6,14 @@ itself at its end; in the gateway that came to about 45 microseconds a span, a t
 GetAccessToken (benchmarks/README.md). ``LightTracer`` keeps everything of the SDK that a processor,
 an exporter or a collector can see: the SDK tracer's sampler decides, its id generator makes the ids,
 its span processors are told of each start and receive an SDK ``ReadableSpan`` at the end, with the
-tracer's resource and instrumentation scope; trace context propagates as before. What it does not
-do: validate attributes the gateway sets itself (strings, booleans and numbers), the SDK's own
-experimental per-scope tracer configuration and its internal span metrics, and span limits on the
-few attributes a gateway span has. Attributes and events set by other code (a plugin calling
-``trace.get_current_span().set_attribute``) are validated as the SDK validates them.
+tracer's resource and instrumentation scope, under the span limits the environment sets
+(``OTEL_SPAN_*`` and ``OTEL_ATTRIBUTE_*``); trace context propagates as before. What it leaves out:
+validating string, boolean and number attributes one by one (the SDK keeps them as they are unless a
+length limit is set, and then these spans validate them too), limits on the number of events and
+links, limits passed to a provider in code rather than the environment, the SDK's experimental
+per-scope tracer configuration, its internal span metrics and its ``on_ending`` hook. Anything else
+set by other code (a plugin calling ``trace.get_current_span().set_attribute``) is validated as the
+SDK validates it. The tests compare the two span by span.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from time import time_ns
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
@@ -44,6 +48,8 @@ def _trusted(key: object, value: object) -> bool:
 def _valid_link(context: SpanContext | None, attributes: Attributes) -> bool:
     """The SDK's rule: a link needs a valid context, or attributes or a trace state to carry."""
     return bool(context and (context.is_valid or attributes or context.trace_state))
+
+
 #: Trace flags by (sampled, random trace id), as the SDK sets them.
 _FLAGS = {(sampled, random): TraceFlags((TraceFlags.SAMPLED if sampled else 0) | (TraceFlags.RANDOM_TRACE_ID if random else 0))
           for sampled in (False, True) for random in (False, True)}
@@ -55,12 +61,13 @@ class LightSpan(trace.Span):
     when it ends."""
 
     __slots__ = ("_tracer", "_name", "_context", "_parent", "_kind", "_attributes", "_events", "_links", "_status",
-                 "_start_time", "_end_time")
+                 "_start_time", "_end_time", "_on_exception")
 
     def __init__(self, tracer: LightTracer, name: str, context: SpanContext, parent: SpanContext | None,
                  kind: SpanKind, attributes: Mapping[str, AttributeValue], links: Sequence[Link],
-                 start_time: int) -> None:
+                 start_time: int, on_exception: tuple[bool, bool] = (True, True)) -> None:
         self._tracer = tracer
+        self._on_exception = on_exception  # (record it, set the status) when used as a context manager
         self._name = name
         self._context = context
         self._parent = parent
@@ -93,7 +100,7 @@ class LightSpan(trace.Span):
         if self._ended("set an attribute"):
             return
         attributes = self._attributes
-        if type(attributes) is dict and _trusted(key, value) and len(attributes) < self._tracer.plain_attributes - 1:
+        if type(attributes) is dict and _trusted(key, value) and len(attributes) < self._tracer.plain_attributes:
             attributes[key] = value
             return
         if type(attributes) is dict:
@@ -138,6 +145,17 @@ class LightSpan(trace.Span):
         }
         event.update(attributes or {})
         self.add_event("exception", event, timestamp)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc_val: BaseException | None,
+                 exc_tb: TracebackType | None) -> None:
+        """As the SDK's span: an exception leaving the block is recorded and sets the status."""
+        if exc_val is not None and self.is_recording():
+            record, set_status = self._on_exception
+            if record:
+                self.record_exception(exc_val, escaped=True)
+            if set_status:
+                self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        self.end()
 
     def end(self, end_time: int | None = None) -> None:
         if self._ended("end a span twice"):
@@ -196,7 +214,7 @@ class LightTracer(trace.Tracer):
         if not sampling.decision.is_recording():
             return trace.NonRecordingSpan(span_context)
         span = LightSpan(self, name, span_context, parent, kind, sampling.attributes, links,
-                         time_ns() if start_time is None else start_time)
+                         time_ns() if start_time is None else start_time, (record_exception, set_status_on_exception))
         self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 

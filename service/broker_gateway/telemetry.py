@@ -9,7 +9,9 @@ tracer provider rather than by global monkey-patching. No attribute carries a se
 of each BrokerGateway call is made once per call by the handler wrapper in ``interceptors`` (health
 checks and reflection are not traced), the client span of each upstream call by ``upstream`` (method,
 scheme, host, port, path and status only): both directly, because OpenTelemetry's grpc interceptor and
-httpx instrumentation cost far more per call (benchmarks/README.md).
+httpx instrumentation cost far more per call. The gateway's spans come from ``spans.gateway_tracer``
+and OTLP batches are encoded by ``otlp.FastOTLPSpanExporter``, both for the same reason
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -105,8 +107,7 @@ class ServerSpans:
     """Server spans for one RPC method: named ``/package.Service/Method`` with the ``rpc.*``
     attributes of OpenTelemetry's gRPC conventions and the caller's address, a child of the trace
     context the caller sent. Made directly rather than by OpenTelemetry's grpc.aio interceptor, which
-    grpc re-runs and re-wraps on every call; and with few attributes, because each one costs the
-    batch exporter about 2.5 microseconds per span to encode (benchmarks/README.md)."""
+    grpc re-runs and re-wraps on every call (benchmarks/README.md)."""
 
     def __init__(self, tracer: trace.Tracer, full_method: str) -> None:
         service, method = full_method.lstrip("/").split("/", 1)
