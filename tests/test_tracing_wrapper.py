@@ -1,6 +1,6 @@
 """The server spans the handler wrapper makes (instead of OpenTelemetry's grpc interceptor): a child of
-the trace context the caller sends, the rpc.* attributes, the status code of a failure; and tracing
-off when no exporter is configured."""
+the trace context the caller sends, the rpc.* attributes, the status code of a failure; tracing off
+when no exporter is configured, and refused when it names one the gateway cannot use."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from broker_gateway import telemetry
+from broker_gateway.errors import ConfigError
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import FakeClock, Wallet, gateway_config, running_gateway
 
@@ -53,3 +54,31 @@ def test_tracing_is_off_without_an_exporter(monkeypatch: pytest.MonkeyPatch) -> 
     assert telemetry.tracer_provider_from_environment() is None
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     assert telemetry.tracer_provider_from_environment() is not None
+
+
+@pytest.mark.parametrize(
+    ("environment", "problem"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "otlp,zipkin"}, "unknown exporter 'zipkin'"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "'http/protobuf'"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+         "'http/json'"),
+    ],
+)
+def test_an_exporter_the_gateway_cannot_use_is_refused(
+    environment: dict[str, str], problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rather than a gateway that starts and silently traces nothing."""
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        telemetry.tracer_provider_from_environment()
+    assert problem in str(refused.value)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp, none")
+    provider = telemetry.tracer_provider_from_environment()
+    assert provider is not None
+    provider.shutdown()

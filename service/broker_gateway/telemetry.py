@@ -29,21 +29,39 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+from .errors import ConfigError
+
 
 def _exporters() -> list[SpanExporter]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` names; an unknown name or an OTLP protocol other than
+    gRPC is refused rather than leaving the gateway silently untraced (as the SDK refuses them)."""
     names = os.environ.get("OTEL_TRACES_EXPORTER")
     if names is None:
         has_endpoint = any(os.environ.get(v) for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
         names = "otlp" if has_endpoint else "none"
     exporters: list[SpanExporter] = []
+    problems = []
     for name in (n.strip() for n in names.split(",")):
         if name == "otlp":
+            protocol = _otlp_protocol()
+            if protocol != "grpc":
+                problems.append(f"OTLP protocol {protocol!r}: the gateway exports traces over 'grpc' only")
+                continue
             from .otlp import FastOTLPSpanExporter
 
             exporters.append(FastOTLPSpanExporter())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
+        elif name not in ("none", ""):
+            problems.append(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)")
+    if problems:
+        raise ConfigError(problems)
     return exporters
+
+
+def _otlp_protocol() -> str:
+    return (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "grpc").strip()
 
 
 def tracer_provider_from_environment() -> TracerProvider | None:
