@@ -59,8 +59,18 @@ class Child:
 
     def cpu_seconds(self) -> float:
         """User + system time of every thread of the process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return _cpu_seconds(Path(f"/proc/{self.pid}/stat"))
+
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """User + system time of each live thread so far, by ``name:tid`` (Python threads all carry
+        the process's name; grpc's own are ``event_engine``)."""
+        times = {}
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                times[f"{(task / 'comm').read_text().strip()}:{task.name}"] = _cpu_seconds(task / "stat")
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+        return times
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.popen.poll() is not None:
@@ -77,6 +87,11 @@ class Child:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _status_kib(pid: int, key: str) -> int:

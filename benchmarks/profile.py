@@ -6,7 +6,10 @@ Starts nginx and one gateway (tracing off, or on with ``--tracing``) as ``make b
 connections, and for each RPC runs ghz at concurrency 16 while ``py-spy record`` samples the gateway
 (only the thread holding the GIL: where the Python time goes). Writes collapsed stacks and a
 flame graph per RPC to ``benchmarks/results/profiles/`` (not committed) and prints the functions with
-the largest inclusive and self shares. py-spy is installed into the virtualenv on first use.
+the largest inclusive and self shares, and each of the gateway's threads' CPU time per call (where
+py-spy's GIL view misses work: grpc's own threads, and everything that merely slows the main thread
+down, such as the garbage collector or a batch exporter's thread on the same core). py-spy is
+installed into the virtualenv on first use.
 """
 
 from __future__ import annotations
@@ -52,6 +55,16 @@ def summarise(collapsed: Path, top: int = 25) -> str:
     out.append("  self:")
     out += [f"    {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     return "\n".join(out)
+
+
+def per_thread(before: dict[str, float], after: dict[str, float], calls: float) -> str:
+    """CPU time per call of each gateway thread during the run, the busiest first (whole ticks of
+    /proc, so a thread below about 10 ms over the run shows as 0)."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    lines = [f"  cpu per call, by thread ({calls:.0f} calls):"]
+    lines += [f"    {1e6 * seconds / calls:7.1f} us  {name}" for name, seconds in sorted(used.items(), key=lambda item: -item[1])
+              if seconds > 0]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,13 +124,16 @@ def main(argv: list[str] | None = None) -> int:
                                        concurrency=args.concurrency, duration=2), concurrency=args.concurrency)
             recorder = subprocess.Popen(spy_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(0.5)
+            threads_before = gateway.thread_cpu_seconds()
             measured = run_ghz(command, concurrency=args.concurrency, server_cpu=gateway.cpu_seconds)
+            threads_after = gateway.thread_cpu_seconds()
             _, errors = recorder.communicate(timeout=args.seconds + 60)
             if recorder.returncode != 0:
                 raise SystemExit(f"py-spy failed: {errors.decode(errors='replace')[-1000:]}")
             print(f"\n== {rpc}: {measured.rps:.0f} rps at c={args.concurrency} under py-spy "
                   f"(warm-up {warm.rps:.0f} rps), server cpu {measured.server_cpu:.2f}")
             print(summarise(collapsed))
+            print(per_thread(threads_before, threads_after, measured.rps * measured.seconds))
     return 0
 
 

@@ -29,7 +29,7 @@ class Target:
 
 
 def paired_ratio(results: dict[str, dict[int, list[Any]]], row: str, floor: str, concurrency: int, metric: str) -> float | None:
-    """The median over runs of row/floor, each run's row and floor measured back to back."""
+    """The median over runs of row/floor, each run's row and floor measured seconds apart."""
     mine, theirs = results.get(row, {}).get(concurrency), results.get(floor, {}).get(concurrency)
     if not mine or not theirs:
         return None

@@ -5,8 +5,8 @@
 
 Starts nginx (the canned upstream), the two floors, the OTLP sink, a gateway with tracing off and one
 with tracing on, all on loopback; seeds connections; then, for each run and each concurrency, measures
-every row back to back, so a row and its floor are always measured within seconds of each other and a
-ratio survives a noisy machine. Prints the table with ratios and a PASS/FAIL per target, and writes
+every row in turn, each close behind its floor (``ROWS``), so a row and its floor are measured within
+seconds of each other and a ratio survives a noisy machine. Prints the table with ratios and a PASS/FAIL per target, and writes
 the JSON (``benchmarks/results/latest.json`` by default). Then the memory figures. benchmarks/README.md
 describes the method and records the latest figures.
 """
@@ -55,22 +55,24 @@ class Row:
     description: str = ""
 
 
+#: In the order they are measured in each pass: every row close behind its floor (at most one other
+#: row between them), so that a paired ratio spans seconds, not the minute a whole pass takes.
 ROWS = [
     Row("echo", "echo", FLOOR + "Echo", description="floor: bare grpc.aio unary echo, no protobuf work"),
-    Row("passthrough.userinfo", "passthrough", FLOOR + "UserInfo", description="floor: one httpx GET userinfo"),
-    Row("passthrough.token", "passthrough", FLOOR + "Token", description="floor: one httpx POST token"),
-    Row("passthrough.okx", "passthrough", FLOOR + "OkxSubaccounts", needs_okx=True, description="floor: one httpx GET OKX"),
     Row("Authorize", "gateway", GATEWAY + "Authorize", floor="echo", description="no upstream call; one store write"),
     Row("GetAccessToken", "gateway", GATEWAY + "GetAccessToken", floor="echo", description="store read + decrypt"),
-    Row("GetUserInfo", "gateway", GATEWAY + "GetUserInfo", floor="passthrough.userinfo", description="one upstream call"),
-    Row("InvokeOperation", "gateway", GATEWAY + "InvokeOperation", floor="passthrough.okx", needs_okx=True,
-        description="signed OKX dma.list_subaccounts"),
-    Row("Exchange", "gateway", GATEWAY + "Exchange", floor="passthrough.token", count_based=True,
-        description="one upstream call + store writes"),
     Row("GetAccessToken+tracing", "gateway_traced", GATEWAY + "GetAccessToken", floor="GetAccessToken",
         description="tracing on, OTLP batch exporter"),
+    Row("passthrough.userinfo", "passthrough", FLOOR + "UserInfo", description="floor: one httpx GET userinfo"),
+    Row("GetUserInfo", "gateway", GATEWAY + "GetUserInfo", floor="passthrough.userinfo", description="one upstream call"),
     Row("GetUserInfo+tracing", "gateway_traced", GATEWAY + "GetUserInfo", floor="GetUserInfo",
         description="tracing on, OTLP batch exporter"),
+    Row("passthrough.okx", "passthrough", FLOOR + "OkxSubaccounts", needs_okx=True, description="floor: one httpx GET OKX"),
+    Row("InvokeOperation", "gateway", GATEWAY + "InvokeOperation", floor="passthrough.okx", needs_okx=True,
+        description="signed OKX dma.list_subaccounts"),
+    Row("passthrough.token", "passthrough", FLOOR + "Token", description="floor: one httpx POST token"),
+    Row("Exchange", "gateway", GATEWAY + "Exchange", floor="passthrough.token", count_based=True,
+        description="one upstream call + store writes"),
 ]
 
 TARGETS = [
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadgen": f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection, pinned to its own core(s)" if plan.pin
             else f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection, unpinned",
             "upstream": "nginx (Debian) with canned return 200 answers",
-            "statistic": "median over runs; ratio = median of per-run ratios (row and floor measured back to back)",
+            "statistic": "median over runs; ratio = median of per-run ratios (row and floor measured seconds apart)",
         },
         "rows": summary,
         "descriptions": {row.key: row.description for row in ROWS},

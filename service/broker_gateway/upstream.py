@@ -94,11 +94,10 @@ class UpstreamClient:
             "http.request.method": request.method,
             "url.full": f"{target.scheme}://{host}{'' if target.port is None else f':{target.port}'}{path}",
         }
-        with self._tracer.start_as_current_span(
-            request.method, kind=trace.SpanKind.CLIENT, attributes=attributes, record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            propagate.inject(request.headers)
+        # Not made the current span: nothing runs under it but the request, which carries it upstream.
+        span = self._tracer.start_span(request.method, kind=trace.SpanKind.CLIENT, attributes=attributes)
+        try:
+            propagate.inject(request.headers, context=trace.set_span_in_context(span))
             try:
                 response = await self._send(request, auth)
             except Exception as error:
@@ -110,6 +109,8 @@ class UpstreamClient:
                 span.set_attribute("error.type", str(response.status_code))
                 span.set_status(trace.StatusCode.ERROR)
             return response
+        finally:
+            span.end()
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | tuple[str, str] | None) -> UpstreamResponse:
         metadata = {"provider": self._provider_id}
