@@ -8,6 +8,7 @@ configuration accepts.
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import signal
 import socket
@@ -19,6 +20,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from broker_gateway.cli import freeze_startup_heap
 
 CLI = Path(sys.executable).parent / "broker-gateway"
 KEY_ENV = "BG_TEST_ENCRYPTION_KEY"
@@ -193,3 +196,13 @@ def test_generate_key_prints_a_fresh_32_byte_key() -> None:
     key = first.stdout.strip()
     assert len(base64.b64decode(key, validate=True)) == 32
     assert second.stdout.strip() != key
+
+
+def test_the_startup_heap_is_frozen_out_of_the_collectors_sight() -> None:
+    """``serve`` calls this once its server is up (the subprocess test above runs that path)."""
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()

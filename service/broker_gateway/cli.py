@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -19,9 +20,18 @@ from .store.sqlite import SQLiteStore
 from .vault import RewrapReport, Vault
 
 
+def freeze_startup_heap() -> None:
+    """Move everything start-up made (modules, descriptors, providers, the server) out of the garbage
+    collector's sight: it never frees any of it, and scanning it again on each collection costs a
+    serving gateway about 4 % of its GetAccessToken throughput (benchmarks/README.md)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve(config_path: str, listen: str | None) -> None:
     application = await build_application(load_config(config_path))
     running = await start_server(application, listen)
+    freeze_startup_heap()
     try:
         await termination_signal()
     finally:
