@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 import grpc
+
+from benchmarks.small_server import serve_until_stopped
 
 
 async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -21,20 +22,7 @@ async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 
 async def serve(listen: str) -> None:
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    handler = grpc.method_handlers_generic_handler(
-        "broker_gateway.bench.Floor", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    if server.add_insecure_port(listen) == 0:
-        raise SystemExit(f"cannot listen on {listen}")
-    await server.start()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_stopped(listen, "broker_gateway.bench.Floor", {"Echo": echo}, options=[("grpc.so_reuseport", 0)])
 
 
 def main() -> None:

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 
 import grpc
 import httpx
 
-from benchmarks.upstream import ACCESS_TOKEN, OKX_QUERY, OKX_SUBACCOUNTS_PATH, TOKEN_PATH, USERINFO_PATH
+from benchmarks.small_server import serve_until_stopped
+from benchmarks.upstream import (
+    ACCESS_TOKEN,
+    OKX_QUERY,
+    OKX_SUBACCOUNTS_PATH,
+    TOKEN_PATH,
+    USERINFO_PATH,
+)
 
 
 def payload(body: bytes) -> bytes:
@@ -59,18 +65,7 @@ async def serve(listen: str, base: str) -> None:
         trust_env=False,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    methods = {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in handlers(http, base).items()}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("broker_gateway.bench.Floor", methods),))
-    if server.add_insecure_port(listen) == 0:
-        raise SystemExit(f"cannot listen on {listen}")
-    await server.start()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_stopped(listen, "broker_gateway.bench.Floor", handlers(http, base), options=[("grpc.so_reuseport", 0)])
     await http.aclose()
 
 

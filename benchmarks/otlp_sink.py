@@ -18,6 +18,8 @@ import signal
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from benchmarks.small_server import serve_until_stopped
+
 received = {"exports": 0, "bytes": 0, "spans": 0}
 
 
@@ -30,23 +32,9 @@ async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 
 async def serve(listen: str) -> None:
-    server = grpc.aio.server()
-    handler = grpc.method_handlers_generic_handler(
-        "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": grpc.unary_unary_rpc_method_handler(export)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    if server.add_insecure_port(listen) == 0:
-        raise SystemExit(f"cannot listen on {listen}")
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     # SIGUSR1 prints the counts so far, so the harness can read them while the sink keeps running.
-    loop.add_signal_handler(signal.SIGUSR1, lambda: print(json.dumps(received), flush=True))
-    print("ready", flush=True)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_stopped(listen, "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": export},
+                              other_signals={signal.SIGUSR1: lambda: print(json.dumps(received), flush=True)})
     print(json.dumps(received), flush=True)
 
 
