@@ -8,6 +8,7 @@ method where it differs (the token request form, the token response, user info).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import re
@@ -66,9 +67,29 @@ def pkce_challenge(verifier: str) -> str:
 
 def add_query(url: str, params: Mapping[str, str]) -> str:
     """``url`` with ``params`` appended to whatever query it already has, properly encoded."""
+    base, query, fragment = _split_at_query(url)
+    added = "&".join(f"{_quote(name)}={_quote(value)}" for name, value in params.items())
+    query = f"{query}&{added}" if query and added else query or added
+    return f"{base}?{query}{fragment}" if query else base + fragment
+
+
+@functools.lru_cache(maxsize=128)
+def _split_at_query(url: str) -> tuple[str, str, str]:
+    """``url`` as the part before its query, its query re-encoded, and its ``#fragment``: endpoint
+    URLs repeat, and splitting one showed in Authorize's profile."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True), quote_via=quote)
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return urlunsplit(parts._replace(query="", fragment="")), query, fragment
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quote(text: str) -> str:
+    """Percent-encode all but RFC 3986's unreserved characters; states, challenges and most fixed
+    values are already unreserved and skip the encoder."""
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:

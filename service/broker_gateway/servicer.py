@@ -5,6 +5,7 @@ The tenant is the single default one until caller authentication arrives.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,8 +46,18 @@ def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
-def _struct(value: Any) -> struct_pb2.Struct:
-    return json_format.ParseDict(value, struct_pb2.Struct())
+def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    # The well-known types' own setters: a third of json_format.ParseDict's cost, same message.
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def _value(value: Any) -> struct_pb2.Value:
+    """Any JSON-shaped result as a Value, set the way ``_struct`` sets a Struct."""
+    holder = struct_pb2.ListValue()
+    holder.append(value)
+    return holder.values[0]
 
 
 def connection_message(connection: StoredConnection) -> connection_pb2.Connection:
@@ -162,7 +173,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
             params=json_format.MessageToDict(request.params),
             request_id=request.request_id,
         )
-        return api.InvokeOperationResponse(result=json_format.ParseDict(result, struct_pb2.Value()))
+        return api.InvokeOperationResponse(result=_value(result))
 
     async def GetConnection(
         self, request: api.GetConnectionRequest, context: grpc.aio.ServicerContext
