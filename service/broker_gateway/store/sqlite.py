@@ -1,8 +1,9 @@
 """The embedded default store: one SQLite file, for a single node.
 
 Calls run on the event loop: each is a short local transaction (microseconds), cheaper than a thread
-hop. WAL mode lets readers proceed during a write. Several gateway processes on one host may share
-the file (leases and version checks hold across them); several hosts on a network filesystem may not.
+hop; the checkpoints that wait on the disk run in a thread (``checkpointer``). WAL mode lets readers
+proceed during a write. Several gateway processes on one host may share the file (leases and version
+checks hold across them); several hosts on a network filesystem may not.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..errors import StoreUnavailable
 from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .checkpointer import BACKSTOP_PAGES, Checkpointer
 from .crypto import envelope_key_id
 
 SCHEMA = """
@@ -151,8 +153,11 @@ class SQLiteStore:
             self._db.executescript(SCHEMA)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
+        self._checkpointer: Checkpointer | None = None
         if str(path) != ":memory:":
             Path(path).chmod(0o600)
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            self._checkpointer = Checkpointer(str(path))
 
     def _execute(self, sql: str, parameters: object = ()) -> sqlite3.Cursor:
         try:
@@ -166,6 +171,8 @@ class SQLiteStore:
         self._execute("SELECT 1").fetchone()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._db.close()
 
     async def put_pending(self, pending: PendingAuthorization) -> None:
