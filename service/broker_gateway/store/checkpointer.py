@@ -38,7 +38,7 @@ class Checkpointer:
 
     def _run(self) -> None:
         try:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self._path, isolation_level=None)
         except sqlite3.Error as error:
             log.warning("no background checkpoints for %s: %s", self._path, error)
             return
