@@ -48,11 +48,11 @@ async def test_written_rows_reach_the_database_file_in_the_background(tmp_path: 
     store = SQLiteStore(path)
     try:
         before = path.stat().st_size
-        for index in range(400):  # far fewer log pages than the backstop (or SQLite's default 1 000)
+        for index in range(200):  # far fewer log pages than the backstop (or SQLite's default 1 000)
             await store.put_pending(_pending(index))
         assert await _grows(path, before), "nothing was checkpointed into the database file"
         with sqlite3.connect(path) as reader:
-            assert reader.execute("SELECT count(*) FROM pending_authorizations").fetchone() == (400,)
+            assert reader.execute("SELECT count(*) FROM pending_authorizations").fetchone() == (200,)
     finally:
         await store.close()
 
