@@ -8,31 +8,11 @@ third of an Authorize's store write (benchmarks/README.md).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from broker_gateway.store.base import PendingAuthorization
 from broker_gateway.store.sqlite import SQLiteStore
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def _pending(index: int) -> PendingAuthorization:
-    key = hashlib.sha256(str(index).encode()).hexdigest()
-    return PendingAuthorization(
-        tenant="default",
-        state_key=key,
-        provider_id="wallet",
-        connection_id=f"conn_{index}",
-        redirect_uri="https://app.example/cb",
-        scopes=("profile",),
-        issuer=None,
-        sealed_verifier=b"\x01" * 80,
-        create_time=NOW,
-        expire_time=NOW + timedelta(minutes=10),
-    )
+from test_store_contract import pending
 
 
 async def _grows(path: Path, beyond: int, within: float = 10.0) -> bool:
@@ -49,7 +29,7 @@ async def test_written_rows_reach_the_database_file_in_the_background(tmp_path: 
     try:
         before = path.stat().st_size
         for index in range(200):  # far fewer log pages than the backstop (or SQLite's default 1 000)
-            await store.put_pending(_pending(index))
+            await store.put_pending(pending(f"sk-{index}"))
         assert await _grows(path, before), "nothing was checkpointed into the database file"
         with sqlite3.connect(path) as reader:
             assert reader.execute("SELECT count(*) FROM pending_authorizations").fetchone() == (200,)
@@ -60,7 +40,7 @@ async def test_written_rows_reach_the_database_file_in_the_background(tmp_path: 
 async def test_closing_the_store_stops_the_thread_and_removes_the_log(tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
     store = SQLiteStore(path)
-    await store.put_pending(_pending(1))
+    await store.put_pending(pending())
     assert Path(f"{path}-wal").exists()
     await store.close()
     # SQLite removes the log when its last connection closes: the thread's one was closed first.
