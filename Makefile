@@ -24,12 +24,12 @@ GENERATORS := $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc
 TS_CLIENT  := clients/typescript/node_modules/.installed
 JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
 
-.PHONY: run test generate lint breaking release-api deps
+.PHONY: run test generate lint python-lint breaking release-api deps
 
 run: $(VENV)/.installed
 	$(VENV)/bin/broker-gateway sandbox
 
-test: deps
+test: deps python-lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT)
@@ -45,8 +45,13 @@ generate: deps
 	rm -rf $(JAVA_STUBS)
 	$(BUF) generate --template buf.gen.java.yaml
 
-lint: deps
+lint: deps python-lint
 	$(BUF) lint
+
+# ruff and mypy, configured in pyproject.toml (the generated stubs are excluded); part of `make test` too.
+python-lint: $(VENV)/.installed
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 
 # Fails when protos/ breaks callers of the last released API (protos-released/; `make test` runs it too).
 breaking: deps

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
 from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 
 from . import okx
-from .upstream import ACCESS_TOKEN, AUTHORIZE_PATH, TOKEN_PATH, TOKEN_RESPONSE, USERINFO_PATH, USERINFO_RESPONSE
+from .upstream import ACCESS_TOKEN, AUTHORIZE_PATH, REFRESH_TOKEN, SUBJECT, TOKEN_PATH, USERINFO_PATH
 
 PROVIDER = "bench"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
@@ -132,7 +131,7 @@ async def connect(address: str, count: int, *, concurrency: int = 32) -> list[st
             response = await stub.Exchange(api.ExchangeRequest(state=state, code="bench-code"), timeout=30)
             connection_id = response.connection.connection_id
             info = await stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection_id), timeout=30)
-            assert info.user_info.subject == USERINFO_RESPONSE["id"], info
+            assert info.user_info.subject == SUBJECT, info
             return connection_id
 
         return await _bounded([functools.partial(one, state) for state in states], concurrency)
@@ -164,7 +163,7 @@ async def seed_connections_directly(setup: GatewaySetup, count: int, *, batch: i
     now = datetime.now(UTC)
     tokens = TokenSet(
         access_token=ACCESS_TOKEN,
-        refresh_token=TOKEN_RESPONSE["refresh_token"],
+        refresh_token=REFRESH_TOKEN,
         access_token_expire_time=now + timedelta(days=365),
         scopes=("profile",),
         issue_time=now,
@@ -180,7 +179,7 @@ async def seed_connections_directly(setup: GatewaySetup, count: int, *, batch: i
                         connection_id=connection_id,
                         provider_id=PROVIDER,
                         scopes=("profile",),
-                        subject=USERINFO_RESPONSE["id"],
+                        subject=SUBJECT,
                         status=ConnectionStatus.ACTIVE,
                         status_reason="",
                         metadata={},

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -120,7 +121,7 @@ def spawn(
 
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=REPO, preexec_fn=pin,
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=REPO, preexec_fn=pin,  # noqa: PLW1509 (pin only sets the child's CPU affinity)
             stdin=subprocess.DEVNULL,
         )
     return Child(name, popen, log)
@@ -159,7 +160,7 @@ class Processes:
         for child in reversed(self.children):
             child.stop()
 
-    def __enter__(self) -> Processes:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from . import fixtures, okx, tools
 from .loadgen import ghz_command, run_ghz, write_data
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         address = f"127.0.0.1:{port}"
         ids = asyncio.run(fixtures.connect(address, 500))
-        data = {
+        data: dict[str, Any] = {
             "GetAccessToken": [{"connection_id": i} for i in ids],
             "GetUserInfo": [{"connection_id": i} for i in ids],
             "Authorize": {"provider": fixtures.PROVIDER, "redirect_uri": fixtures.REDIRECT_URI, "scopes": ["profile"]},

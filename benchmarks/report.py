@@ -41,7 +41,7 @@ def paired_ratio(results: dict[str, dict[int, list[Any]]], row: str, floor: str,
 def evaluate(
     targets: Sequence[Target], results: dict[str, dict[int, list[Any]]], concurrency: Sequence[int], skipped: dict[str, str]
 ) -> list[dict[str, Any]]:
-    verdicts = []
+    verdicts: list[dict[str, Any]] = []
     for target in targets:
         if target.row in skipped or target.floor in skipped:
             reason = skipped.get(target.row) or skipped.get(target.floor)
@@ -73,13 +73,19 @@ def render(document: dict[str, Any]) -> str:
     floors: dict[str, str] = document["floors"]
     lines = [
         f"BrokerGateway benchmark, {document['date']}, commit {machine['commit']}",
-        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['os']}, "
-        f"Python {machine['python']}, grpcio {machine['grpcio']}, load {' '.join(machine['loadavg_start'])}",
-        f"method: {document['method']['loadgen']}; {plan['runs']} run(s) x {plan['duration']:g} s per cell "
-        f"(Exchange: {plan['exchange_calls']} calls); {document['method']['statistic']}",
+        (
+            f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['os']}, "
+            f"Python {machine['python']}, grpcio {machine['grpcio']}, load {' '.join(machine['loadavg_start'])}"
+        ),
+        (
+            f"method: {document['method']['loadgen']}; {plan['runs']} run(s) x {plan['duration']:g} s per cell "
+            f"(Exchange: {plan['exchange_calls']} calls); {document['method']['statistic']}"
+        ),
         "",
-        f"{'row':<24}{'c':>4}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}  {'floor':<22}{'x floor':>8}{'p99 x':>7}"
-        f"{'srv cpu':>8}{'ghz cpu':>8}{'err':>5}",
+        (
+            f"{'row':<24}{'c':>4}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}  {'floor':<22}{'x floor':>8}{'p99 x':>7}"
+            f"{'srv cpu':>8}{'ghz cpu':>8}{'err':>5}"
+        ),
     ]
     results = _measurements(rows)
     for key, by_c in rows.items():
@@ -119,11 +125,14 @@ def render(document: dict[str, Any]) -> str:
     if memory:
         lines += [
             "",
-            f"memory (gateway RSS, MiB): started {memory['rss_mib_started']}; after storing {memory['connections']} "
-            f"connections and reading each once ({memory['read_all']['calls']} GetAccessToken) {memory['rss_mib_after_storing']}; "
-            f"{memory['load']['rpc']} c=64 for {memory['load']['seconds']:g} s ({memory['load']['calls']} calls): "
-            f"before {memory['rss_mib_before_load']}, after {memory['rss_mib_after_load']} "
-            f"(growth {memory['rss_mib_after_load'] - memory['rss_mib_before_load']:+.1f}), peak {memory['rss_mib_peak']}",
+            (
+                f"memory (gateway RSS, MiB): started {memory['rss_mib_started']}; after storing {memory['connections']} "
+                f"connections and reading each once ({memory['read_all']['calls']} GetAccessToken) "
+                f"{memory['rss_mib_after_storing']}; "
+                f"{memory['load']['rpc']} c=64 for {memory['load']['seconds']:g} s ({memory['load']['calls']} calls): "
+                f"before {memory['rss_mib_before_load']}, after {memory['rss_mib_after_load']} "
+                f"(growth {memory['rss_mib_after_load'] - memory['rss_mib_before_load']:+.1f}), peak {memory['rss_mib_peak']}"
+            ),
         ]
     for source in document.get("merged_from", []):
         lines.append(f"pooled: {source['date']} ({source['runs']} runs, commit {source['commit']}, load {' '.join(source['loadavg_start'])})")

@@ -154,9 +154,9 @@ def machine() -> dict[str, Any]:
     memory = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     import grpc
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "service", "providers"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip())
+                                capture_output=True, text=True, check=False).stdout.strip())
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -298,7 +298,7 @@ def run_memory(bench: Bench, procs: Processes) -> dict[str, Any]:
     )
     address = f"127.0.0.1:{port}"
     time.sleep(1.0)
-    mib = lambda value: round(value / 1024 / 1024, 1)  # noqa: E731
+    mib = lambda value: round(value / 1024 / 1024, 1)
     figures: dict[str, Any] = {"connections": plan.memory_connections, "rss_mib_started": mib(gateway.rss_bytes())}
     seconds = asyncio.run(fixtures.seed_connections_directly(setup, plan.memory_connections))
     figures["seed_seconds"] = round(seconds, 1)

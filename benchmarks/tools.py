@@ -48,7 +48,7 @@ def nginx() -> Path:
     print("installing nginx-light with apt-get (once)", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx-light"]
-    if subprocess.run(install, env=env).returncode != 0:
+    if subprocess.run(install, env=env, check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
         subprocess.run(install, check=True, env=env)
     return Path(shutil.which("nginx") or "/usr/sbin/nginx")

@@ -22,17 +22,19 @@ OKX_PARAMS = {"subAcct": "bench01sub", "page": "1", "limit": "10"}
 
 #: The access token every connection gets; the pass-through sends it too, so requests match.
 ACCESS_TOKEN = "bench-access-token-0123456789abcdef0123456789abcdef"
+REFRESH_TOKEN = "bench-refresh-token-0123456789abcdef0123456789abcdef"
+SUBJECT = "bench-user-1"
 
 TOKEN_RESPONSE = {
     "access_token": ACCESS_TOKEN,
     "token_type": "Bearer",
-    "refresh_token": "bench-refresh-token-0123456789abcdef0123456789abcdef",
+    "refresh_token": REFRESH_TOKEN,
     # A year: no benchmark call ever needs a refresh.
     "expires_in": 31536000,
     "scope": "profile",
 }
 USERINFO_RESPONSE = {
-    "id": "bench-user-1",
+    "id": SUBJECT,
     "username": "bench",
     "email": "bench@example.test",
     "balance": {"currency": "USD", "available": "1000.00"},

@@ -20,17 +20,19 @@ import grpc
 import httpx
 import pytest
 import uvicorn
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-
 from broker_gateway.app import Application, build_application
 from broker_gateway.config import Config, ProviderConfig, ServerConfig
 from broker_gateway.gateway import GatewaySettings
+from broker_gateway.provider import TokenSet
 from broker_gateway.server import RunningServer, start_server
+from broker_gateway.store.base import StoredConnection
 from broker_gateway.store.crypto import decode_key, generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
+from broker_gateway.v1 import connection_pb2
 from broker_gateway_oauth2.sandbox import AUTHORIZE_PATH, TOKEN_PATH, USERINFO_PATH, WalletClient, create_wallet_app
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 pytest_plugins = ["support.oidc_provider"]
 
@@ -152,6 +154,16 @@ class GatewayHarness:
     def address(self) -> str:
         return f"127.0.0.1:{self.running.port}"
 
+    async def stored(self, connection_id: str, tenant: str = "default") -> StoredConnection:
+        """The connection as the store holds it; the test fails when there is none."""
+        connection = await self.application.gateway.store.get_connection(tenant, connection_id)
+        assert connection is not None, "the store holds no such connection"
+        return connection
+
+    async def stored_tokens(self, connection_id: str) -> TokenSet:
+        """The connection's tokens as stored, opened."""
+        return self.application.gateway.vault.open_tokens(await self.stored(connection_id))
+
 
 @contextlib.asynccontextmanager
 async def running_gateway(config: Config, clock: FakeClock | None = None, **build: Any) -> AsyncIterator[GatewayHarness]:
@@ -173,7 +185,7 @@ async def wallet_gateway(tmp_path: Path, wallet: Wallet, clock: FakeClock) -> As
         yield harness
 
 
-async def connect_wallet(harness: GatewayHarness, wallet: Wallet, username: str = "alice", **authorize: Any) -> api.Connection:
+async def connect_wallet(harness: GatewayHarness, wallet: Wallet, username: str = "alice", **authorize: Any) -> connection_pb2.Connection:
     """Authorize, approve and Exchange: a new ACTIVE connection to the wallet."""
     start = await harness.stub.Authorize(
         api.AuthorizeRequest(provider="wallet", redirect_uri=REDIRECT_URI, **authorize), timeout=10

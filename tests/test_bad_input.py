@@ -22,14 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import conftest
 import grpc
 import pytest
 import pytest_asyncio
-from google.protobuf import json_format, struct_pb2
-from google.rpc import error_details_pb2
-
-import conftest
-from conftest import REDIRECT_URI, FakeClock, Failure, GatewayHarness, Wallet, expect_failure
 from broker_gateway.oauth2 import raise_for_resource_error
 from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, hookimpl
 from broker_gateway.store.crypto import generate_key
@@ -37,6 +33,9 @@ from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
 from broker_gateway_oauth2.provider import GenericOAuth2Provider
 from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
+from conftest import REDIRECT_URI, Failure, FakeClock, GatewayHarness, Wallet, expect_failure
+from google.protobuf import json_format, struct_pb2
+from google.rpc import error_details_pb2
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 #: A second registered redirect URI, https, so the ":443" and "http vs https" variants mean something.

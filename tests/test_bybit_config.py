@@ -17,8 +17,6 @@ from urllib.parse import parse_qsl, urlsplit
 import grpc
 import httpx
 import pytest
-from google.protobuf import json_format
-
 from broker_gateway.errors import ConfigError
 from broker_gateway.plugins import plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.provider import AuthorizationRequest, OperationAuth, ProviderContext, RateScope
@@ -29,6 +27,7 @@ from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway_bybit.provider import ENVIRONMENTS, BybitProvider
 from broker_gateway_bybit.signing import signed_headers
 from conftest import FakeClock
+from google.protobuf import json_format
 from test_bybit_support import invoke_request
 
 

@@ -16,13 +16,12 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import grpc
 import httpx
 import pytest
-from google.protobuf import json_format
-from starlette.types import Receive, Scope, Send
-
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2, provider_pb2
 from broker_gateway_bybit.sandbox import TOKEN_PATH, UID_PATH, BybitClient, bybit_uid, create_bybit_app
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure, serve_asgi
+from google.protobuf import json_format
+from starlette.types import Message, Receive, Scope, Send
 from test_bybit_support import (
     BROKER,
     CLIENT,
@@ -180,7 +179,7 @@ class TokenRequestRecorder:
         self.forms.append(dict(parse_qsl(b"".join(chunks).decode())))
         delivered = False
 
-        async def replay() -> dict[str, Any]:
+        async def replay() -> Message:
             nonlocal delivered
             if delivered:
                 return await receive()
@@ -322,8 +321,7 @@ async def test_user_info_falls_back_to_the_tokens_grant_member_id(tmp_path: Path
 
 async def test_a_refused_access_token_gets_one_refresh_and_a_retry(bybit_gateway: GatewayHarness, bybit: BybitSim) -> None:
     connection = await connect_bybit(bybit_gateway, bybit, "sam")
-    gateway = bybit_gateway.application.gateway
-    tokens = gateway.vault.open_tokens(await gateway.store.get_connection("default", connection.connection_id))
+    tokens = await bybit_gateway.stored_tokens(connection.connection_id)
     assert bybit.tokens.revoke(tokens.access_token)  # Bybit now answers 50000 Token verify fail
     result = await bybit_gateway.stub.InvokeOperation(
         invoke_request("oauth.get_openapi_key", connection_id=connection.connection_id), timeout=10
@@ -344,8 +342,7 @@ async def test_access_tokens_are_refreshed_ahead_of_their_one_day_expiry(
 
 async def test_a_dead_refresh_token_is_reauth_required(bybit_gateway: GatewayHarness, bybit: BybitSim) -> None:
     connection = await connect_bybit(bybit_gateway, bybit, "uma")
-    gateway = bybit_gateway.application.gateway
-    tokens = gateway.vault.open_tokens(await gateway.store.get_connection("default", connection.connection_id))
+    tokens = await bybit_gateway.stored_tokens(connection.connection_id)
     async with httpx.AsyncClient() as http:  # someone else spends the refresh token
         form = {"client_id": CLIENT.client_id, "client_secret": CLIENT.client_secret, "refresh_token": tokens.refresh_token}
         assert "access_token" in (await http.post(bybit.base_url + "/oauth/v1/public/refresh_token", data=form)).json()

@@ -17,8 +17,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2
-
 from broker_gateway.errors import (
     AccessTokenRejected,
     GatewayError,
@@ -33,6 +31,7 @@ from broker_gateway.errors import (
 from broker_gateway.upstream import UpstreamResponse
 from broker_gateway_bybit import envelope
 from conftest import Failure, FakeClock, GatewayHarness, expect_failure
+from google.rpc import error_details_pb2
 from test_bybit_support import (
     BROKER,
     RETAIL,

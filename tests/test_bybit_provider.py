@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-
 from broker_gateway.errors import AccessTokenRejected, ProviderResponseInvalid
 from broker_gateway.provider import ConnectionCredentials, ProviderContext, TokenSet
 from broker_gateway.upstream import UpstreamClient

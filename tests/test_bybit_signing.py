@@ -13,12 +13,11 @@ import hmac
 import json
 
 import pytest
-
 from broker_gateway_bybit.signing import (
+    json_body,
     jwt_claims,
     jwt_encode,
     jwt_verify,
-    json_body,
     prehash,
     query_string,
     sign,

@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-
 from broker_gateway import simkit
 from broker_gateway_bybit.sandbox import (
     ACCOUNT_INFO_PATH,
@@ -481,6 +480,7 @@ async def test_the_request_log_names_operations_and_holds_no_secret(sim: httpx.A
     log = app_of(sim).state.request_log
     assert [e["operation"] for e in log.snapshot()] == ["authorize", "access_token", "openapi", "v5.earnings-info"]
     dump = json.dumps(log.snapshot())
+    assert APP.client_secret is not None
     for secret in (tokens["access_token"], tokens["refresh_token"], APP.client_secret, "uid=123"):
         assert secret not in dump
     assert isinstance(log, simkit.RequestLog)

@@ -16,11 +16,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
-
 from broker_gateway.config import ProviderConfig
 from broker_gateway.gateway import GatewaySettings
 from broker_gateway.ratelimit import RateLimiter
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from broker_gateway.v1 import connection_pb2
 from broker_gateway_bybit.sandbox import AUTHORIZE_PATH, BrokerKey, BybitClient, bybit_uid, create_bybit_app
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Upstream, gateway_config, running_gateway, serve_asgi
 
@@ -112,7 +112,7 @@ def freeze_rate_limiter(harness: GatewayHarness) -> None:
 
 async def connect_bybit(
     harness: GatewayHarness, sim: BybitSim, username: str = "alice", provider: str = "bybit", **authorize: Any
-) -> api.Connection:
+) -> connection_pb2.Connection:
     """Authorize, approve and Exchange: a new ACTIVE Bybit connection."""
     start = await harness.stub.Authorize(
         api.AuthorizeRequest(provider=provider, redirect_uri=REDIRECT_URI, **authorize), timeout=10

@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import grpc
-import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from broker_gateway.cli import freeze_startup_heap
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 CLI = Path(sys.executable).parent / "broker-gateway"
 KEY_ENV = "BG_TEST_ENCRYPTION_KEY"
@@ -87,7 +85,7 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(CLI), *args], env=environment(), capture_output=True, text=True, timeout=30)
+    return subprocess.run([str(CLI), *args], env=environment(), capture_output=True, text=True, timeout=30, check=False)
 
 
 def write_config(tmp_path: Path, *sections: str) -> Path:

@@ -33,7 +33,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from broker_gateway.simkit import stable_user_id
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
@@ -57,7 +56,7 @@ RUN_TIMEOUT = 120
 def run(command: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
     """Run a command, fail the test with its output if it fails, and return its standard output."""
     result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False
     )
     assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -66,7 +65,7 @@ def run(command: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | 
 def buf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     # The Python template's local plugin runs as `python`: the interpreter running the tests.
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([str(BUF), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run([str(BUF), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env, check=False)
 
 
 def tree(directory: Path) -> dict[str, bytes]:
@@ -110,8 +109,8 @@ def test_generators_match_the_runtimes_the_packages_pin() -> None:
     makefile = (ROOT / "Makefile").read_text()
     grpc_java = re.search(r"<grpc\.version>([^<]+)</grpc\.version>", pom)
     assert java_runtime and grpc_java
-    assert re.search(rf"^PROTOC_VERSION\s*:?=\s*{re.escape(java_runtime.group(1))}$", makefile, re.M)
-    assert re.search(rf"^GRPC_JAVA_VERSION\s*:?=\s*{re.escape(grpc_java.group(1))}$", makefile, re.M)
+    assert re.search(rf"^PROTOC_VERSION\s*:?=\s*{re.escape(java_runtime.group(1))}$", makefile, re.MULTILINE)
+    assert re.search(rf"^GRPC_JAVA_VERSION\s*:?=\s*{re.escape(grpc_java.group(1))}$", makefile, re.MULTILINE)
 
 
 # --- Compatibility with the last release --------------------------------------------------------------

@@ -10,9 +10,6 @@ import base64
 import os
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from broker_gateway.errors import TokenDecryptFailed
 from broker_gateway.store.crypto import (
     KEY_BYTES,
@@ -23,6 +20,8 @@ from broker_gateway.store.crypto import (
     envelope_key_id,
     generate_key,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 KEY_A = os.urandom(KEY_BYTES)
 KEY_B = os.urandom(KEY_BYTES)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from broker_gateway.spans import LightSpan, LightTracer, gateway_tracer
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -20,8 +21,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-from broker_gateway.spans import LightSpan, LightTracer, gateway_tracer
 
 SCOPE = "broker_gateway"
 
@@ -77,7 +76,7 @@ def flow_steps(tracer: trace.Tracer) -> None:
         root.add_link(REMOTE, {"why": "batch"})
         root.update_name("renamed")
         with tracer.start_as_current_span("child", kind=SpanKind.CLIENT) as child:
-            child.set_attributes({"list": ["a", "b"], "bad": {"a": 1}, "": "empty key"})  # type: ignore[dict-item]
+            child.set_attributes({"list": ["a", "b"], "bad": {"a": 1}, "": "empty key"})
             child.set_status(StatusCode.OK)
             child.set_status(StatusCode.ERROR)  # OK is final
         with pytest.raises(ValueError), tracer.start_as_current_span("failing"):
@@ -124,9 +123,12 @@ def test_children_continue_the_trace_of_a_light_span() -> None:
     provider, exporter, _ = traced()
     light = gateway_tracer(provider)
     sdk = provider.get_tracer("other")
-    with light.start_as_current_span("server") as server, sdk.start_as_current_span("sdk child"):
-        with light.start_as_current_span("light child"):
-            pass
+    with (
+        light.start_as_current_span("server") as server,
+        sdk.start_as_current_span("sdk child"),
+        light.start_as_current_span("light child"),
+    ):
+        pass
     spans = {span.name: span for span in exporter.get_finished_spans()}
     assert spans["sdk child"].parent == server.get_span_context()
     assert spans["light child"].parent == spans["sdk child"].context

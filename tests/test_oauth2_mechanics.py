@@ -22,10 +22,6 @@ from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
 import grpc
 import httpx
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
-from conftest import REDIRECT_URI, GatewayHarness, Wallet, expect_failure
 from broker_gateway import validation
 from broker_gateway.errors import (
     AccessTokenRejected,
@@ -57,6 +53,9 @@ from broker_gateway.oauth2 import (
 from broker_gateway.provider import ProviderContext, TokenSet
 from broker_gateway.upstream import UpstreamClient, UpstreamResponse
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from conftest import REDIRECT_URI, GatewayHarness, Wallet, expect_failure
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")

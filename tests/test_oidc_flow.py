@@ -12,16 +12,16 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 import httpx
 import pytest
-
 from broker_gateway.config import ProviderConfig
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
-from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure, running_gateway, gateway_config
+from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure, gateway_config, running_gateway
 from support.oidc_provider import OidcClient, OidcProviderServer, complete_authorization
 
 
@@ -51,7 +51,7 @@ async def oidc_gateway(
         yield harness
 
 
-async def authorize(harness: GatewayHarness, **fields: object) -> api.AuthorizeResponse:
+async def authorize(harness: GatewayHarness, **fields: Any) -> api.AuthorizeResponse:
     request = api.AuthorizeRequest(provider="acme", redirect_uri=REDIRECT_URI, **fields)
     return await harness.stub.Authorize(request, timeout=10)
 
@@ -62,7 +62,7 @@ async def approve(start: api.AuthorizeResponse, login: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(callback).query))
 
 
-async def exchange(harness: GatewayHarness, callback: dict[str, str]) -> api.Connection:
+async def exchange(harness: GatewayHarness, callback: dict[str, str]) -> connection_pb2.Connection:
     params = dict(callback)
     request = api.ExchangeRequest(state=params.pop("state"), code=params.pop("code"), iss=params.pop("iss", ""))
     request.callback_params.update(params)
@@ -216,17 +216,18 @@ async def test_grant_revoked_at_the_server_ends_in_reauth_required(
     gets invalid_grant and the connection becomes REAUTH_REQUIRED, with no retry loop."""
     login = new_login()
     connection = await exchange(oidc_gateway, await approve(await authorize(oidc_gateway), login))
-    gateway = oidc_gateway.application.gateway
-    tokens = gateway.vault.open_tokens(await gateway.store.get_connection("default", connection.connection_id))
+    tokens = await oidc_gateway.stored_tokens(connection.connection_id)
     client_id = oidc_gateway.application.config.providers[0].settings["client_id"]
     client = next(c for c in oidc_provider.clients.values() if c.client_id == client_id)
     data = {"token": tokens.refresh_token}
-    auth = None
-    if client.auth_method == "client_secret_post":
-        data |= {"client_id": client.client_id, "client_secret": client.client_secret}
-    else:
-        auth = (client.client_id, client.client_secret)
-    httpx.post(f"{oidc_provider.issuer}/token/revocation", data=data, auth=auth).raise_for_status()
+    revocation = f"{oidc_provider.issuer}/token/revocation"
+    async with httpx.AsyncClient() as http:
+        if client.auth_method == "client_secret_post":
+            data |= {"client_id": client.client_id, "client_secret": client.client_secret}
+            response = await http.post(revocation, data=data)
+        else:
+            response = await http.post(revocation, data=data, auth=(client.client_id, client.client_secret))
+    response.raise_for_status()
 
     request = api.RefreshRequest(connection_id=connection.connection_id)
     failure = await expect_failure(oidc_gateway.stub.Refresh(request, timeout=10))

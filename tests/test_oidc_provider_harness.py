@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-
 from support.oidc_provider import (
     DEFAULT_REDIRECT_URI,
     OidcClient,

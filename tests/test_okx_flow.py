@@ -13,13 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import grpc
 import httpx
 import pytest
-from google.protobuf import json_format
-
 from broker_gateway.ratelimit import RateLimiter
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
 from broker_gateway_okx.sandbox import TOKEN_PATH, BrokerKey
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure
+from google.protobuf import json_format
 from test_okx_harness import (  # noqa: F401  (fixtures)
     BROKER_CODE,
     BROKER_KEY,
@@ -34,13 +33,6 @@ from test_okx_harness import (  # noqa: F401  (fixtures)
     okx_gateway_for,
     serve_okx,
 )
-
-
-async def stored_tokens(harness: GatewayHarness, connection_id: str):  # type: ignore[no-untyped-def]
-    gateway = harness.application.gateway
-    connection = await gateway.store.get_connection("default", connection_id)
-    assert connection is not None
-    return gateway.vault.open_tokens(connection), connection.metadata
 
 
 async def raw_refresh(okx: Okx, refresh_token: str, *, pkce: bool, termid: str | None = None, site: str | None = None) -> dict:
@@ -86,12 +78,14 @@ async def test_authorize_exchange_userinfo_refresh_revoke(
     assert info.subject.isdigit() and len(info.subject) == 18 and info.raw["uid"] == info.subject
     assert (await stub.GetConnection(api.GetConnectionRequest(connection_id=connection.connection_id), timeout=10)).connection.subject == info.subject
 
-    old, metadata = await stored_tokens(okx_gateway, connection.connection_id)
+    old = await okx_gateway.stored_tokens(connection.connection_id)
+    metadata = (await okx_gateway.stored(connection.connection_id)).metadata
     assert metadata["site"] == "www" and ("termid" in metadata) is pkce
     await stub.Refresh(api.RefreshRequest(connection_id=connection.connection_id), timeout=10)
-    new, _ = await stored_tokens(okx_gateway, connection.connection_id)
+    new = await okx_gateway.stored_tokens(connection.connection_id)
     assert new.refresh_token != old.refresh_token and new.access_token != old.access_token
     # The simulator no longer accepts the rotated refresh token.
+    assert old.refresh_token is not None
     assert (await raw_refresh(okx, old.refresh_token, pkce=pkce, termid=metadata.get("termid")))["code"] == "53005"
     await stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10)
 
@@ -107,7 +101,7 @@ async def test_the_callback_domain_chooses_the_site_of_every_later_call(okx_gate
     """The simulator plays an EEA user when reached as localhost; its tokens are good only there, so
     the connection works only because every call goes to the site the callback named."""
     connection = await connect(okx_gateway, okx, site=okx.alias_url, username="eve")
-    _, metadata = await stored_tokens(okx_gateway, connection.connection_id)
+    metadata = (await okx_gateway.stored(connection.connection_id)).metadata
     assert metadata["site"] == "eea"
     info = await okx_gateway.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10)
     assert info.user_info.subject.isdigit()
@@ -247,7 +241,8 @@ async def test_a_write_is_sent_once_per_request_id(okx_gateway: GatewayHarness, 
 
 async def test_a_refresh_token_rotated_elsewhere_ends_reauth_required(okx_gateway: GatewayHarness, okx: Okx) -> None:
     connection = await connect(okx_gateway, okx, username="rita")
-    tokens, _ = await stored_tokens(okx_gateway, connection.connection_id)
+    tokens = await okx_gateway.stored_tokens(connection.connection_id)
+    assert tokens.refresh_token is not None
     assert "refresh_token" in await raw_refresh(okx, tokens.refresh_token, pkce=False)  # someone else rotated it
     # The gateway's access token died with the rotation (53000): one forced refresh, refused (53005).
     failure = await expect_failure(
@@ -262,7 +257,7 @@ async def test_a_refresh_token_rotated_elsewhere_ends_reauth_required(okx_gatewa
 
 async def test_a_refused_access_token_is_refreshed_once_and_the_call_retried(okx_gateway: GatewayHarness, okx: Okx) -> None:
     connection = await connect(okx_gateway, okx, username="hal")
-    tokens, _ = await stored_tokens(okx_gateway, connection.connection_id)
+    tokens = await okx_gateway.stored_tokens(connection.connection_id)
     okx.sim.grants.revoke(tokens.access_token)  # this access token alone answers 53003 from now on
     info = await okx_gateway.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10)
     assert info.user_info.subject
@@ -310,14 +305,16 @@ async def test_demo_trading_sends_the_header_the_key_needs(
     tmp_path: Path, clock: FakeClock, demo_key: bool, expected: str | None
 ) -> None:
     key = BrokerKey(BROKER_KEY.api_key, BROKER_KEY.secret_key, BROKER_KEY.passphrase, demo=demo_key)
-    async with serve_okx(clock, broker_key=key) as upstream:
-        async with okx_gateway_for(tmp_path, upstream, clock, upstream.provider_config("okx", demo_trading=True)) as harness:
-            call = harness.stub.InvokeOperation(invocation("dma.list_subaccounts"), timeout=10)
-            if expected is None:
-                assert json_format.MessageToDict(await call)["result"][0]["details"]
-            else:
-                failure = await expect_failure(call)
-                assert (failure.reason, failure.metadata["upstream_code"]) == ("PROVIDER_CLIENT_AUTH_FAILED", expected)
+    async with (
+        serve_okx(clock, broker_key=key) as upstream,
+        okx_gateway_for(tmp_path, upstream, clock, upstream.provider_config("okx", demo_trading=True)) as harness,
+    ):
+        call = harness.stub.InvokeOperation(invocation("dma.list_subaccounts"), timeout=10)
+        if expected is None:
+            assert json_format.MessageToDict(await call)["result"][0]["details"]
+        else:
+            failure = await expect_failure(call)
+            assert (failure.reason, failure.metadata["upstream_code"]) == ("PROVIDER_CLIENT_AUTH_FAILED", expected)
 
 
 # -- keep-alive --------------------------------------------------------------------------------------
@@ -392,9 +389,11 @@ async def test_what_okx_refuses_of_the_broker_key_is_an_operator_problem(
 ) -> None:
     simulator_clock = FakeClock()
     simulator_clock.current = clock.current - timedelta(seconds=skew_seconds)
-    async with serve_okx(simulator_clock) as upstream:
-        async with okx_gateway_for(tmp_path, upstream, clock, upstream.provider_config("okx", **overrides)) as harness:
-            failure = await expect_failure(harness.stub.InvokeOperation(invocation("dma.list_subaccounts"), timeout=10))
+    async with (
+        serve_okx(simulator_clock) as upstream,
+        okx_gateway_for(tmp_path, upstream, clock, upstream.provider_config("okx", **overrides)) as harness,
+    ):
+        failure = await expect_failure(harness.stub.InvokeOperation(invocation("dma.list_subaccounts"), timeout=10))
     assert (failure.code, failure.reason, failure.metadata["upstream_code"], failure.metadata["upstream_http_status"]) == (
         grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED", expected, "401",
     )

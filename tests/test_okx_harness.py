@@ -16,17 +16,17 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from google.protobuf import json_format
-
 from broker_gateway.config import ProviderConfig
 from broker_gateway.gateway import GatewaySettings
 from broker_gateway.plugins import plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.sandbox import SandboxEnvironment
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from broker_gateway.v1 import connection_pb2
 from broker_gateway_okx.plugin import build_okx
 from broker_gateway_okx.provider import OKXProvider
 from broker_gateway_okx.sandbox import AUTHORIZE_PATH, BrokerKey, OkxClient, OkxSimulator, create_okx_app
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, gateway_config, running_gateway, serve_asgi
+from google.protobuf import json_format
 
 BROKER_CODE = "TestBroker7f3a"
 CODE_CLIENT = OkxClient("okx-code-client", "okx-client-secret-5b2d4f6a8c0e", (REDIRECT_URI,))
@@ -122,7 +122,7 @@ async def connect(
     username: str = "alice",
     scopes: tuple[str, ...] = ("read_only", "trade"),
     site: str | None = None,
-) -> api.Connection:
+) -> connection_pb2.Connection:
     """Authorize, approve and Exchange: a new ACTIVE connection."""
     start = await harness.stub.Authorize(
         api.AuthorizeRequest(provider=provider, redirect_uri=REDIRECT_URI, scopes=list(scopes)), timeout=10

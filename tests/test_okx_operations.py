@@ -15,10 +15,9 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-
 from broker_gateway.ratelimit import RateLimiter
 from conftest import FakeClock, GatewayHarness, expect_failure, failure_of
+from google.rpc import error_details_pb2
 from test_okx_harness import Okx, connect, invocation, invoke, okx, okx_gateway, okx_gateway_for, serve_okx  # noqa: F401
 
 KEY = {"subAcct": "brokerTest1", "label": "gw", "passphrase": "Passw0rd!"}
@@ -145,9 +144,8 @@ def rule_id(rule: tuple[str, dict[str, Any], str]) -> str:
 async def rules_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[GatewayHarness, Okx]]:
     """One gateway for every rule: none of them may send anything, so they cannot disturb each other."""
     clock = FakeClock()
-    async with serve_okx(clock) as upstream:
-        async with okx_gateway_for(tmp_path_factory.mktemp("okx-rules"), upstream, clock) as harness:
-            yield harness, upstream
+    async with serve_okx(clock) as upstream, okx_gateway_for(tmp_path_factory.mktemp("okx-rules"), upstream, clock) as harness:
+        yield harness, upstream
 
 
 @pytest.mark.parametrize(("operation", "params", "name"), RULES, ids=[rule_id(r) for r in RULES])
@@ -219,10 +217,9 @@ async def test_a_180_day_range_is_allowed(okx_gateway: GatewayHarness, okx: Okx)
 async def frozen(tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[GatewayHarness, Okx]]:
     """The gateway and the simulator with their rate clocks stopped: no bucket refills during a burst,
     so the counts are exact however slow the machine is."""
-    async with serve_okx(clock, rate_clock=lambda: 1000.0) as upstream:
-        async with okx_gateway_for(tmp_path, upstream, clock) as harness:
-            harness.application.gateway.rate_limiter = RateLimiter(clock=lambda: 1000.0)
-            yield harness, upstream
+    async with serve_okx(clock, rate_clock=lambda: 1000.0) as upstream, okx_gateway_for(tmp_path, upstream, clock) as harness:
+        harness.application.gateway.rate_limiter = RateLimiter(clock=lambda: 1000.0)
+        yield harness, upstream
 
 
 def retry_delay(failure: Any) -> float:

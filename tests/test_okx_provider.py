@@ -17,11 +17,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from broker_gateway.config import ProviderConfig
 from broker_gateway.errors import ConfigError, GatewayError
 from broker_gateway.provider import AuthorizationRequest, OperationAuth, ProviderContext
@@ -31,6 +26,10 @@ from broker_gateway.v1 import connection_pb2
 from broker_gateway_okx.codes import OAUTH_CODES, Call, raise_for_okx
 from broker_gateway_okx.provider import OKXProvider
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure, gateway_config, running_gateway, serve_asgi
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 BASE_SETTINGS = {"client_id": "cid", "client_secret": "csecret", "broker_code": "Broker1"}
 
@@ -83,7 +82,8 @@ def test_switches_and_overrides() -> None:
     assert provider.sites["tr"] == "https://tr.okx.com" and provider.token_path == "/api/v5/users/oauth/token"
     operations = {op.name: op for op in provider.operations()}
     assert len(operations) == 18
-    assert (operations["dma.list_subaccounts"].rate_limit.requests, operations["dma.list_subaccounts"].rate_limit.per_seconds) == (10, 1.0)
+    limit = operations["dma.list_subaccounts"].rate_limit
+    assert limit is not None and (limit.requests, limit.per_seconds) == (10, 1.0)
     assert make({**BASE_SETTINGS, "keepalive_before_seconds": 0}).keepalive_window is None
     assert make({**BASE_SETTINGS, "keepalive_before_seconds": 7200}).keepalive_window == timedelta(hours=2)
 

@@ -12,17 +12,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import broker_gateway.gateway as gateway_module
 import grpc
 import pytest
+from broker_gateway.oauth2 import pkce_challenge
+from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from conftest import REDIRECT_URI, FakeClock, gateway_config, running_gateway
 from google.protobuf import json_format
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-import broker_gateway.gateway as gateway_module
-from broker_gateway.oauth2 import pkce_challenge
-from broker_gateway.v1 import broker_gateway_service_pb2 as api
-from conftest import REDIRECT_URI, FakeClock, gateway_config, running_gateway
 from test_okx_harness import Okx, invocation, okx  # noqa: F401
 
 PLANTED_STATE = "okx-planted-state-3c5e7a9b1d2f4a6c8e0b2d4f6a8c0e2a4c6e8"
@@ -103,7 +102,9 @@ async def test_no_okx_secret_in_spans_logs_or_errors(
             stored = await gateway.store.get_connection("default", connection_id)
             assert stored is not None
             tokens[provider] = gateway.vault.open_tokens(stored)
-        okx.sim.grants.revoke(tokens["okx"].refresh_token)  # the grant dies upstream
+        refresh_token = tokens["okx"].refresh_token
+        assert refresh_token is not None
+        okx.sim.grants.revoke(refresh_token)  # the grant dies upstream
         await fails(stub.Refresh(api.RefreshRequest(connection_id=connections["okx"]), timeout=10))
         assert "53003" in errors[-1]
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from broker_gateway.provider import ProviderContext
 from broker_gateway.upstream import UpstreamClient
 from broker_gateway_okx import signing

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
-
 from broker_gateway_okx import signing
 from broker_gateway_okx.sandbox import (
     AUTHORIZE_PATH,
@@ -171,7 +170,7 @@ def signed(sim: Sim, method: str, target: str, body: bytes = b"", *, key: Broker
     return headers
 
 
-async def broker(sim: Sim, method: str, target: str, body: bytes = b"", **overrides: Any) -> httpx.Response:
+async def broker(sim: Sim, method: str, target: str, body: bytes = b"", /, **overrides: Any) -> httpx.Response:
     headers = {k: v for k, v in signed(sim, method, target, body, **overrides).items() if v is not None}
     return await sim.http.request(method, target, content=body or None, headers=headers)
 

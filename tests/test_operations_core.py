@@ -14,13 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import json_format
-from google.rpc import error_details_pb2
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 from broker_gateway.config import ProviderConfig
 from broker_gateway.provider import (
     ConnectionCredentials,
@@ -43,6 +36,12 @@ from conftest import (
     running_gateway,
     serve_asgi,
 )
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 NUMBER = {"type": "object", "properties": {"n": {"type": "integer"}}, "additionalProperties": False}
 

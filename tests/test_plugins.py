@@ -3,26 +3,23 @@ allow- and block-lists work, and every hook is documented and tested (datasette'
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import json_format
-
 from broker_gateway import hookspecs
 from broker_gateway.plugins import PluginError, plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
+from google.protobuf import json_format
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "sample_plugin"
@@ -92,7 +89,7 @@ def test_hook_broker_gateway_register_providers(monkeypatch: pytest.MonkeyPatch)
 
     class Plugin:
         @hookimpl
-        def broker_gateway_register_providers(self, register):  # type: ignore[no-untyped-def]
+        def broker_gateway_register_providers(self, register):
             register(Throwaway)
 
     registry = provider_types(plugin_manager([Plugin()]))
@@ -100,7 +97,7 @@ def test_hook_broker_gateway_register_providers(monkeypatch: pytest.MonkeyPatch)
 
     class Twice:
         @hookimpl
-        def broker_gateway_register_providers(self, register):  # type: ignore[no-untyped-def]
+        def broker_gateway_register_providers(self, register):
             register(Throwaway)
 
     with pytest.raises(PluginError, match="registered twice"):
@@ -124,7 +121,7 @@ def test_allow_and_block_lists(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_misspelt_hook_fails_loudly() -> None:
     class Typo:
         @hookimpl
-        def broker_gateway_register_provider(self, register):  # type: ignore[no-untyped-def]
+        def broker_gateway_register_provider(self, register):
             pass
 
     with pytest.raises(Exception, match="unknown hook"):

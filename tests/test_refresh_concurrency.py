@@ -14,8 +14,12 @@ from urllib.parse import parse_qsl
 
 import grpc
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
+from broker_gateway import simkit
+from broker_gateway.gateway import DEFAULT_TENANT
+from broker_gateway.store.crypto import generate_key
+from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from broker_gateway.v1 import connection_pb2
+from broker_gateway_oauth2.sandbox import TOKEN_PATH, WalletClient, create_wallet_app
 from conftest import (
     REDIRECT_URI,
     FakeClock,
@@ -28,12 +32,7 @@ from conftest import (
     serve_asgi,
 )
 from conftest import gateway_config as make_config
-from broker_gateway import simkit
-from broker_gateway.gateway import DEFAULT_TENANT
-from broker_gateway.store.crypto import generate_key
-from broker_gateway.v1 import broker_gateway_service_pb2 as api
-from broker_gateway.v1 import connection_pb2
-from broker_gateway_oauth2.sandbox import TOKEN_PATH, WalletClient, create_wallet_app
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class TokenTap:
@@ -100,7 +99,7 @@ def live_refresh_token(wallet: Wallet) -> str:
     return live
 
 
-def get_token(harness: GatewayHarness, connection_id: str, timeout: float = 10) -> "grpc.aio.UnaryUnaryCall":
+def get_token(harness: GatewayHarness, connection_id: str, timeout: float = 10) -> grpc.aio.UnaryUnaryCall:
     return harness.stub.GetAccessToken(api.GetAccessTokenRequest(connection_id=connection_id), timeout=timeout)
 
 

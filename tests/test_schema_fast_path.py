@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from broker_gateway.errors import InvalidArgument
+from broker_gateway.schema import _simple_test, check_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-
-from broker_gateway.errors import InvalidArgument
-from broker_gateway.schema import _simple_test, check_params
 
 NAMES = ["subAcct", "page", "limit", "ccy", "x"]
 PATTERNS = ["^[A-Za-z0-9]{6,20}$", "^[1-9][0-9]{0,8}$", "^(100|[1-9][0-9]?)$", "[0-9]", "^a|b$", "^$"]

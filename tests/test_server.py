@@ -9,17 +9,13 @@ the same hook a third-party plugin uses.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
-
 from broker_gateway import server as server_module
 from broker_gateway.config import ProviderConfig
 from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, Provider, hookimpl
@@ -37,6 +33,10 @@ from conftest import (
     running_gateway,
 )
 from conftest import gateway_config as make_config
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
 
 SERVICE = "broker_gateway.v1.BrokerGateway"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -134,7 +134,7 @@ def retry_infos(failure: Failure) -> list[error_details_pb2.RetryInfo]:
 
 
 def bad_request_fields(failure: Failure) -> list[str]:
-    fields = []
+    fields: list[str] = []
     for detail in failure.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
@@ -151,7 +151,7 @@ async def list_services(channel: grpc.aio.Channel) -> list[str]:
     return [service.name for service in responses[0].list_services_response.service]
 
 
-async def connect(harness: GatewayHarness, wallet: Wallet, provider: str, username: str, **authorize: Any) -> api.Connection:
+async def connect(harness: GatewayHarness, wallet: Wallet, provider: str, username: str, **authorize: Any) -> connection_pb2.Connection:
     """connect_wallet for any provider entry pointing at the wallet simulator."""
     start = await harness.stub.Authorize(
         api.AuthorizeRequest(provider=provider, redirect_uri=REDIRECT_URI, **authorize), timeout=10
@@ -387,7 +387,7 @@ async def test_list_connections_pages_and_filters(two_wallets: GatewayHarness, w
             break
         assert len(pages) < 5, "paging does not end"
     assert [len(page) for page in pages] == [3, 3, 1]
-    assert sorted(sum(pages, [])) == sorted(c.connection_id for c in created)
+    assert sorted(itertools.chain.from_iterable(pages)) == sorted(c.connection_id for c in created)
 
     filtered = await stub.ListConnections(api.ListConnectionsRequest(provider="wallet2"), timeout=5)
     assert {c.connection_id for c in filtered.connections} == {c.connection_id for c in created[5:]}

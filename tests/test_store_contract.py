@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from broker_gateway.store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
 from broker_gateway.store.crypto import KEY_BYTES, Keyring
 from broker_gateway.store.sqlite import SQLiteStore
@@ -231,15 +231,15 @@ async def test_list_pages_in_creation_order_with_provider_filter(store: Store) -
             page = await store.list_connections("t1", provider_id=provider_id, after_seq=after, limit=2)
             if not page:
                 return pages
-            assert all(a.seq < b.seq for a, b in zip(page, page[1:], strict=False))
+            assert all(a.seq < b.seq for a, b in itertools.pairwise(page))
             pages.append([item.connection_id for item in page])
             after = page[-1].seq
 
     all_pages = await walk(None)
     assert [len(page) for page in all_pages] == [2, 2, 2, 1]
-    assert sum(all_pages, []) == ids
-    assert sum(await walk("wallet"), []) == ids[0::2]
-    assert sum(await walk("okx"), []) == ids[1::2]
+    assert list(itertools.chain.from_iterable(all_pages)) == ids
+    assert list(itertools.chain.from_iterable(await walk("wallet"))) == ids[0::2]
+    assert list(itertools.chain.from_iterable(await walk("okx"))) == ids[1::2]
     assert await store.list_connections("t1", provider_id="absent", after_seq=0, limit=10) == []
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from broker_gateway.servicer import _struct, _value
 from google.protobuf import json_format, struct_pb2
 from hypothesis import given
 from hypothesis import strategies as st
-
-from broker_gateway.servicer import _struct, _value
 
 _scalars = (
     st.none()

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from broker_gateway.servicer import _timestamp
 from google.protobuf import timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
-
-from broker_gateway.servicer import _timestamp
 
 
 def _reference(value: datetime) -> timestamp_pb2.Timestamp:

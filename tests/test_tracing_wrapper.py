@@ -8,15 +8,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
-
 from broker_gateway import telemetry
 from broker_gateway.errors import ConfigError
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import FakeClock, Wallet, gateway_config, running_gateway
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -38,6 +37,7 @@ async def test_server_spans_continue_the_callers_trace(tmp_path: Path, wallet: W
     failed = spans["/broker_gateway.v1.BrokerGateway/GetConnection"]
     assert f"{failed.context.trace_id:032x}" == TRACE_ID
     assert failed.parent is not None and f"{failed.parent.span_id:016x}" == PARENT_ID
+    assert failed.attributes is not None
     assert failed.attributes["rpc.system"] == "grpc"
     assert failed.attributes["rpc.service"] == "broker_gateway.v1.BrokerGateway"
     assert failed.attributes["rpc.method"] == "GetConnection"
@@ -45,6 +45,7 @@ async def test_server_spans_continue_the_callers_trace(tmp_path: Path, wallet: W
     assert failed.attributes["net.peer.ip"] == "127.0.0.1"
     assert failed.status.status_code is not StatusCode.ERROR  # NOT_FOUND is the caller's doing
     listed = spans["/broker_gateway.v1.BrokerGateway/ListProviders"]
+    assert listed.attributes is not None
     assert listed.attributes["rpc.grpc.status_code"] == 0 and listed.parent is None
 
 

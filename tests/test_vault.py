@@ -16,12 +16,9 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import broker_gateway.gateway as gateway_module
 import grpc
 import pytest
-
-import broker_gateway.gateway as gateway_module
-from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure, running_gateway
-from conftest import gateway_config as make_config
 from broker_gateway.app import build_application
 from broker_gateway.config import Config
 from broker_gateway.errors import ConfigError, TokenDecryptFailed
@@ -29,6 +26,8 @@ from broker_gateway.oauth2 import pkce_challenge
 from broker_gateway.store.crypto import KEY_BYTES, envelope_key_id
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
+from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure, running_gateway
+from conftest import gateway_config as make_config
 
 KEY_A = ("key-a", os.urandom(KEY_BYTES))
 KEY_B = ("key-b", os.urandom(KEY_BYTES))

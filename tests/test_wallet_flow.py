@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
+from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure
 
 
 async def test_authorize_exchange_userinfo_refresh_revoke(wallet_gateway: GatewayHarness, wallet: Wallet) -> None:

@@ -15,11 +15,10 @@ import secrets
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-
 from broker_gateway import simkit
 from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
 
@@ -304,7 +303,7 @@ async def test_untrusted_requests_get_a_page_not_a_redirect(
 
 async def test_repeated_redirect_uri_is_not_trusted(wallet: httpx.AsyncClient) -> None:
     params = list(authorize_params().items()) + [("redirect_uri", REDIRECT), ("approve", "alice")]
-    response = await wallet.get("/api/oauth2/authorize", params=params)
+    response = await wallet.get("/api/oauth2/authorize", params=tuple(params))
     assert response.status_code == 400 and "location" not in response.headers
 
 
@@ -690,7 +689,7 @@ def test_build_redirect_url(redirect_uri: str, params: dict[str, str | None], ex
 def test_grant_store_take_code_results_are_distinct() -> None:
     clock = FakeClock()
     store = simkit.GrantStore(clock=clock)
-    fields = {"client_id": "c", "redirect_uri": REDIRECT, "scopes": ("profile",), "user": "u"}
+    fields: dict[str, Any] = {"client_id": "c", "redirect_uri": REDIRECT, "scopes": ("profile",), "user": "u"}
     live, stale = store.issue_code(**fields), store.issue_code(**fields)
     assert store.take_code(live).status is simkit.Status.OK
     assert store.take_code(live).status is simkit.Status.USED

@@ -336,7 +336,7 @@ class BybitProvider(OAuth2Provider):
                 # A refused token, a rate limit or an outage propagate (the core handles them).
                 body = None
             uid = _uid_of(body) if body is not None else ""
-            if uid:
+            if uid and body is not None:
                 if claimed and claimed != uid:
                     raise ProviderResponseInvalid(
                         f"provider {self.context.provider_id} named a UID other than the token's",

@@ -39,7 +39,11 @@ class GenericOAuth2Provider(OAuth2Provider):
 
     async def _fetch_metadata(self) -> Mapping[str, Any]:
         explicit = self.settings.get("discovery_url")
-        urls = [explicit] if explicit else [self.issuer.rstrip("/") + path for path in WELL_KNOWN]
+        if explicit:
+            urls = [explicit]
+        else:
+            assert self.issuer is not None, "__init__ requires issuer or discovery_url for discovery"
+            urls = [self.issuer.rstrip("/") + path for path in WELL_KNOWN]
         last_error: Exception | None = None
         for url in urls:
             response = await self.context.http.request("GET", url, headers={"Accept": "application/json"})

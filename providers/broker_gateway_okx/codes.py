@@ -31,7 +31,7 @@ from broker_gateway.errors import (
 from broker_gateway.oauth2 import upstream_code
 from broker_gateway.upstream import UpstreamResponse
 
-__all__ = ["Call", "OAUTH_CODES", "error_for", "parse_envelope", "raise_for_okx"]
+__all__ = ["OAUTH_CODES", "Call", "error_for", "parse_envelope", "raise_for_okx"]
 
 
 class Call(enum.Enum):

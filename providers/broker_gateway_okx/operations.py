@@ -21,7 +21,7 @@ from typing import Any
 
 from broker_gateway.provider import OperationAuth, RateScope
 
-__all__ = ["ENDPOINTS", "Endpoint", "by_route", "DATE_PARAMS", "MAX_DATE_RANGE_DAYS"]
+__all__ = ["DATE_PARAMS", "ENDPOINTS", "MAX_DATE_RANGE_DAYS", "Endpoint", "by_route"]
 
 # -- parameter rules ---------------------------------------------------------------------------------
 

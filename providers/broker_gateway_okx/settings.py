@@ -5,7 +5,7 @@ problem of a configuration, not just the first."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 __all__ = ["check_url", "read_boolean", "read_path", "read_rate", "read_seconds", "read_string", "read_string_list"]
@@ -63,6 +63,14 @@ def read_rate(value: Any, name: str, problems: list[str]) -> tuple[int, float] |
             return requests, float(per_seconds)
     problems.append(f"rate_limits.{name}: expected {{requests = <positive integer>, per_seconds = <positive number>}}")
     return None
+
+
+@overload
+def read_path(settings: Mapping[str, Any], key: str, default: str, problems: list[str], *, optional: Literal[False]) -> str: ...
+
+
+@overload
+def read_path(settings: Mapping[str, Any], key: str, default: str, problems: list[str], *, optional: bool) -> str | None: ...
 
 
 def read_path(settings: Mapping[str, Any], key: str, default: str, problems: list[str], *, optional: bool) -> str | None:

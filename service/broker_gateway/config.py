@@ -54,7 +54,7 @@ class Config:
     store_path: str
     encryption_keys: tuple[tuple[str, bytes], ...] = field(repr=False)
     providers: tuple[ProviderConfig, ...]
-    gateway: GatewaySettings = GatewaySettings()
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def resolve_secret(value: str, where: str, problems: list[str]) -> str:

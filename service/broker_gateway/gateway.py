@@ -52,8 +52,8 @@ from .errors import (
 )
 from .oauth2 import new_pkce_pair, new_state, upstream_code
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
-from .schema import check_params
 from .ratelimit import RateLimiter
+from .schema import check_params
 from .store.base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
 from .vault import Vault
 

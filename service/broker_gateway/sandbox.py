@@ -136,7 +136,7 @@ async def _serve_asgi(app: ASGIApp, sock: socket.socket) -> tuple[uvicorn.Server
 
 
 async def start_sandbox(
-    *, listen: str, data_dir: Path, callback: str = DEFAULT_CALLBACK, gateway_settings: GatewaySettings = GatewaySettings()
+    *, listen: str, data_dir: Path, callback: str = DEFAULT_CALLBACK, gateway_settings: GatewaySettings | None = None
 ) -> Sandbox:
     """Start every registered simulator, the callback page and the gateway; write sandbox.json."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ async def start_sandbox(
         store_path=str(data_dir / "gateway.db"),
         encryption_keys=(load_or_create_key(data_dir),),
         providers=tuple(providers),
-        gateway=gateway_settings,
+        gateway=gateway_settings or GatewaySettings(),
     )
     application = await build_application(config, manager=manager)
     running = await start_server(application, listen)

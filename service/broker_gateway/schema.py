@@ -135,10 +135,11 @@ def _refuse_control_characters(value: Any, field: str) -> None:
 
 def _describe(error: ValidationError) -> tuple[str, str]:
     path = ["params", *(str(part) for part in error.absolute_path)]
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in (error.instance or {})]
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        present = error.instance if isinstance(error.instance, dict) else {}
+        missing = [name for name in error.validator_value if name not in present]
         return ".".join([*path, missing[0]]) if missing else ".".join(path), "is required"
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict) and isinstance(error.schema, Mapping):
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(name for name in error.instance if name not in allowed)
         return ".".join([*path, extra[0]]) if extra else ".".join(path), "is not a parameter of this operation"

@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "USERNAME_PATTERN",
     "Clock",
     "CodeGrant",
     "GrantStore",
@@ -49,7 +50,6 @@ __all__ = [
     "RequestLog",
     "Status",
     "TokenGrant",
-    "USERNAME_PATTERN",
     "approval_in_query",
     "build_redirect_url",
     "check_username",

@@ -19,6 +19,7 @@ SDK validates it. The tests compare the two span by span.
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -60,8 +61,20 @@ class LightSpan(trace.Span):
     """A recording span of a ``LightTracer``; handed to the span processors as a ``ReadableSpan``
     when it ends."""
 
-    __slots__ = ("_tracer", "_name", "_context", "_parent", "_kind", "_attributes", "_events", "_links", "_status",
-                 "_start_time", "_end_time", "_on_exception")
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_end_time",
+        "_events",
+        "_kind",
+        "_links",
+        "_name",
+        "_on_exception",
+        "_parent",
+        "_start_time",
+        "_status",
+        "_tracer",
+    )
 
     def __init__(self, tracer: LightTracer, name: str, context: SpanContext, parent: SpanContext | None,
                  kind: SpanKind, attributes: Mapping[str, AttributeValue], links: Sequence[Link],
@@ -184,7 +197,10 @@ class LightTracer(trace.Tracer):
         # The limits a provider takes from the environment (OTEL_SPAN_*_LIMIT, OTEL_ATTRIBUTE_*).
         self.limits = SpanLimits()
         #: Below this many attributes with no length limit, a span keeps its trusted ones as given.
-        self.plain_attributes = self.limits.max_span_attributes if self.limits.max_span_attribute_length is None else 0
+        #: (No count limit, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT unset to none, means no bound at all.)
+        count_limit = self.limits.max_span_attributes
+        unbounded = sys.maxsize if count_limit is None else count_limit
+        self.plain_attributes = unbounded if self.limits.max_span_attribute_length is None else 0
 
     def span_attributes(self, attributes: Attributes) -> BoundedAttributes:
         return BoundedAttributes(self.limits.max_span_attributes, attributes, immutable=False,
@@ -218,11 +234,13 @@ class LightTracer(trace.Tracer):
         self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
-    @contextmanager  # type: ignore[override]
-    def start_as_current_span(self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
-                              attributes: Attributes = None, links: Sequence[Link] | None = (),
-                              start_time: int | None = None, record_exception: bool = True,
-                              set_status_on_exception: bool = True, end_on_exit: bool = True) -> Iterator[trace.Span]:
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]  # the SDK types it as its own context manager class
+        self, name: str, context: Context | None = None, kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Attributes = None, links: Sequence[Link] | None = (),
+        start_time: int | None = None, record_exception: bool = True,
+        set_status_on_exception: bool = True, end_on_exit: bool = True,
+    ) -> Iterator[trace.Span]:
         span = self.start_span(name, context, kind, attributes, links, start_time)
         with trace.use_span(span, end_on_exit=end_on_exit, record_exception=record_exception,
                             set_status_on_exception=set_status_on_exception) as current:

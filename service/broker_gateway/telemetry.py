@@ -28,6 +28,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.util.types import AttributeValue
 
 from .errors import ConfigError
 
@@ -131,7 +132,7 @@ class ServerSpans:
         service, method = full_method.lstrip("/").split("/", 1)
         self.tracer = tracer
         self.name = full_method
-        self.attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "rpc.grpc.status_code": 0}
+        self.attributes: dict[str, AttributeValue] = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "rpc.grpc.status_code": 0}
 
     def start(self, context: grpc.aio.ServicerContext) -> tuple[object, trace.Span]:
         """Start the span as the current one, a child of the caller's trace context (and with its

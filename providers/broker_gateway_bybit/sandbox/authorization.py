@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from broker_gateway import simkit
 from starlette.requests import Request
@@ -50,7 +51,7 @@ class AuthorizationPage:
     async def authorize(self, request: Request) -> Response:
         if request.method == "GET":
             simkit.RequestLog.tag(request, "authorize")
-            pairs = request.query_params.multi_items()
+            pairs: list[tuple[str, Any]] = request.query_params.multi_items()
         else:
             simkit.RequestLog.tag(request, "consent")
             pairs = (await request.form()).multi_items()

@@ -23,9 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from starlette.applications import Starlette
-
 from broker_gateway import simkit
+from starlette.applications import Starlette
 
 from .authorize import AUTHORIZE_PATH, SCOPES
 from .broker_auth import TIMESTAMP_WINDOW, BrokerKey
@@ -38,16 +37,16 @@ from .tokens import REVOKE_PATH, TOKEN_PATH
 __all__ = [
     "ACCESS_TOKEN_TTL",
     "AUTHORIZE_PATH",
-    "BrokerKey",
     "CODE_TTL",
     "DEFAULT_SUBACCOUNTS",
-    "OkxClient",
-    "OkxSimulator",
     "REFRESH_TOKEN_TTL",
     "REVOKE_PATH",
     "SCOPES",
     "TIMESTAMP_WINDOW",
     "TOKEN_PATH",
+    "BrokerKey",
+    "OkxClient",
+    "OkxSimulator",
     "create_okx_app",
 ]
 

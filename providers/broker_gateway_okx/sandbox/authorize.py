@@ -21,10 +21,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from broker_gateway import simkit
 from starlette.requests import Request
 from starlette.responses import Response
-
-from broker_gateway import simkit
 
 from .clients import OkxClient
 from .grants import OkxGrants

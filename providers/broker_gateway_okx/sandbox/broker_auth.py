@@ -13,10 +13,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
+from broker_gateway import simkit
 from starlette.requests import Request
 from starlette.responses import Response
-
-from broker_gateway import simkit
 
 from .. import signing
 from .responses import okx_error

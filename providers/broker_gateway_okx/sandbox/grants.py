@@ -14,10 +14,9 @@ import hmac
 import threading
 from dataclasses import dataclass
 
+from broker_gateway import simkit
 from starlette.requests import Request
 from starlette.responses import Response
-
-from broker_gateway import simkit
 
 from ..codes import OAUTH_CODES
 from .responses import okx_error, origin

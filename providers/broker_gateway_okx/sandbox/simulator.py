@@ -14,11 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from broker_gateway import simkit
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from broker_gateway import simkit
 
 from ..oauth import USER_INFO_PATH
 from ..operations import ENDPOINTS, Endpoint, by_route

@@ -23,10 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from broker_gateway import simkit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
-from broker_gateway import simkit
 
 from .authorize import PKCE_VALUE
 from .clients import OkxClient, authenticate_client

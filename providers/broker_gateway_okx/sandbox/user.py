@@ -16,9 +16,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
-
 from broker_gateway import simkit
+from starlette.responses import JSONResponse, Response
 
 from .clients import OkxClient
 from .grants import GrantFacts

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -87,6 +87,11 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
+def _required_dt(value: float) -> datetime:
+    """A timestamp of a NOT NULL column."""
+    return datetime.fromtimestamp(value, UTC)
+
+
 _STATUSES = {status.value: status for status in ConnectionStatus}
 
 
@@ -113,8 +118,8 @@ def _connection(row: sqlite3.Row) -> StoredConnection:
         sealed_tokens=sealed_tokens,
         access_token_expire_time=_dt(access_expire),
         refresh_token_expire_time=_dt(refresh_expire),
-        create_time=_dt(create_time),
-        update_time=_dt(update_time),
+        create_time=_required_dt(create_time),
+        update_time=_required_dt(update_time),
         version=version,
     )
 
@@ -159,7 +164,7 @@ class SQLiteStore:
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             self._checkpointer = Checkpointer(str(path))
 
-    def _execute(self, sql: str, parameters: object = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
         try:
             return self._db.execute(sql, parameters)
         except sqlite3.IntegrityError:
@@ -224,8 +229,8 @@ class SQLiteStore:
             scopes=tuple(json.loads(row["scopes"])),
             issuer=row["issuer"],
             sealed_verifier=row["sealed_verifier"],
-            create_time=_dt(row["create_time"]),
-            expire_time=_dt(row["expire_time"]),
+            create_time=_required_dt(row["create_time"]),
+            expire_time=_required_dt(row["expire_time"]),
         )
         return TakeOutcome.TAKEN, pending
 
