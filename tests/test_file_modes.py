@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 
 from broker_gateway.store.sqlite import SQLiteStore
 from test_cli import CLI, free_port
+from test_connection_limits import soft_open_file_limit
 from test_store_contract import pending
 
 STORE_FILES = ("gateway.db", "gateway.db-wal", "gateway.db-shm")
@@ -89,8 +91,10 @@ async def test_an_existing_directory_open_to_others_is_reported_and_left_alone(
 
 
 def start_constrained() -> None:
-    """In the sandbox's process, before it starts: the usual umask."""
+    """In the sandbox's process, before it starts: the usual umask and a lowered open-file limit."""
     os.umask(0o022)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard // 2), hard))
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +128,7 @@ def test_the_sandbox_keeps_every_file_private(sandbox: tuple[subprocess.Popen[st
     assert mode(data_dir) == 0o700
     assert modes(data_dir) == dict.fromkeys(("sandbox.json", "keyring.json", *STORE_FILES), 0o600)
 
+
+def test_the_sandbox_raises_its_open_file_limit(sandbox: tuple[subprocess.Popen[str], Path]) -> None:
+    process, _ = sandbox
+    assert soft_open_file_limit(process.pid) == resource.getrlimit(resource.RLIMIT_NOFILE)[1]

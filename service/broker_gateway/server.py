@@ -75,12 +75,21 @@ async def _every(interval: float, work: Callable[[], Awaitable[object]], what: s
             log.warning("%s failed: %s", what, error.reason)
 
 
+def _milliseconds(seconds: float) -> int:
+    """A duration as gRPC's channel arguments take it: a C int, whose largest value means never."""
+    return min(round(seconds * 1000), 2**31 - 1)
+
+
 async def start_server(application: Application, listen: str | None = None) -> RunningServer:
     """Build, bind and start the server; ``listen`` overrides the configuration (port 0 picks one)."""
     config = application.config.server
     options = [
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_connection_idle_ms", _milliseconds(config.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", _milliseconds(config.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", _milliseconds(config.max_connection_age_grace_seconds)),
+        ("grpc.max_concurrent_streams", config.max_concurrent_streams),
     ]
     # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (interceptors.py).
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
