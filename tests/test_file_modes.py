@@ -25,7 +25,7 @@ import pytest
 
 from broker_gateway.store.sqlite import SQLiteStore
 from test_cli import CLI, free_port
-from test_connection_limits import soft_open_file_limit
+from test_connection_limits import constrained, soft_open_file_limit
 from test_store_contract import pending
 
 STORE_FILES = ("gateway.db", "gateway.db-wal", "gateway.db-shm")
@@ -90,24 +90,12 @@ async def test_an_existing_directory_open_to_others_is_reported_and_left_alone(
 # -- the sandbox command ---------------------------------------------------------------------------
 
 
-def start_constrained() -> None:
-    """In the sandbox's process, before it starts: the usual umask and a lowered open-file limit."""
-    os.umask(0o022)
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard // 2), hard))
-
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """``broker-gateway sandbox`` with a data directory it creates itself."""
     data_dir = tmp_path_factory.mktemp("modes") / "state"
-    process = subprocess.Popen(
-        [str(CLI), "sandbox", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data_dir), "--callback-listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=start_constrained,
-    )
+    command = [str(CLI), "sandbox", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data_dir), "--callback-listen", "127.0.0.1:0"]
+    process = subprocess.Popen(constrained(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     give_up = time.monotonic() + 30
     while not (data_dir / "sandbox.json").exists():
         if process.poll() is not None or time.monotonic() > give_up:
