@@ -199,6 +199,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
     server_table = document.get("server", {})
     store_table = document.get("store", {})
     refresh_table = document.get("refresh", {})
+    limits_table = document.get("limits", {})
     defaults = ServerConfig()
     server = ServerConfig(
         listen=os.environ.get("BROKER_GATEWAY_LISTEN", server_table.get("listen", DEFAULT_LISTEN)),
@@ -231,6 +232,16 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         upstream_budget=_number(refresh_table, "budget_seconds", GatewaySettings.upstream_budget, "refresh", problems),
         keepalive_interval=_number(
             refresh_table, "keepalive_interval_seconds", GatewaySettings.keepalive_interval, "refresh", problems
+        ),
+        max_pending_authorizations=_count(
+            limits_table, "max_pending_authorizations", GatewaySettings.max_pending_authorizations, "limits", problems
+        ),
+        max_pending_authorizations_per_tenant=_count(
+            limits_table,
+            "max_pending_authorizations_per_tenant",
+            GatewaySettings.max_pending_authorizations_per_tenant,
+            "limits",
+            problems,
         ),
     )
     config = Config(

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = broker_gateway_service_pb2.DESCRIPTOR.services_by_name["BrokerGateway"].full_name
 HEALTH_INTERVAL = 5.0
 PURGE_INTERVAL = 300.0
+#: How often the pending-authorization counts are taken again from the store (pending_budget.py),
+#: so rows other processes add or remove count here too.
+PENDING_RECOUNT_INTERVAL = 30.0
 
 
 @dataclass
@@ -115,6 +118,7 @@ async def start_server(application: Application, listen: str | None = None) -> R
     background = [
         loop.create_task(_watch_store(application, health_servicer)),
         loop.create_task(_every(PURGE_INTERVAL, gateway.purge_expired, "purging expired records")),
+        loop.create_task(_every(PENDING_RECOUNT_INTERVAL, gateway.pending_budget.recount, "counting pending authorizations")),
         loop.create_task(_every(settings.keepalive_interval, gateway.keep_alive, "keep-alive refresh")),
     ]
     log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")
