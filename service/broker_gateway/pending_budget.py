@@ -84,5 +84,5 @@ class PendingBudget:
         return TooManyPendingAuthorizations(
             f"{holder} {limit} authorizations waiting for their callback, the most allowed; retry later",
             metadata={"limit": str(limit)},
-            retry_after=max(MIN_RETRY_AFTER, next_purge),
+            retry_after=min(max(MIN_RETRY_AFTER, next_purge), RECOUNT_INTERVAL.total_seconds()),
         )
