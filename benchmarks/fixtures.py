@@ -91,6 +91,8 @@ def write_config(directory: Path, upstream: str, *, with_okx: bool) -> GatewaySe
     text = (
         _table("server", {"listen": "127.0.0.1:0", "reflection": True, "shutdown_grace_seconds": 2})
         + _table("store", {"path": str(store)})
+        # The Authorize rows send far more than the default limits within a state's ten minutes.
+        + _table("limits", {"max_pending_authorizations": 100_000_000, "max_pending_authorizations_per_tenant": 100_000_000})
         + "[[encryption.keys]]\n" + f"id = {_toml_value(KEY_ID)}\nkey = {_toml_value(key)}\n"
         + "".join("[[providers]]\n" + _table("x", p).split("\n", 1)[1] for p in providers)
     )

@@ -165,6 +165,17 @@ async def test_purge_pending_forgets_expired_only(store: Store) -> None:
     assert (await store.take_pending("t1", "sk-new"))[0] is TakeOutcome.TAKEN
 
 
+async def test_count_pending_counts_per_tenant_consumed_rows_included(store: Store) -> None:
+    assert await store.count_pending() == {}
+    for key in ("sk-1", "sk-2"):
+        await store.put_pending(pending(key, tenant="t1"))
+    await store.put_pending(pending("sk-3", tenant="t2"))
+    await store.take_pending("t1", "sk-1")  # kept, to tell a replay apart, until it expires
+    assert await store.count_pending() == {"t1": 2, "t2": 1}
+    await store.purge_pending(NOW + timedelta(hours=1))
+    assert await store.count_pending() == {}
+
+
 # -- connections ---------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import resource
 import sys
 from pathlib import Path
 
@@ -18,6 +19,23 @@ from .server import start_server, termination_signal
 from .store.crypto import Keyring, generate_key
 from .store.sqlite import SQLiteStore
 from .vault import RewrapReport, Vault
+
+log = logging.getLogger(__name__)
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one. Every client connection holds a file: under
+    the usual soft limit of 1 024, a thousand idle connections would lock every new client out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        log.debug("open-file limit: %d", soft)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as error:
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, error)
+        return
+    log.info("open-file limit raised from %d to %d", soft, hard)
 
 
 def freeze_startup_heap() -> None:
@@ -87,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     # httpx logs every request's full URL, query included, at INFO; upstream queries can carry
     # personal or signed parameters, so only its warnings are kept.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.command in ("serve", "sandbox"):
+        raise_open_file_limit()
     try:
         if args.command == "serve":
             asyncio.run(_serve(args.config, args.listen))

@@ -34,6 +34,14 @@ class ServerConfig:
     max_receive_message_bytes: int = 256 * 1024
     max_concurrent_rpcs: int | None = None
     shutdown_grace_seconds: float = 20.0
+    #: A connection with no call for this long is closed (GOAWAY), so idle clients hold no socket.
+    max_connection_idle_seconds: float = 300.0
+    #: Every connection is closed after about this long (clients reconnect), then given the grace
+    #: below to finish its calls: at least the longest deadline a call gets (interceptors.MAX_DEADLINE).
+    max_connection_age_seconds: float = 1800.0
+    max_connection_age_grace_seconds: float = 30.0
+    #: Concurrent calls on one connection (HTTP/2 streams); a client queues any beyond.
+    max_concurrent_streams: int = 128
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,14 @@ def _number(table: Mapping[str, Any], key: str, default: float, where: str, prob
     return float(value)
 
 
+def _count(table: Mapping[str, Any], key: str, default: int, where: str, problems: list[str]) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        problems.append(f"{where}.{key}: expected a positive integer")
+        return default
+    return value
+
+
 def parse_config(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Config:
     """A Config from a parsed TOML document; raises ConfigError listing every problem."""
     config, problems = _parse(document, base_dir)
@@ -183,6 +199,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
     server_table = document.get("server", {})
     store_table = document.get("store", {})
     refresh_table = document.get("refresh", {})
+    limits_table = document.get("limits", {})
     defaults = ServerConfig()
     server = ServerConfig(
         listen=os.environ.get("BROKER_GATEWAY_LISTEN", server_table.get("listen", DEFAULT_LISTEN)),
@@ -192,6 +209,16 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         ),
         max_concurrent_rpcs=server_table.get("max_concurrent_rpcs"),
         shutdown_grace_seconds=_number(server_table, "shutdown_grace_seconds", defaults.shutdown_grace_seconds, "server", problems),
+        max_connection_idle_seconds=_number(
+            server_table, "max_connection_idle_seconds", defaults.max_connection_idle_seconds, "server", problems
+        ),
+        max_connection_age_seconds=_number(
+            server_table, "max_connection_age_seconds", defaults.max_connection_age_seconds, "server", problems
+        ),
+        max_connection_age_grace_seconds=_number(
+            server_table, "max_connection_age_grace_seconds", defaults.max_connection_age_grace_seconds, "server", problems
+        ),
+        max_concurrent_streams=_count(server_table, "max_concurrent_streams", defaults.max_concurrent_streams, "server", problems),
     )
     if store_table.get("backend", "sqlite") != "sqlite":
         problems.append("store.backend: only sqlite is available")
@@ -205,6 +232,16 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         upstream_budget=_number(refresh_table, "budget_seconds", GatewaySettings.upstream_budget, "refresh", problems),
         keepalive_interval=_number(
             refresh_table, "keepalive_interval_seconds", GatewaySettings.keepalive_interval, "refresh", problems
+        ),
+        max_pending_authorizations=_count(
+            limits_table, "max_pending_authorizations", GatewaySettings.max_pending_authorizations, "limits", problems
+        ),
+        max_pending_authorizations_per_tenant=_count(
+            limits_table,
+            "max_pending_authorizations_per_tenant",
+            GatewaySettings.max_pending_authorizations_per_tenant,
+            "limits",
+            problems,
         ),
     )
     config = Config(

@@ -107,6 +107,14 @@ class AuthorizationExchangeUnknown(GatewayError):
     reason = "AUTHORIZATION_EXCHANGE_UNKNOWN"
 
 
+class TooManyPendingAuthorizations(GatewayError):
+    """Authorize would keep more pending states than the configured limit allows; a RetryInfo says
+    when the gateway counts them again."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "TOO_MANY_PENDING_AUTHORIZATIONS"
+
+
 class ReauthRequired(GatewayError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "REAUTH_REQUIRED"

@@ -51,6 +51,7 @@ from .errors import (
     UserDenied,
 )
 from .oauth2 import new_pkce_pair, new_state, upstream_code
+from .pending_budget import PendingBudget
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
 from .ratelimit import RateLimiter
 from .schema import check_params
@@ -76,6 +77,9 @@ class GatewaySettings:
     """Timing of the flows; the defaults suit providers with access tokens of an hour or more."""
 
     state_ttl: timedelta = timedelta(minutes=10)
+    #: Pending authorizations the store may hold in all, and per tenant (pending_budget.py).
+    max_pending_authorizations: int = 100_000
+    max_pending_authorizations_per_tenant: int = 10_000
     #: Refresh when less than this is left of the access token, or less than a quarter of its life
     #: for tokens so short-lived that the margin would cover most of it.
     refresh_margin: timedelta = timedelta(minutes=5)
@@ -138,6 +142,12 @@ class Gateway:
         self.settings = settings
         self.tracer = tracer or trace.get_tracer(__name__)
         self.rate_limiter = rate_limiter or RateLimiter()
+        self.pending_budget = PendingBudget(
+            store,
+            clock,
+            limit=settings.max_pending_authorizations,
+            limit_per_tenant=settings.max_pending_authorizations_per_tenant,
+        )
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[StoredConnection]] = {}
         self._detached: set[asyncio.Task[Any]] = set()
         self._draining = False
@@ -201,6 +211,7 @@ class Gateway:
         else:
             connection_id = "conn_" + secrets.token_urlsafe(12)
 
+        await self.pending_budget.admit(tenant)  # before anything is made or stored
         state = new_state()
         verifier, challenge = new_pkce_pair() if provider.capabilities.pkce else (None, None)
         now = self.clock()

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import html
 import json
-import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .app import build_application
 from .config import Config, ProviderConfig, ServerConfig
 from .gateway import GatewaySettings
 from .plugins import plugin_manager, sandbox_upstreams
+from .private_files import make_private_dir, restrict, write_private_text
 from .server import RunningServer, start_server, termination_signal
 from .store.crypto import decode_key, generate_key
 
@@ -104,9 +104,10 @@ def callback_app(gateway_address: str) -> Starlette:
 def load_or_create_key(data_dir: Path) -> tuple[str, bytes]:
     """The sandbox's encryption key, kept in ``<data-dir>/keyring.json`` (mode 0600) across runs."""
     path = data_dir / "keyring.json"
-    if not path.exists():
-        path.write_text(json.dumps({"id": "sandbox-1", "key": generate_key()}))
-        path.chmod(0o600)
+    if path.exists():
+        restrict(path)  # perhaps left with a wider mode by an earlier version
+    else:
+        write_private_text(path, json.dumps({"id": "sandbox-1", "key": generate_key()}))
     document = json.loads(path.read_text())
     return document["id"], decode_key(document["key"])
 
@@ -139,7 +140,7 @@ async def start_sandbox(
     *, listen: str, data_dir: Path, callback: str = DEFAULT_CALLBACK, gateway_settings: GatewaySettings | None = None
 ) -> Sandbox:
     """Start every registered simulator, the callback page and the gateway; write sandbox.json."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     manager = plugin_manager()
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     callback_socket = _bind(callback)
@@ -172,9 +173,7 @@ async def start_sandbox(
     gateway_address = f"{listen.rpartition(':')[0]}:{running.port}"
     servers.append(await _serve_asgi(callback_app(gateway_address), callback_socket))
     description = {"gateway": gateway_address, "redirect_uri": redirect_uri, "upstreams": upstreams}
-    path = data_dir / "sandbox.json"
-    path.write_text(json.dumps(description, indent=2) + "\n")
-    os.chmod(path, 0o600)
+    write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
     return Sandbox(running, description, servers)
 
 

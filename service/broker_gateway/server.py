@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = broker_gateway_service_pb2.DESCRIPTOR.services_by_name["BrokerGateway"].full_name
 HEALTH_INTERVAL = 5.0
 PURGE_INTERVAL = 300.0
+#: How often the pending-authorization counts are taken again from the store (pending_budget.py),
+#: so rows other processes add or remove count here too.
+PENDING_RECOUNT_INTERVAL = 30.0
 
 
 @dataclass
@@ -75,12 +78,21 @@ async def _every(interval: float, work: Callable[[], Awaitable[object]], what: s
             log.warning("%s failed: %s", what, error.reason)
 
 
+def _milliseconds(seconds: float) -> int:
+    """A duration as gRPC's channel arguments take it: a C int, whose largest value means never."""
+    return min(round(seconds * 1000), 2**31 - 1)
+
+
 async def start_server(application: Application, listen: str | None = None) -> RunningServer:
     """Build, bind and start the server; ``listen`` overrides the configuration (port 0 picks one)."""
     config = application.config.server
     options = [
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_connection_idle_ms", _milliseconds(config.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", _milliseconds(config.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", _milliseconds(config.max_connection_age_grace_seconds)),
+        ("grpc.max_concurrent_streams", config.max_concurrent_streams),
     ]
     # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (interceptors.py).
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
@@ -106,6 +118,7 @@ async def start_server(application: Application, listen: str | None = None) -> R
     background = [
         loop.create_task(_watch_store(application, health_servicer)),
         loop.create_task(_every(PURGE_INTERVAL, gateway.purge_expired, "purging expired records")),
+        loop.create_task(_every(PENDING_RECOUNT_INTERVAL, gateway.pending_budget.recount, "counting pending authorizations")),
         loop.create_task(_every(settings.keepalive_interval, gateway.keep_alive, "keep-alive refresh")),
     ]
     log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")

@@ -98,6 +98,10 @@ class Store(Protocol):
     async def purge_pending(self, before: datetime) -> int:
         """Forget pending authorizations that expired before ``before``."""
 
+    async def count_pending(self) -> dict[str, int]:
+        """The number of pending authorizations stored per tenant (consumed ones included, until they
+        are purged); tenants with none are left out. Not for hot paths: it may read every row."""
+
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
 
     async def insert_connection(self, connection: StoredConnection) -> bool:

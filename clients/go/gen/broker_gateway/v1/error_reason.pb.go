@@ -85,6 +85,12 @@ const (
 	//
 	//	{ reason: "AUTHORIZATION_FAILED", metadata: { upstream_code: "invalid_scope" } }
 	ErrorReason_ERROR_REASON_AUTHORIZATION_FAILED ErrorReason = 15
+	// RESOURCE_EXHAUSTED: too many authorizations are waiting for their callback, in the caller's tenant
+	// or in the whole gateway; nothing was stored. Each waits until its state expires (10 minutes),
+	// so a RetryInfo says when to try again.
+	//
+	//	{ reason: "TOO_MANY_PENDING_AUTHORIZATIONS", metadata: { limit: "10000" } }
+	ErrorReason_ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS ErrorReason = 16
 	// FAILED_PRECONDITION: the provider no longer accepts the connection's grant; run Authorize again
 	// with the same connection_id.
 	//
@@ -177,6 +183,7 @@ var (
 		13: "ERROR_REASON_AUTHORIZATION_CODE_INVALID",
 		14: "ERROR_REASON_AUTHORIZATION_EXCHANGE_UNKNOWN",
 		15: "ERROR_REASON_AUTHORIZATION_FAILED",
+		16: "ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS",
 		20: "ERROR_REASON_REAUTH_REQUIRED",
 		21: "ERROR_REASON_CONNECTION_REVOKED",
 		22: "ERROR_REASON_CONNECTION_NOT_FOUND",
@@ -196,37 +203,38 @@ var (
 		43: "ERROR_REASON_INTERNAL_ERROR",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":                    0,
-		"ERROR_REASON_INVALID_FIELD":                  1,
-		"ERROR_REASON_FIELD_TOO_LARGE":                2,
-		"ERROR_REASON_INVALID_REDIRECT_URI":           3,
-		"ERROR_REASON_UNKNOWN_PROVIDER":               4,
-		"ERROR_REASON_UNKNOWN_OPERATION":              5,
-		"ERROR_REASON_SCOPE_NOT_ALLOWED":              6,
-		"ERROR_REASON_PARAMETER_NOT_ALLOWED":          7,
-		"ERROR_REASON_AUTHZ_TRANSACTION_INVALID":      10,
-		"ERROR_REASON_ISSUER_MISMATCH":                11,
-		"ERROR_REASON_USER_DENIED":                    12,
-		"ERROR_REASON_AUTHORIZATION_CODE_INVALID":     13,
-		"ERROR_REASON_AUTHORIZATION_EXCHANGE_UNKNOWN": 14,
-		"ERROR_REASON_AUTHORIZATION_FAILED":           15,
-		"ERROR_REASON_REAUTH_REQUIRED":                20,
-		"ERROR_REASON_CONNECTION_REVOKED":             21,
-		"ERROR_REASON_CONNECTION_NOT_FOUND":           22,
-		"ERROR_REASON_CONNECTION_ID_IN_USE":           23,
-		"ERROR_REASON_CAPABILITY_UNSUPPORTED":         24,
-		"ERROR_REASON_REFRESH_IN_PROGRESS":            25,
-		"ERROR_REASON_PROVIDER_CLIENT_AUTH_FAILED":    30,
-		"ERROR_REASON_PROVIDER_UNAVAILABLE":           31,
-		"ERROR_REASON_PROVIDER_RATE_LIMITED":          32,
-		"ERROR_REASON_INSUFFICIENT_SCOPE":             33,
-		"ERROR_REASON_PROVIDER_REQUEST_REJECTED":      34,
-		"ERROR_REASON_PROVIDER_RESPONSE_INVALID":      35,
-		"ERROR_REASON_OUTCOME_UNKNOWN":                36,
-		"ERROR_REASON_DEADLINE_TOO_SHORT":             40,
-		"ERROR_REASON_STORE_UNAVAILABLE":              41,
-		"ERROR_REASON_TOKEN_DECRYPT_FAILED":           42,
-		"ERROR_REASON_INTERNAL_ERROR":                 43,
+		"ERROR_REASON_UNSPECIFIED":                     0,
+		"ERROR_REASON_INVALID_FIELD":                   1,
+		"ERROR_REASON_FIELD_TOO_LARGE":                 2,
+		"ERROR_REASON_INVALID_REDIRECT_URI":            3,
+		"ERROR_REASON_UNKNOWN_PROVIDER":                4,
+		"ERROR_REASON_UNKNOWN_OPERATION":               5,
+		"ERROR_REASON_SCOPE_NOT_ALLOWED":               6,
+		"ERROR_REASON_PARAMETER_NOT_ALLOWED":           7,
+		"ERROR_REASON_AUTHZ_TRANSACTION_INVALID":       10,
+		"ERROR_REASON_ISSUER_MISMATCH":                 11,
+		"ERROR_REASON_USER_DENIED":                     12,
+		"ERROR_REASON_AUTHORIZATION_CODE_INVALID":      13,
+		"ERROR_REASON_AUTHORIZATION_EXCHANGE_UNKNOWN":  14,
+		"ERROR_REASON_AUTHORIZATION_FAILED":            15,
+		"ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS": 16,
+		"ERROR_REASON_REAUTH_REQUIRED":                 20,
+		"ERROR_REASON_CONNECTION_REVOKED":              21,
+		"ERROR_REASON_CONNECTION_NOT_FOUND":            22,
+		"ERROR_REASON_CONNECTION_ID_IN_USE":            23,
+		"ERROR_REASON_CAPABILITY_UNSUPPORTED":          24,
+		"ERROR_REASON_REFRESH_IN_PROGRESS":             25,
+		"ERROR_REASON_PROVIDER_CLIENT_AUTH_FAILED":     30,
+		"ERROR_REASON_PROVIDER_UNAVAILABLE":            31,
+		"ERROR_REASON_PROVIDER_RATE_LIMITED":           32,
+		"ERROR_REASON_INSUFFICIENT_SCOPE":              33,
+		"ERROR_REASON_PROVIDER_REQUEST_REJECTED":       34,
+		"ERROR_REASON_PROVIDER_RESPONSE_INVALID":       35,
+		"ERROR_REASON_OUTCOME_UNKNOWN":                 36,
+		"ERROR_REASON_DEADLINE_TOO_SHORT":              40,
+		"ERROR_REASON_STORE_UNAVAILABLE":               41,
+		"ERROR_REASON_TOKEN_DECRYPT_FAILED":            42,
+		"ERROR_REASON_INTERNAL_ERROR":                  43,
 	}
 )
 
@@ -261,7 +269,7 @@ var File_broker_gateway_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_broker_gateway_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"$broker_gateway/v1/error_reason.proto\x12\x11broker_gateway.v1*\xa9\t\n" +
+	"$broker_gateway/v1/error_reason.proto\x12\x11broker_gateway.v1*\xdb\t\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aERROR_REASON_INVALID_FIELD\x10\x01\x12 \n" +
@@ -277,7 +285,8 @@ const file_broker_gateway_v1_error_reason_proto_rawDesc = "" +
 	"\x18ERROR_REASON_USER_DENIED\x10\f\x12+\n" +
 	"'ERROR_REASON_AUTHORIZATION_CODE_INVALID\x10\r\x12/\n" +
 	"+ERROR_REASON_AUTHORIZATION_EXCHANGE_UNKNOWN\x10\x0e\x12%\n" +
-	"!ERROR_REASON_AUTHORIZATION_FAILED\x10\x0f\x12 \n" +
+	"!ERROR_REASON_AUTHORIZATION_FAILED\x10\x0f\x120\n" +
+	",ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS\x10\x10\x12 \n" +
 	"\x1cERROR_REASON_REAUTH_REQUIRED\x10\x14\x12#\n" +
 	"\x1fERROR_REASON_CONNECTION_REVOKED\x10\x15\x12%\n" +
 	"!ERROR_REASON_CONNECTION_NOT_FOUND\x10\x16\x12%\n" +

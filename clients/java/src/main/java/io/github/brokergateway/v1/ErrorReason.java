@@ -148,6 +148,17 @@ public enum ErrorReason
   ERROR_REASON_AUTHORIZATION_FAILED(15),
   /**
    * <pre>
+   * RESOURCE_EXHAUSTED: too many authorizations are waiting for their callback, in the caller's tenant
+   * or in the whole gateway; nothing was stored. Each waits until its state expires (10 minutes),
+   * so a RetryInfo says when to try again.
+   * { reason: "TOO_MANY_PENDING_AUTHORIZATIONS", metadata: { limit: "10000" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS = 16;</code>
+   */
+  ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS(16),
+  /**
+   * <pre>
    * FAILED_PRECONDITION: the provider no longer accepts the connection's grant; run Authorize again
    * with the same connection_id.
    * { reason: "REAUTH_REQUIRED", metadata: { connection_id: "c1", upstream_code: "invalid_grant" } }
@@ -445,6 +456,17 @@ public enum ErrorReason
   public static final int ERROR_REASON_AUTHORIZATION_FAILED_VALUE = 15;
   /**
    * <pre>
+   * RESOURCE_EXHAUSTED: too many authorizations are waiting for their callback, in the caller's tenant
+   * or in the whole gateway; nothing was stored. Each waits until its state expires (10 minutes),
+   * so a RetryInfo says when to try again.
+   * { reason: "TOO_MANY_PENDING_AUTHORIZATIONS", metadata: { limit: "10000" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS = 16;</code>
+   */
+  public static final int ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS_VALUE = 16;
+  /**
+   * <pre>
    * FAILED_PRECONDITION: the provider no longer accepts the connection's grant; run Authorize again
    * with the same connection_id.
    * { reason: "REAUTH_REQUIRED", metadata: { connection_id: "c1", upstream_code: "invalid_grant" } }
@@ -641,6 +663,7 @@ public enum ErrorReason
       case 13: return ERROR_REASON_AUTHORIZATION_CODE_INVALID;
       case 14: return ERROR_REASON_AUTHORIZATION_EXCHANGE_UNKNOWN;
       case 15: return ERROR_REASON_AUTHORIZATION_FAILED;
+      case 16: return ERROR_REASON_TOO_MANY_PENDING_AUTHORIZATIONS;
       case 20: return ERROR_REASON_REAUTH_REQUIRED;
       case 21: return ERROR_REASON_CONNECTION_REVOKED;
       case 22: return ERROR_REASON_CONNECTION_NOT_FOUND;
