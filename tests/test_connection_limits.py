@@ -19,7 +19,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from broker_gateway.config import Config, ServerConfig, parse_config
 from broker_gateway.errors import ConfigError
 from broker_gateway.store.crypto import generate_key

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from broker_gateway.store.sqlite import SQLiteStore
 from test_cli import CLI, free_port
 from test_connection_limits import constrained, soft_open_file_limit

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from broker_gateway import server as server_module
 from broker_gateway.app import Application, build_application
 from broker_gateway.config import Config, parse_config
