@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import grpc
 import pytest
 from broker_gateway import simkit
-from broker_gateway.gateway import DEFAULT_TENANT
+from broker_gateway.gateway import DEFAULT_TENANT, GatewaySettings
 from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
@@ -32,17 +33,23 @@ from conftest import (
     serve_asgi,
 )
 from conftest import gateway_config as make_config
+from google.rpc import error_details_pb2
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class TokenTap:
     """ASGI middleware in front of the wallet: records the refresh tokens presented to the token
-    endpoint, and can hold its answers back (after the wallet has acted, as a slow network would)."""
+    endpoint, can hold its answers back (after the wallet has acted, as a slow network would), and
+    can lose them: the connection breaks mid-answer, so the gateway cannot tell whether the wallet
+    acted."""
 
     def __init__(self) -> None:
         self.app: ASGIApp | None = None
         self.delay = 0.0
         self.refresh_tokens: list[str] = []
+        #: Refresh answers to lose, in order: "unsent" (the wallet never saw the request) or "rotated"
+        #: (the wallet rotated the token, then the answer was lost).
+        self.lose: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.app is not None
@@ -55,7 +62,8 @@ class TokenTap:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         form = dict(parse_qsl(body.decode()))
-        if form.get("grant_type") == "refresh_token":
+        refresh = form.get("grant_type") == "refresh_token"
+        if refresh:
             self.refresh_tokens.append(form.get("refresh_token", ""))
         delivered = False
 
@@ -71,7 +79,21 @@ class TokenTap:
                 await asyncio.sleep(self.delay)
             await send(message)
 
+        if refresh and self.lose:
+            await self._lose_answer(self.lose.pop(0), scope, replay, send)
+            return
         await self.app(scope, replay, delayed_send)
+
+    async def _lose_answer(self, how: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if how == "rotated":
+
+            async def discard(message: Message) -> None:
+                pass
+
+            assert self.app is not None
+            await self.app(scope, receive, discard)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"512")]})
+        raise ConnectionResetError("the answer is lost")  # uvicorn drops the connection mid-answer
 
 
 @pytest.fixture
@@ -235,4 +257,75 @@ async def test_two_gateways_sharing_a_store_refresh_once(
         assert wallet.request_log.count("refresh_token") == 1
         assert len(tap.refresh_tokens) == 1
         assert simkit.Status.REVOKED not in refresh_records(wallet).values()
+        assert await stored_refresh_token(two, connection_id) == live_refresh_token(wallet)
+
+
+def refresh(harness: GatewayHarness, connection_id: str) -> grpc.aio.UnaryUnaryCall:
+    return harness.stub.Refresh(api.RefreshRequest(connection_id=connection_id), timeout=10)
+
+
+async def connection_status(harness: GatewayHarness, connection_id: str) -> int:
+    request = api.GetConnectionRequest(connection_id=connection_id)
+    return (await harness.stub.GetConnection(request, timeout=10)).connection.status
+
+
+async def test_refresh_whose_answer_was_lost_is_sent_once_more_with_the_same_token(
+    wallet_gateway: GatewayHarness, wallet: Wallet, tap: TokenTap
+) -> None:
+    """The request may never have reached the wallet: one repeat with the stored token saves the grant."""
+    connection_id = (await connect_wallet(wallet_gateway, wallet)).connection_id
+    tap.lose = ["unsent"]
+    await refresh(wallet_gateway, connection_id)
+    first, repeated = tap.refresh_tokens
+    assert first == repeated
+    assert wallet.request_log.count("refresh_token") == 1
+    assert await stored_refresh_token(wallet_gateway, connection_id) == live_refresh_token(wallet)
+
+
+async def test_refresh_whose_lost_answer_rotated_the_token_needs_reauthorization(
+    wallet_gateway: GatewayHarness, wallet: Wallet, tap: TokenTap
+) -> None:
+    """With strict rotation the repeat gets invalid_grant: the grant is gone, and only then REAUTH_REQUIRED."""
+    connection_id = (await connect_wallet(wallet_gateway, wallet)).connection_id
+    tap.lose = ["rotated"]
+    failure = await expect_failure(refresh(wallet_gateway, connection_id))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REAUTH_REQUIRED")
+    first, repeated = tap.refresh_tokens
+    assert first == repeated
+    assert await connection_status(wallet_gateway, connection_id) == connection_pb2.CONNECTION_STATUS_REAUTH_REQUIRED
+
+
+async def test_refresh_lost_twice_is_unavailable_and_keeps_the_connection_active(
+    wallet_gateway: GatewayHarness, wallet: Wallet, tap: TokenTap
+) -> None:
+    """No loop and no verdict on an unknown outcome: the caller retries later, and the next refresh
+    presents the stored token again."""
+    connection_id = (await connect_wallet(wallet_gateway, wallet)).connection_id
+    tap.lose = ["unsent", "unsent"]
+    failure = await expect_failure(refresh(wallet_gateway, connection_id))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
+    assert any(detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for detail in failure.details)
+    assert len(tap.refresh_tokens) == 2, "one repeat, not a loop"
+    assert await connection_status(wallet_gateway, connection_id) == connection_pb2.CONNECTION_STATUS_ACTIVE
+
+    await refresh(wallet_gateway, connection_id)
+    assert len(set(tap.refresh_tokens)) == 1, "the stored token was presented again"
+    assert await stored_refresh_token(wallet_gateway, connection_id) == live_refresh_token(wallet)
+
+
+async def test_a_refresh_outlasting_the_lease_ttl_keeps_its_lease(tmp_path: Path, wallet: Wallet, tap: TokenTap) -> None:
+    """The lease is renewed while its refresh runs: a second instance waits for it instead of taking a
+    lapsed lease and spending the same refresh token (which the wallet would refuse, killing the grant)."""
+    settings = GatewaySettings(lease_ttl=timedelta(seconds=0.6))
+    config = make_config(tmp_path, [wallet.provider_config()], settings=settings)
+    async with running_gateway(config) as one, running_gateway(config) as two:
+        connection_id = (await connect_wallet(one, wallet)).connection_id
+        tap.delay = 2.0  # over three TTLs
+        first = asyncio.ensure_future(refresh(one, connection_id))
+        while not tap.refresh_tokens:
+            await asyncio.sleep(0.01)
+        await refresh(two, connection_id)  # waits for one's lease, then finds the refreshed connection
+        await first
+        assert len(tap.refresh_tokens) == 1
+        assert await connection_status(two, connection_id) == connection_pb2.CONNECTION_STATUS_ACTIVE
         assert await stored_refresh_token(two, connection_id) == live_refresh_token(wallet)

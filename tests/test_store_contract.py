@@ -274,6 +274,16 @@ async def test_expired_lease_lets_another_holder_in(backend: Backend) -> None:
     assert not await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW + TTL)
 
 
+async def test_holder_renews_its_lease(backend: Backend) -> None:
+    """The gateway keeps a short lease while its refresh runs by taking it again as the same holder."""
+    one, two = await backend.open(), await backend.open()
+    renewed_at = NOW + TTL - timedelta(seconds=1)
+    assert await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW)
+    assert await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=renewed_at)
+    assert not await two.acquire_lease("t1", "conn_1", holder="h2", ttl=TTL, now=NOW + TTL), "renewed, not expired"
+    assert await two.acquire_lease("t1", "conn_1", holder="h2", ttl=TTL, now=renewed_at + TTL)
+
+
 async def test_release_only_by_holder(backend: Backend) -> None:
     one, two = await backend.open(), await backend.open()
     assert await one.acquire_lease("t1", "conn_1", holder="h1", ttl=TTL, now=NOW)

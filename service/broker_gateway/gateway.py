@@ -43,9 +43,11 @@ from .errors import (
     IssuerMismatch,
     OutcomeUnknown,
     ParameterNotAllowed,
+    ProviderUnavailable,
     ReauthRequired,
     RefreshInProgress,
     ScopeNotAllowed,
+    StoreUnavailable,
     UnknownOperation,
     UnknownProvider,
     UserDenied,
@@ -85,9 +87,12 @@ class GatewaySettings:
     refresh_margin: timedelta = timedelta(minutes=5)
     #: The budget of a detached refresh or code exchange, independent of any caller's deadline.
     upstream_budget: float = 15.0
-    #: A refresh lease outlives the refresh budget, so no second refresh starts while one may run.
-    lease_ttl: timedelta = timedelta(seconds=30)
-    #: How long a caller waits for another process's lease before REFRESH_IN_PROGRESS.
+    #: A refresh lease is short and renewed every third of it while its refresh runs, so a live
+    #: holder keeps it for as long as the refresh takes, while the lease of a holder that died
+    #: (kill -9, power loss) blocks its connection for at most this long.
+    lease_ttl: timedelta = timedelta(seconds=5)
+    #: How long a caller waits for another process's lease before REFRESH_IN_PROGRESS; longer than
+    #: lease_ttl, so a caller always outwaits the lease of a dead holder.
     lease_wait: float = 10.0
     #: How long the result of a side-effecting operation is replayed to a repeated request_id.
     request_replay_window: timedelta = timedelta(hours=24)
@@ -577,6 +582,7 @@ class Gateway:
             span.set_attribute("broker_gateway.provider", seen.provider_id)
             span.set_attribute("broker_gateway.refresh.forced", force)
             await self._acquire_lease(tenant, connection_id, holder)
+            heartbeat = asyncio.get_running_loop().create_task(self._renew_lease(tenant, connection_id, holder))
             try:
                 current = await self.store.get_connection(tenant, connection_id)
                 if current is None:
@@ -588,7 +594,7 @@ class Gateway:
                     return current  # refreshed meanwhile by another caller or process
                 provider = self._provider_of(current).provider
                 try:
-                    new_tokens = await provider.refresh(ConnectionCredentials(tokens, current.metadata))
+                    new_tokens = await self._send_refresh(provider, ConnectionCredentials(tokens, current.metadata))
                 except InvalidGrant as refused:
                     return await self._mark_reauth_required(current, refused)
                 updated = dataclasses.replace(
@@ -608,7 +614,53 @@ class Gateway:
                     )
                 return updated
             finally:
+                heartbeat.cancel()
+                await asyncio.wait([heartbeat])  # no renewal may land after the release
                 await self.store.release_lease(tenant, connection_id, holder=holder)
+
+    async def _send_refresh(self, provider: Provider, credentials: ConnectionCredentials) -> TokenSet:
+        """Send the refresh; when its outcome is unknown (a timeout or reset after the request left),
+        send the same stored refresh token once more while the budget allows.
+
+        Why: the lost request may never have reached the upstream, and many providers accept a
+        just-rotated refresh token again for a grace period, so one repeat usually saves the grant.
+        Only ``invalid_grant`` on the repeat means the grant is gone (REAUTH_REQUIRED). A repeat that
+        is unknown too, or no budget left for one, leaves the connection ACTIVE with its old tokens
+        and answers PROVIDER_UNAVAILABLE: the next refresh tries the stored token again.
+        """
+        try:
+            return await provider.refresh(credentials)
+        except OutcomeUnknown:
+            log.warning("refresh sent to %s got no answer; repeating it once", provider.context.provider_id)
+        left = deadlines.remaining()
+        if left is None or left >= deadlines.MINIMUM_BUDGET:
+            try:
+                return await provider.refresh(credentials)
+            except OutcomeUnknown:
+                pass
+        raise ProviderUnavailable(
+            f"provider {provider.context.provider_id} did not answer the refresh; retry shortly",
+            metadata={"provider": provider.context.provider_id},
+            retry_after=1.0,
+        )
+
+    async def _renew_lease(self, tenant: str, connection_id: str, holder: str) -> None:
+        """Renew the lease every third of its TTL while the refresh runs (cancelled when it ends).
+
+        A renewal that fails means the lease lapsed (the process stalled longer than the TTL) and
+        another holder took it: renewing stops, and the version-checked write of the refresh stays
+        the fence that keeps a stale holder's tokens out of the store.
+        """
+        ttl = self.settings.lease_ttl
+        while True:
+            await asyncio.sleep(ttl.total_seconds() / 3)
+            try:
+                renewed = await self.store.acquire_lease(tenant, connection_id, holder=holder, ttl=ttl, now=self.clock())
+            except StoreUnavailable:
+                renewed = False
+            if not renewed:
+                log.warning("the refresh lease of %s lapsed; the version check fences its write", connection_id)
+                return
 
     async def _acquire_lease(self, tenant: str, connection_id: str, holder: str) -> None:
         loop = asyncio.get_running_loop()

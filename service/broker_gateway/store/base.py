@@ -121,7 +121,8 @@ class Store(Protocol):
     async def acquire_lease(
         self, tenant: str, connection_id: str, *, holder: str, ttl: timedelta, now: datetime
     ) -> bool:
-        """Take the connection's refresh lease if it is free or expired."""
+        """Take the connection's refresh lease if it is free or expired, or renew it (a new expiry of
+        ``now + ttl``) if ``holder`` holds it."""
 
     async def release_lease(self, tenant: str, connection_id: str, *, holder: str) -> None:
         """Release the lease if ``holder`` still holds it."""
