@@ -668,17 +668,18 @@ class Gateway:
     async def _wait(self, task: asyncio.Task[T]) -> T:
         """The task's result, or REFRESH_IN_PROGRESS just before the caller's deadline (the task goes
         on and stores its outcome), so the caller gets a reason and a RetryInfo, not a bare
-        DEADLINE_EXCEEDED."""
+        DEADLINE_EXCEEDED. asyncio.wait never cancels the task, whether time runs out or the caller
+        gives up."""
         left = deadlines.remaining()
         timeout = None if left is None else max(left - deadlines.SAFETY_MARGIN, 0.0)
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=timeout)
-        except GatewayError:
-            raise
-        except Exception:
-            if task.done():  # the task itself failed unexpectedly; _retrieve_outcome logged it once
-                raise InternalError("internal error; the gateway's log has the details") from None
-            raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5) from None
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+        if not done:
+            raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5)
+        error = task.exception()
+        if error is None or isinstance(error, GatewayError):
+            return task.result()
+        # Unexpected: _retrieve_outcome logged it once, with its traceback, for all its waiters.
+        raise InternalError("internal error; the gateway's log has the details")
 
     async def purge_expired(self) -> None:
         """Forget pending authorizations past their expiry (with their sealed verifiers) and request
