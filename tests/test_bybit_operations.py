@@ -192,6 +192,9 @@ MAPPINGS: list[tuple[str, UpstreamResponse, type[GatewayError], str]] = [
     ("v5", answer(502, b"bad gateway"), ProviderUnavailable, ""),
     ("v5", answer(200, b"<html>"), ProviderResponseInvalid, ""),
     ("v5", answer(200, {"result": {}}), ProviderResponseInvalid, ""),
+    ("v5", answer(200, ["not", "an", "envelope"]), ProviderResponseInvalid, ""),
+    ("token", answer(200, ["not", "an", "envelope"]), ProviderResponseInvalid, ""),
+    ("resource", answer(200, "not an envelope"), ProviderResponseInvalid, ""),
     ("v5", answer(200, {"retCode": "10004\r\nX: y", "retMsg": "x"}), ProviderRequestRejected, "invalid"),
     # the token endpoint (code exchange and refresh)
     ("token", answer(200, {"retCode": 10001, "retMsg": "code expired"}), InvalidGrant, "10001"),
@@ -233,7 +236,7 @@ def test_bybit_codes_map_to_gateway_errors(
     assert error.metadata["upstream_http_status"] == str(response.status_code)
     assert error.metadata.get("upstream_code", "") == code
     assert "retMsg" not in error.message and "ret_msg" not in error.message
-    if expected is ProviderRateLimited or expected is ProviderUnavailable:
+    if expected in (ProviderRateLimited, ProviderUnavailable, ProviderResponseInvalid):
         assert error.retry_after and error.retry_after > 0
 
 

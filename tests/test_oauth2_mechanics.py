@@ -378,9 +378,9 @@ def test_success_is_not_an_error(status: int) -> None:
         pytest.param(500, b"oops", {}, ProviderUnavailable, 1.0, id="500"),
         pytest.param(502, None, {}, ProviderUnavailable, 1.0, id="502"),
         pytest.param(400, {"error": "temporarily_unavailable"}, {}, ProviderUnavailable, 1.0, id="temporarily_unavailable"),
-        pytest.param(307, None, {"Location": "https://evil.example/token"}, ProviderResponseInvalid, None, id="307"),
-        pytest.param(302, None, {"Location": "https://evil.example/token"}, ProviderResponseInvalid, None, id="302"),
-        pytest.param(301, None, {}, ProviderResponseInvalid, None, id="301"),
+        pytest.param(307, None, {"Location": "https://evil.example/token"}, ProviderResponseInvalid, 1.0, id="307"),
+        pytest.param(302, None, {"Location": "https://evil.example/token"}, ProviderResponseInvalid, 1.0, id="302"),
+        pytest.param(301, None, {}, ProviderResponseInvalid, 1.0, id="301"),
         pytest.param(400, {"error": "invalid_request"}, {}, ProviderRequestRejected, None, id="invalid_request"),
         pytest.param(400, {"error": "invalid_scope"}, {}, ProviderRequestRejected, None, id="invalid_scope"),
         pytest.param(400, None, {}, ProviderRequestRejected, None, id="bare-400"),
@@ -420,7 +420,11 @@ def test_error_codes_match_the_mapping_table() -> None:
         "PROVIDER_RATE_LIMITED",
     )
     assert (ProviderUnavailable.code, ProviderUnavailable.reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
-    assert ProviderResponseInvalid.reason == "PROVIDER_RESPONSE_INVALID"
+    # Not the answer the provider documents (a proxy's error page, a deploy): worth a retry.
+    assert (ProviderResponseInvalid.code, ProviderResponseInvalid.reason) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "PROVIDER_RESPONSE_INVALID",
+    )
     assert ProviderRequestRejected.reason == "PROVIDER_REQUEST_REJECTED"
 
 

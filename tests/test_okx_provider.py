@@ -174,6 +174,9 @@ def mapped(response: UpstreamResponse, call: Call) -> GatewayError:
         ("50014", 400, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
         ("51000", 400, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
         ("50044", 200, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
+        # a code of no table: the HTTP status decides, as it does without an envelope
+        ("59999", 500, grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
+        ("59999", 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
     ],
 )
 def test_broker_codes(code: str, status: int, grpc_code: grpc.StatusCode, reason: str) -> None:

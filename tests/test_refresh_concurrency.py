@@ -167,10 +167,9 @@ async def test_refresh_outliving_the_callers_deadline_persists(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await get_token(wallet_gateway, connection_id, timeout=0.3)
     assert time.monotonic() - started < 0.9, "the caller was not held past its deadline"
-    if caught.value.code() is grpc.StatusCode.UNAVAILABLE:
-        assert failure_of(caught.value).reason == "REFRESH_IN_PROGRESS"
-    else:
-        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    # Answered just before the deadline, with a reason and a delay, rather than a bare DEADLINE_EXCEEDED.
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert failure_of(caught.value).reason == "REFRESH_IN_PROGRESS"
     assert wallet.request_log.count("refresh_token") == 1
 
     # Wait, without calling GetAccessToken (which would join the refresh), until the store has it.

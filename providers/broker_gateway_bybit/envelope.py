@@ -183,8 +183,8 @@ def check_v5_response(
 
 
 def _rejected(provider_id: str, body: Any, metadata: dict[str, str]) -> GatewayError:
-    if body is None:
-        return ProviderResponseInvalid("the provider answered with a body that is not JSON", metadata=metadata)
+    if not isinstance(body, dict):  # not JSON, or JSON but no envelope: nothing Bybit documents
+        return ProviderResponseInvalid("the provider answered with a body that is not a Bybit envelope", metadata=metadata)
     return ProviderRequestRejected(f"provider {provider_id} rejected the request", metadata=metadata)
 
 

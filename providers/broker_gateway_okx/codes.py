@@ -108,6 +108,11 @@ def error_for(code: str, call: Call, *, provider_id: str, http_status: int, retr
         )
     if code in _NO_PERMISSION:
         return InsufficientScope(f"provider {provider_id} denies this call to these credentials", metadata=metadata)
+    # A code of no table: the HTTP status still says whether it is worth retrying.
+    if http_status == 429:
+        return ProviderRateLimited(f"provider {provider_id} is rate limiting", metadata=metadata, retry_after=retry_after or 1.0)
+    if http_status >= 500:
+        return ProviderUnavailable(f"provider {provider_id} is unavailable", metadata=metadata, retry_after=retry_after or 1.0)
     return ProviderRequestRejected(f"provider {provider_id} rejected the request", metadata=metadata)
 
 

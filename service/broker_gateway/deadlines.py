@@ -14,10 +14,15 @@ from contextvars import ContextVar, Token
 
 from .errors import DeadlineTooShort
 
-#: Below this, a call cannot usefully reach an upstream, so it is refused before anything is sent.
-MINIMUM_BUDGET = 0.05
-#: Kept back from the caller's deadline so the gateway still has time to answer.
-SAFETY_MARGIN = 0.02
+#: Kept back from the caller's deadline, from every upstream call's timeout and from the wait for a
+#: detached refresh or exchange, so the gateway's own answer (its reason and RetryInfo) reaches the
+#: caller before grpc's bare DEADLINE_EXCEEDED does. It has to cover building and sending that answer
+#: and the time the request spent in transit before the server started counting: tens of milliseconds
+#: on a loaded 2-core host, where waiting to the last moment lost that race.
+SAFETY_MARGIN = 0.1
+#: Below this, a call cannot usefully reach an upstream (50 ms for the call itself beyond the margin),
+#: so it is refused before anything is sent.
+MINIMUM_BUDGET = SAFETY_MARGIN + 0.05
 
 _deadline: ContextVar[float | None] = ContextVar("broker_gateway_deadline", default=None)
 

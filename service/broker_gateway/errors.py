@@ -171,8 +171,15 @@ class ProviderRequestRejected(GatewayError):
 
 
 class ProviderResponseInvalid(GatewayError):
-    code = grpc.StatusCode.UNKNOWN
+    """The provider answered with something other than what it documents (not JSON, the wrong shape,
+    a redirect, too large). Seen in practice from a proxy's error page or a deploy in progress, so it
+    is UNAVAILABLE with a RetryInfo; the reason still tells it apart from an unreachable provider."""
+
+    code = grpc.StatusCode.UNAVAILABLE
     reason = "PROVIDER_RESPONSE_INVALID"
+
+    def __init__(self, message: str, *, retry_after: float | None = 1.0, **kwargs) -> None:
+        super().__init__(message, retry_after=retry_after, **kwargs)
 
 
 class OutcomeUnknown(GatewayError):

@@ -37,6 +37,7 @@ from .errors import (
     ConnectionNotFound,
     ConnectionRevoked,
     GatewayError,
+    InternalError,
     InvalidArgument,
     InvalidGrant,
     InvalidRedirectUri,
@@ -401,7 +402,8 @@ class Gateway:
         if connection.sealed_tokens is not None and configured is not None and configured.provider.capabilities.revoke:
             tokens = self.vault.open_tokens(connection)
             with self.tracer.start_as_current_span("broker_gateway.revoke.upstream"):
-                upstream_revoked = await configured.provider.revoke(ConnectionCredentials(tokens, connection.metadata))
+                # RFC 7009 revocation is idempotent: a lost answer is worth a retry, not an unknown.
+                upstream_revoked = await _repeatable(configured.provider.revoke(ConnectionCredentials(tokens, connection.metadata)))
         while True:
             revoked = dataclasses.replace(
                 connection,
@@ -428,7 +430,7 @@ class Gateway:
         deadlines.require_budget()
         limit = configured.provider.user_info_rate_limit
         self.rate_limiter.acquire(connection.provider_id, "user_info", limit, f"{tenant}/{connection_id}")
-        info = await self._with_user_token(connection, configured.provider.user_info)
+        info = await _repeatable(self._with_user_token(connection, configured.provider.user_info))
         if info.subject and info.subject != connection.subject:
             await self._record_subject(connection, info.subject)
         return info
@@ -481,7 +483,9 @@ class Gateway:
 
                 return await self._with_user_token(connection, call)
 
-        if operation.safe_to_retry or not request_id:
+        if operation.safe_to_retry:
+            return await _repeatable(send())
+        if not request_id:
             return await send()
         return await self._at_most_once(tenant, provider_id, operation.name, request_id, send)
 
@@ -716,6 +720,7 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(run())
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
+        task.add_done_callback(_retrieve_outcome)
         return task
 
     async def _run_detached(self, work: Callable[[], Awaitable[T]]) -> T:
@@ -723,12 +728,20 @@ class Gateway:
         return await self._wait(self._start_detached(work))
 
     async def _wait(self, task: asyncio.Task[T]) -> T:
+        """The task's result, or REFRESH_IN_PROGRESS just before the caller's deadline (the task goes
+        on and stores its outcome), so the caller gets a reason and a RetryInfo, not a bare
+        DEADLINE_EXCEEDED. asyncio.wait never cancels the task, whether time runs out or the caller
+        gives up."""
         left = deadlines.remaining()
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=None if left is None else max(left, 0.0))
-        except TimeoutError:
-            # The caller's deadline passed; the task goes on and stores its outcome.
-            raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5) from None
+        timeout = None if left is None else max(left - deadlines.SAFETY_MARGIN, 0.0)
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+        if not done:
+            raise RefreshInProgress("the upstream call is still running; retry shortly", retry_after=0.5)
+        error = task.exception()
+        if error is None or isinstance(error, GatewayError):
+            return task.result()
+        # Unexpected: _retrieve_outcome logged it once, with its traceback, for all its waiters.
+        raise InternalError("internal error; the gateway's log has the details")
 
     async def purge_expired(self) -> None:
         """Forget pending authorizations past their expiry (with their sealed verifiers) and request
@@ -762,6 +775,32 @@ class Gateway:
         self._draining = True
         if self._detached:
             await asyncio.wait(set(self._detached), timeout=timeout)
+
+
+async def _repeatable(call: Awaitable[T]) -> T:
+    """Await an upstream request that is safe to repeat (a read, an RFC 7009 revocation): an answer
+    lost after sending is then a provider to retry, UNAVAILABLE, not an unknown outcome."""
+    try:
+        return await call
+    except OutcomeUnknown as lost:
+        raise ProviderUnavailable(
+            "the provider did not answer; the request is safe to repeat", metadata=lost.metadata, retry_after=1.0
+        ) from None
+
+
+def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
+    """Retrieve a detached task's outcome, also when its caller gave up, so asyncio never reports
+    "Task exception was never retrieved". An expected failure (the one any waiting caller received)
+    is logged at INFO by its reason only; an unexpected one at ERROR, once, with its traceback."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is None:
+        return
+    if isinstance(error, GatewayError):
+        log.info("a detached refresh or code exchange failed: %s (provider %s)", error.reason, error.metadata.get("provider", "?"))
+    else:
+        log.error("a detached refresh or code exchange failed unexpectedly", exc_info=error)
 
 
 def _require_active(connection: StoredConnection) -> None:

@@ -187,7 +187,9 @@ export enum ErrorReason {
   CAPABILITY_UNSUPPORTED = 24,
 
   /**
-   * UNAVAILABLE: another caller's refresh of this connection is still running; retry shortly.
+   * UNAVAILABLE: a refresh or code exchange of this connection (this call's or another caller's) was
+   * still running as the caller's deadline neared; it goes on and stores its result. A RetryInfo says
+   * when to try again (after an Exchange, the connection appears in GetConnection once stored).
    *   { reason: "REFRESH_IN_PROGRESS", metadata: { connection_id: "c1" } }
    *
    * @generated from enum value: ERROR_REASON_REFRESH_IN_PROGRESS = 25;
@@ -204,8 +206,9 @@ export enum ErrorReason {
   PROVIDER_CLIENT_AUTH_FAILED = 30,
 
   /**
-   * UNAVAILABLE: the provider could not be reached or answered with a server error; a RetryInfo says
-   * when to try again.
+   * UNAVAILABLE: the provider could not be reached, answered with a server error, or did not answer a
+   * request that is safe to repeat (user info, a revocation, an operation declared safe_to_retry); a
+   * RetryInfo says when to try again.
    *   { reason: "PROVIDER_UNAVAILABLE", metadata: { provider: "acme", upstream_http_status: "503" } }
    *
    * @generated from enum value: ERROR_REASON_PROVIDER_UNAVAILABLE = 31;
@@ -238,7 +241,8 @@ export enum ErrorReason {
   PROVIDER_REQUEST_REJECTED = 34,
 
   /**
-   * UNKNOWN: the provider answered with something the gateway cannot interpret.
+   * UNAVAILABLE: the provider answered with something the gateway cannot interpret (not JSON, the
+   * wrong shape, a redirect, too large); a RetryInfo says when to try again.
    *   { reason: "PROVIDER_RESPONSE_INVALID", metadata: { provider: "acme", upstream_http_status: "200" } }
    *
    * @generated from enum value: ERROR_REASON_PROVIDER_RESPONSE_INVALID = 35;
@@ -246,7 +250,8 @@ export enum ErrorReason {
   PROVIDER_RESPONSE_INVALID = 35,
 
   /**
-   * UNKNOWN: a side-effecting call was sent but its answer was lost; check before repeating it.
+   * UNKNOWN: a side-effecting operation (not declared safe_to_retry) was sent but its answer was lost;
+   * check before repeating it.
    *   { reason: "OUTCOME_UNKNOWN", metadata: { provider: "okx" } }
    *
    * @generated from enum value: ERROR_REASON_OUTCOME_UNKNOWN = 36;

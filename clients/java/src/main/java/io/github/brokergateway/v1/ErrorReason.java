@@ -206,7 +206,9 @@ public enum ErrorReason
   ERROR_REASON_CAPABILITY_UNSUPPORTED(24),
   /**
    * <pre>
-   * UNAVAILABLE: another caller's refresh of this connection is still running; retry shortly.
+   * UNAVAILABLE: a refresh or code exchange of this connection (this call's or another caller's) was
+   * still running as the caller's deadline neared; it goes on and stores its result. A RetryInfo says
+   * when to try again (after an Exchange, the connection appears in GetConnection once stored).
    * { reason: "REFRESH_IN_PROGRESS", metadata: { connection_id: "c1" } }
    * </pre>
    *
@@ -225,8 +227,9 @@ public enum ErrorReason
   ERROR_REASON_PROVIDER_CLIENT_AUTH_FAILED(30),
   /**
    * <pre>
-   * UNAVAILABLE: the provider could not be reached or answered with a server error; a RetryInfo says
-   * when to try again.
+   * UNAVAILABLE: the provider could not be reached, answered with a server error, or did not answer a
+   * request that is safe to repeat (user info, a revocation, an operation declared safe_to_retry); a
+   * RetryInfo says when to try again.
    * { reason: "PROVIDER_UNAVAILABLE", metadata: { provider: "acme", upstream_http_status: "503" } }
    * </pre>
    *
@@ -263,7 +266,8 @@ public enum ErrorReason
   ERROR_REASON_PROVIDER_REQUEST_REJECTED(34),
   /**
    * <pre>
-   * UNKNOWN: the provider answered with something the gateway cannot interpret.
+   * UNAVAILABLE: the provider answered with something the gateway cannot interpret (not JSON, the
+   * wrong shape, a redirect, too large); a RetryInfo says when to try again.
    * { reason: "PROVIDER_RESPONSE_INVALID", metadata: { provider: "acme", upstream_http_status: "200" } }
    * </pre>
    *
@@ -272,7 +276,8 @@ public enum ErrorReason
   ERROR_REASON_PROVIDER_RESPONSE_INVALID(35),
   /**
    * <pre>
-   * UNKNOWN: a side-effecting call was sent but its answer was lost; check before repeating it.
+   * UNKNOWN: a side-effecting operation (not declared safe_to_retry) was sent but its answer was lost;
+   * check before repeating it.
    * { reason: "OUTCOME_UNKNOWN", metadata: { provider: "okx" } }
    * </pre>
    *
@@ -514,7 +519,9 @@ public enum ErrorReason
   public static final int ERROR_REASON_CAPABILITY_UNSUPPORTED_VALUE = 24;
   /**
    * <pre>
-   * UNAVAILABLE: another caller's refresh of this connection is still running; retry shortly.
+   * UNAVAILABLE: a refresh or code exchange of this connection (this call's or another caller's) was
+   * still running as the caller's deadline neared; it goes on and stores its result. A RetryInfo says
+   * when to try again (after an Exchange, the connection appears in GetConnection once stored).
    * { reason: "REFRESH_IN_PROGRESS", metadata: { connection_id: "c1" } }
    * </pre>
    *
@@ -533,8 +540,9 @@ public enum ErrorReason
   public static final int ERROR_REASON_PROVIDER_CLIENT_AUTH_FAILED_VALUE = 30;
   /**
    * <pre>
-   * UNAVAILABLE: the provider could not be reached or answered with a server error; a RetryInfo says
-   * when to try again.
+   * UNAVAILABLE: the provider could not be reached, answered with a server error, or did not answer a
+   * request that is safe to repeat (user info, a revocation, an operation declared safe_to_retry); a
+   * RetryInfo says when to try again.
    * { reason: "PROVIDER_UNAVAILABLE", metadata: { provider: "acme", upstream_http_status: "503" } }
    * </pre>
    *
@@ -571,7 +579,8 @@ public enum ErrorReason
   public static final int ERROR_REASON_PROVIDER_REQUEST_REJECTED_VALUE = 34;
   /**
    * <pre>
-   * UNKNOWN: the provider answered with something the gateway cannot interpret.
+   * UNAVAILABLE: the provider answered with something the gateway cannot interpret (not JSON, the
+   * wrong shape, a redirect, too large); a RetryInfo says when to try again.
    * { reason: "PROVIDER_RESPONSE_INVALID", metadata: { provider: "acme", upstream_http_status: "200" } }
    * </pre>
    *
@@ -580,7 +589,8 @@ public enum ErrorReason
   public static final int ERROR_REASON_PROVIDER_RESPONSE_INVALID_VALUE = 35;
   /**
    * <pre>
-   * UNKNOWN: a side-effecting call was sent but its answer was lost; check before repeating it.
+   * UNKNOWN: a side-effecting operation (not declared safe_to_retry) was sent but its answer was lost;
+   * check before repeating it.
    * { reason: "OUTCOME_UNKNOWN", metadata: { provider: "okx" } }
    * </pre>
    *
