@@ -629,7 +629,7 @@ async def test_invoke_refuses_oversized_operation(env: Env) -> None:
         pytest.param({"params": params({"count": 0})}, "INVALID_FIELD", "params.count", id="below-minimum"),
         pytest.param({"params": params({"count": 6})}, "INVALID_FIELD", "params.count", id="above-maximum"),
         pytest.param({"params": params({"count": "1"})}, "INVALID_FIELD", "params.count", id="string-for-number"),
-        pytest.param({"params": params({"count": 1, "extra": True})}, "INVALID_FIELD", "params.extra", id="extra-param"),
+        pytest.param({"params": params({"count": 1, "extra": True})}, "INVALID_FIELD", "params", id="extra-param"),
         pytest.param(
             {"operation": "balance", "connection_id": "acct-1", "params": params({"currency": "EUR"})},
             "INVALID_FIELD",
@@ -664,7 +664,7 @@ async def test_invoke_refuses_bad_fields(env: Env, overrides: dict[str, Any], re
 async def test_invoke_refuses_oversized_params(env: Env) -> None:
     """Why: a params Struct of ~200 KB is still bad input for an operation that takes one number."""
     await refused(
-        env, env.stub.InvokeOperation(invoke(params=params({"count": 1, "blob": "b" * BIG}))), "INVALID_FIELD", "params.blob"
+        env, env.stub.InvokeOperation(invoke(params=params({"count": 1, "blob": "b" * BIG}))), "INVALID_FIELD", "params"
     )
 
 
