@@ -50,7 +50,7 @@ from .errors import (
     UnknownProvider,
     UserDenied,
 )
-from .oauth2 import new_pkce_pair, new_state, upstream_code
+from .oauth2 import callback_error_code, new_pkce_pair, new_state
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
 from .schema import check_params
 from .ratelimit import RateLimiter
@@ -259,7 +259,7 @@ class Gateway:
             failure = UserDenied if error == "access_denied" else AuthorizationFailed
             raise failure(
                 f"provider {pending.provider_id} reported an authorization error",
-                metadata={**metadata, "upstream_code": upstream_code(error)},
+                metadata={**metadata, "upstream_code": callback_error_code(error)},
             )
 
         verifier = (
