@@ -32,11 +32,9 @@ import conftest
 from conftest import REDIRECT_URI, FakeClock, Failure, GatewayHarness, Wallet, expect_failure
 from broker_gateway.oauth2 import raise_for_resource_error
 from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, hookimpl
-from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
 from broker_gateway_oauth2.provider import GenericOAuth2Provider
-from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 #: A second registered redirect URI, https, so the ":443" and "http vs https" variants mean something.
@@ -140,10 +138,7 @@ async def _connect(harness: GatewayHarness, wallet: Wallet, provider: str, conne
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     clock = FakeClock()
-    client = WalletClient("wallet-client", "wallet-secret-" + generate_key()[:12], (REDIRECT_URI,))
-    app = create_wallet_app([client], clock=clock.epoch)
-    async with conftest.serve_asgi(app) as (base_url, server, task):
-        wallet = Wallet(base_url=base_url, app=app, server=server, task=task, client=client)
+    async with conftest.serve_wallet(clock) as wallet:
         providers = [
             dataclasses.replace(
                 wallet.provider_config("wallet"), type=WalletWithOperations.type, redirect_uris=(REDIRECT_URI, HTTPS_REDIRECT)
