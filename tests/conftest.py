@@ -121,12 +121,19 @@ class Wallet(Upstream):
         return dict(parse_qsl(urlsplit(location).query))
 
 
-@pytest.fixture
-async def wallet(clock: FakeClock) -> AsyncIterator[Wallet]:
+@contextlib.asynccontextmanager
+async def serve_wallet(clock: FakeClock) -> AsyncIterator[Wallet]:
+    """The wallet simulator on loopback, with one registered client whose secret is new each time."""
     client = WalletClient("wallet-client", "wallet-secret-" + generate_key()[:12], (REDIRECT_URI,))
     app = create_wallet_app([client], clock=clock.epoch)
     async with serve_asgi(app) as (base_url, server, task):
         yield Wallet(base_url=base_url, app=app, server=server, task=task, client=client)
+
+
+@pytest.fixture
+async def wallet(clock: FakeClock) -> AsyncIterator[Wallet]:
+    async with serve_wallet(clock) as upstream:
+        yield upstream
 
 
 def gateway_config(

@@ -1,7 +1,8 @@
 """Every documented parameter rule of the OKX operations, and their rate limits, through gRPC.
 
-A rule broken is INVALID_ARGUMENT naming the parameter (``params.<name>``), with a message that never
-echoes the value, and nothing reaches the simulator. A burst past an endpoint's documented limit is
+A rule broken is INVALID_ARGUMENT naming the parameter (``params.<name>``; only ``params`` for a key the
+operation does not define, which is never repeated), with a message that never echoes the value, and
+nothing reaches the simulator. A burst past an endpoint's documented limit is
 RESOURCE_EXHAUSTED with a RetryInfo from the gateway itself: the simulator, which enforces the same
 limits, never has to answer 50011.
 """
@@ -49,7 +50,7 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
     ("dma.list_subaccounts", {"limit": 10}, "limit"),
     ("dma.get_subaccount_trade_fee", {"limit": "1000"}, "limit"),
     ("dma.get_subaccount_trade_fee", {"subAcct": "x"}, "subAcct"),
-    ("dma.list_subaccounts", {"unknown": "1"}, "unknown"),
+    ("dma.list_subaccounts", {"unknown": "1"}, ""),  # "": a key no schema defines, not repeated
     # create a sub-account API key: required fields, label, passphrase, ip, perm
     ("dma.create_subaccount_api_key", without(KEY, "subAcct"), "subAcct"),
     ("dma.create_subaccount_api_key", without(KEY, "label"), "label"),
@@ -118,7 +119,7 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
     ("fastapi.create_api_key", {**FAST_KEY, "passphrase": "weakpass"}, "passphrase"),
     ("fastapi.create_api_key", {**FAST_KEY, "bindApp": "true"}, "bindApp"),
     ("fastapi.create_api_key", {**FAST_KEY, "ip": TWENTY_ONE_IPS}, "ip"),
-    ("fastapi.delete_api_key", {"apiKey": "k"}, "apiKey"),
+    ("fastapi.delete_api_key", {"apiKey": "k"}, ""),
     # balance and orders
     ("account.get_balance", {"ccy": "btc"}, "ccy"),
     ("account.get_balance", {"ccy": TWENTY_ONE_CCYS}, "ccy"),
@@ -132,7 +133,7 @@ RULES: list[tuple[str, dict[str, Any], str]] = [
     ("trade.place_order", {**ORDER, "sz": "1e3"}, "sz"),
     ("trade.place_order", {**ORDER, "sz": 1}, "sz"),
     ("trade.place_order", {**ORDER, "tag": "SomeoneElse"}, "tag"),
-    ("trade.place_order", {**ORDER, "clOrdId": "mine"}, "clOrdId"),  # the request_id is the clOrdId
+    ("trade.place_order", {**ORDER, "clOrdId": "mine"}, ""),  # the request_id is the clOrdId
 ]
 
 
@@ -155,7 +156,8 @@ async def test_a_broken_rule_is_invalid_argument_naming_the_parameter(
     harness, okx = rules_gateway
     request = invocation(operation, params, connection_id="conn_any", request_id="r-1")
     failure = await expect_failure(harness.stub.InvokeOperation(request, timeout=10))
-    assert (failure.code, failure.reason, failure.metadata["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", f"params.{name}")
+    field = f"params.{name}" if name else "params"
+    assert (failure.code, failure.reason, failure.metadata["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", field)
     value = params.get(name)
     if isinstance(value, str) and len(value) > 3:
         assert value not in failure.message

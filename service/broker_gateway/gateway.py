@@ -53,7 +53,7 @@ from .errors import (
     UnknownProvider,
     UserDenied,
 )
-from .oauth2 import new_pkce_pair, new_state, upstream_code
+from .oauth2 import callback_error_code, new_pkce_pair, new_state
 from .pending_budget import PendingBudget
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
 from .ratelimit import RateLimiter
@@ -165,7 +165,7 @@ class Gateway:
         validation.max_length(field, provider_id, validation.MAX_ID)
         configured = self.providers.get(provider_id)
         if configured is None:
-            raise UnknownProvider(field, f"no provider {provider_id!r} is configured")
+            raise UnknownProvider(field, f"{field} is not a configured provider")
         return configured
 
     def list_providers(self) -> list[ConfiguredProvider]:
@@ -196,14 +196,14 @@ class Gateway:
         unknown = [scope for scope in requested if provider.scopes and scope not in provider.scopes]
         if unknown:
             raise ScopeNotAllowed(
-                "scopes", f"provider {provider_id} does not offer the scope {unknown[0]!r}", metadata={"provider": provider_id}
+                "scopes", f"scopes has a scope provider {provider_id} does not offer", metadata={"provider": provider_id}
             )
         extra = validation.string_map("extra_params", extra_params)
         refused = sorted(key for key in extra if key in RESERVED_PARAMS or key not in provider.allowed_extra_params)
         if refused:
             raise ParameterNotAllowed(
                 "extra_params",
-                f"provider {provider_id} does not allow the authorization parameter {refused[0]!r}",
+                f"extra_params has a parameter provider {provider_id} does not allow",
                 metadata={"provider": provider_id},
             )
         if connection_id:
@@ -211,8 +211,7 @@ class Gateway:
             existing = await self.store.get_connection(tenant, connection_id)
             if existing is not None and existing.provider_id != provider_id:
                 raise ConnectionIdInUse(
-                    f"connection {connection_id} belongs to another provider",
-                    metadata={"connection_id": connection_id, "provider": existing.provider_id},
+                    "connection_id names a connection of another provider", metadata={"provider": existing.provider_id}
                 )
         else:
             connection_id = "conn_" + secrets.token_urlsafe(12)
@@ -277,7 +276,7 @@ class Gateway:
             failure = UserDenied if error == "access_denied" else AuthorizationFailed
             raise failure(
                 f"provider {pending.provider_id} reported an authorization error",
-                metadata={**metadata, "upstream_code": upstream_code(error)},
+                metadata={**metadata, "upstream_code": callback_error_code(error)},
             )
 
         verifier = (
@@ -313,8 +312,7 @@ class Gateway:
             existing = await self.store.get_connection(pending.tenant, pending.connection_id)
             if existing is not None and existing.provider_id != pending.provider_id:
                 raise ConnectionIdInUse(
-                    f"connection {pending.connection_id} belongs to another provider",
-                    metadata={"connection_id": pending.connection_id, "provider": existing.provider_id},
+                    "connection_id names a connection of another provider", metadata={"provider": existing.provider_id}
                 )
             connection = StoredConnection(
                 tenant=pending.tenant,
@@ -338,9 +336,7 @@ class Gateway:
                     return await self._reload(connection)
             elif await self.store.update_connection(connection, expected_version=existing.version):
                 return connection
-        raise RefreshInProgress(
-            "the connection changed concurrently; retry", metadata={"connection_id": pending.connection_id}, retry_after=0.1
-        )
+        raise RefreshInProgress("the connection changed concurrently; retry", retry_after=0.1)
 
     async def _reload(self, connection: StoredConnection) -> StoredConnection:
         stored = await self.store.get_connection(connection.tenant, connection.connection_id)
@@ -352,9 +348,7 @@ class Gateway:
         validation.identifier("connection_id", connection_id)
         connection = await self.store.get_connection(tenant, connection_id)
         if connection is None:
-            raise ConnectionNotFound(
-                f"no connection {connection_id}", metadata={"connection_id": connection_id}
-            )
+            raise ConnectionNotFound("no connection has this connection_id")
         return connection
 
     async def list_connections(
@@ -373,7 +367,7 @@ class Gateway:
     async def delete_connection(self, tenant: str, connection_id: str) -> None:
         validation.identifier("connection_id", connection_id)
         if not await self.store.delete_connection(tenant, connection_id):
-            raise ConnectionNotFound(f"no connection {connection_id}", metadata={"connection_id": connection_id})
+            raise ConnectionNotFound("no connection has this connection_id")
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -388,7 +382,7 @@ class Gateway:
         refreshable = self._provider_of(connection).provider.capabilities.refresh
         if not refreshable or not self.vault.open_tokens(connection).refresh_token:
             raise CapabilityUnsupported(
-                f"connection {connection_id} has no refresh token (provider {connection.provider_id})",
+                f"the connection has no refresh token (provider {connection.provider_id})",
                 metadata={"provider": connection.provider_id, "capability": "refresh"},
             )
         return await self._refresh(connection, force=True)
@@ -452,7 +446,7 @@ class Gateway:
         operation = _find_operation(provider.operations(), operation_name)
         if operation is None:
             raise UnknownOperation(
-                "operation", f"provider {provider_id} has no operation {operation_name[:64]!r}", metadata={"provider": provider_id}
+                "operation", f"provider {provider_id} has no operation of that name", metadata={"provider": provider_id}
             )
         if request_id:
             validation.opaque_token("request_id", request_id, limit=validation.MAX_ID)
@@ -464,7 +458,7 @@ class Gateway:
             if connection.provider_id != provider_id:
                 raise InvalidArgument(
                     "connection_id",
-                    f"connection {connection_id} belongs to provider {connection.provider_id}, not {provider_id}",
+                    f"the connection belongs to provider {connection.provider_id}, not {provider_id}",
                 )
         deadlines.require_budget()
         sent_id = request_id or uuid.uuid4().hex
@@ -501,7 +495,7 @@ class Gateway:
         if outcome is ClaimOutcome.IN_PROGRESS:
             raise OutcomeUnknown(
                 "a call with this request_id is in progress or its outcome is unknown; check before repeating it",
-                metadata={"provider": provider_id, "request_id": request_id},
+                metadata={"provider": provider_id},
             )
         try:
             result = await send()
@@ -519,8 +513,7 @@ class Gateway:
         configured = self.providers.get(connection.provider_id)
         if configured is None:
             raise ReauthRequired(
-                f"provider {connection.provider_id} is no longer configured",
-                metadata={"connection_id": connection.connection_id, "provider": connection.provider_id},
+                f"provider {connection.provider_id} is no longer configured", metadata={"provider": connection.provider_id}
             )
         return configured
 
@@ -549,8 +542,7 @@ class Gateway:
         if not provider.capabilities.refresh or not tokens.refresh_token:
             if tokens.expires_within(self.clock(), timedelta(0)):
                 raise ReauthRequired(
-                    "the access token expired and cannot be refreshed",
-                    metadata={"connection_id": connection.connection_id, "provider": connection.provider_id},
+                    "the access token expired and cannot be refreshed", metadata={"provider": connection.provider_id}
                 )
             return connection, tokens
         connection = await self._refresh(connection, force=False)
@@ -590,7 +582,7 @@ class Gateway:
             try:
                 current = await self.store.get_connection(tenant, connection_id)
                 if current is None:
-                    raise ConnectionNotFound(f"no connection {connection_id}", metadata={"connection_id": connection_id})
+                    raise ConnectionNotFound("the connection no longer exists")
                 _require_active(current)
                 tokens = self.vault.open_tokens(current)
                 if current.version != seen.version or (not force and not self._needs_refresh(tokens)):
@@ -613,9 +605,7 @@ class Gateway:
                 # Written before the lease is released and before any caller sees the new token.
                 if not await self.store.update_connection(updated, expected_version=current.version):
                     log.error("refresh of %s lost its version check; the lease was exceeded", connection_id)
-                    raise RefreshInProgress(
-                        "the connection changed during the refresh", metadata={"connection_id": connection_id}, retry_after=0.5
-                    )
+                    raise RefreshInProgress("the connection changed during the refresh", retry_after=0.5)
                 return updated
             finally:
                 heartbeat.cancel()
@@ -674,9 +664,7 @@ class Gateway:
             tenant, connection_id, holder=holder, ttl=self.settings.lease_ttl, now=self.clock()
         ):
             if loop.time() >= give_up:
-                raise RefreshInProgress(
-                    "another process is refreshing this connection", metadata={"connection_id": connection_id}, retry_after=1.0
-                )
+                raise RefreshInProgress("another process is refreshing this connection", retry_after=1.0)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
@@ -697,7 +685,7 @@ class Gateway:
         await self.store.update_connection(marked, expected_version=current.version)
         raise ReauthRequired(
             "the provider no longer accepts this connection's grant; authorize it again",
-            metadata={**refused.metadata, "connection_id": current.connection_id},
+            metadata=refused.metadata,
         )
 
     async def _record_subject(self, connection: StoredConnection, subject: str) -> None:
@@ -804,16 +792,14 @@ def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
 
 
 def _require_active(connection: StoredConnection) -> None:
-    metadata = {"connection_id": connection.connection_id, "provider": connection.provider_id}
+    metadata = {"provider": connection.provider_id}
     if connection.status is ConnectionStatus.REVOKED:
-        raise ConnectionRevoked(f"connection {connection.connection_id} was revoked", metadata=metadata)
+        raise ConnectionRevoked("the connection was revoked", metadata=metadata)
     if connection.status is ConnectionStatus.REAUTH_REQUIRED:
         _, _, upstream_code = connection.status_reason.partition(":")
         if upstream_code:
             metadata["upstream_code"] = upstream_code
-        raise ReauthRequired(
-            f"connection {connection.connection_id} must be authorized again", metadata=metadata
-        )
+        raise ReauthRequired("the connection must be authorized again", metadata=metadata)
 
 
 def _find_operation(operations: Sequence[Operation], name: str) -> Operation | None:
@@ -844,8 +830,13 @@ def _decode_page_token(token: str, provider_id: str) -> int:
         validation.max_length("page_token", token, 256)
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after = data["after"]
-        if data["provider"] != provider_id or not isinstance(after, int) or after < 0:
+        if data["provider"] != provider_id or not _is_cursor(after):
             raise ValueError
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidArgument("page_token", "page_token is not one this list returned") from None
     return after
+
+
+def _is_cursor(after: Any) -> bool:
+    """A row sequence number SQLite can compare: an int (not a bool) in 0 .. 2**63 - 1."""
+    return type(after) is int and 0 <= after < 2**63

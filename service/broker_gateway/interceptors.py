@@ -10,6 +10,7 @@ decode (invalid UTF-8 in a string field) is INVALID_ARGUMENT, not grpcio's INTER
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,17 +34,32 @@ class _Undecodable:
     """Stands in for a request whose bytes did not decode, so the handler can refuse it properly."""
 
 
+#: Bounds on what an error carries: it travels in trailers, which clients limit (8 KiB by default).
+MAX_MESSAGE = 300
+MAX_METADATA = 128
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters of printable ASCII (anything else becomes ``?``): a defence
+    in depth, so no error, whatever it was built from, can outgrow the trailers (percent-encoding
+    makes a non-ASCII character up to 12 bytes) or put control characters in a caller's logs."""
+    return _NOT_PRINTABLE_ASCII.sub("?", text[:limit])
+
+
 def to_status(error: GatewayError) -> status_pb2.Status:
     """The rich status of ``error``."""
-    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)]
+    metadata = {_bounded(key, MAX_METADATA): _bounded(value, MAX_METADATA) for key, value in error.metadata.items()}
+    message = _bounded(error.message, MAX_MESSAGE)
+    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)]
     if error.retry_after is not None and error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     if isinstance(error, InvalidArgument) and error.field:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        violation = error_details_pb2.BadRequest.FieldViolation(field=_bounded(error.field, MAX_METADATA), description=message)
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
-    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    status = status_pb2.Status(code=error.code.value[0], message=message)
     for detail in details:
         status.details.add().Pack(detail)
     return status

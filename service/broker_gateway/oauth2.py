@@ -176,6 +176,23 @@ def upstream_code(value: object) -> str:
     return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else "invalid"
 
 
+#: The authorization-response error codes of RFC 6749 §4.1.2.1 and OpenID Connect Core §3.1.2.6.
+CALLBACK_ERROR_CODES = frozenset(
+    {
+        "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
+        "server_error", "temporarily_unavailable", "interaction_required", "login_required",
+        "account_selection_required", "consent_required", "invalid_request_uri", "invalid_request_object",
+        "request_not_supported", "request_uri_not_supported", "registration_not_supported",
+    }
+)
+
+
+def callback_error_code(value: str) -> str:
+    """A callback's ``error`` fit for ErrorInfo metadata. The caller relays it, so only a registered
+    code is repeated; any other becomes "unregistered" (the rule that errors never echo input)."""
+    return value if value in CALLBACK_ERROR_CODES else "unregistered"
+
+
 def raise_for_oauth_error(response: UpstreamResponse, provider_id: str) -> None:
     """Map an RFC 6749 §5.2 error answer (or any non-2xx) to the gateway's errors."""
     if 200 <= response.status_code < 300:

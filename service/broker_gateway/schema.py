@@ -1,7 +1,9 @@
 """Checking operation parameters against their JSON Schema before anything is sent upstream.
 
 Error messages name the parameter and the rule it breaks, never the value: parameters can be
-secrets (a sub-account API key's passphrase), and messages reach callers and logs.
+secrets (a sub-account API key's passphrase), and messages reach callers and logs. They name a
+parameter only by a path of names the schema defines; a key the caller made up is never repeated
+(``params`` has a key the operation does not accept), so nothing the caller sent comes back.
 
 Every call is on the hot path of InvokeOperation, where jsonschema cost more than the request
 signing (benchmarks/README.md). So each schema is prepared once (an operation's schema does not
@@ -16,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -111,38 +113,66 @@ def check_params(schema: Mapping[str, Any], params: Mapping[str, Any]) -> None:
     """Raise INVALID_ARGUMENT naming the first offending parameter (``params.<name>``). Control
     characters are refused in every string, whatever the schema says: no upstream parameter needs
     them, and they defeat patterns (``$`` matches before a trailing newline)."""
-    _refuse_control_characters(params, "params")
+    _refuse_control_characters(schema, params, ())
     prepared = _prepare(schema)
     if prepared.accepts is not None and prepared.accepts(params):
         return
-    error = min(prepared.validator.iter_errors(dict(params)), key=lambda e: (list(e.absolute_path), e.validator), default=None)
+    error = min(prepared.validator.iter_errors(dict(params)), key=_error_order, default=None)
     if error is not None:
-        field, rule = _describe(error)
+        field, rule = _describe(schema, error)
         raise InvalidArgument(field, f"{field} {rule}", metadata={"rule": str(error.validator)})
 
 
-def _refuse_control_characters(value: Any, field: str) -> None:
+def _error_order(error: ValidationError) -> tuple[list[tuple[str, Any]], str]:
+    """The first error by path, then rule; a path mixes keys and list indices, which Python will not
+    compare with each other, so each part is keyed by its type first."""
+    return [(type(part).__name__, part) for part in error.absolute_path], str(error.validator)
+
+
+def _refuse_control_characters(schema: Mapping[str, Any], value: Any, path: tuple[str | int, ...]) -> None:
     if isinstance(value, str):
         if _CONTROL.search(value):
+            field = ".".join(["params", *_named(schema, path)])
             raise InvalidArgument(field, f"{field} must not contain control characters", metadata={"rule": "control"})
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            _refuse_control_characters(item, f"{field}.{key}")
+            _refuse_control_characters(schema, item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _refuse_control_characters(item, f"{field}.{index}")
+            _refuse_control_characters(schema, item, (*path, index))
 
 
-def _describe(error: ValidationError) -> tuple[str, str]:
-    path = ["params", *(str(part) for part in error.absolute_path)]
+def _named(schema: Mapping[str, Any], path: Sequence[str | int]) -> list[str]:
+    """The leading part of ``path`` the schema names (its properties, and list positions under its
+    ``items``); from the first key no schema defines, a key the caller made up, the rest is left out."""
+    names: list[str] = []
+    rule = schema
+    for part in path:
+        properties, items = rule.get("properties"), rule.get("items")
+        if isinstance(part, str) and isinstance(properties, Mapping) and isinstance(properties.get(part), Mapping):
+            rule = properties[part]
+        elif isinstance(part, int) and isinstance(items, Mapping):
+            rule = items
+        else:
+            break
+        names.append(str(part))
+    return names
+
+
+def _describe(schema: Mapping[str, Any], error: ValidationError) -> tuple[str, str]:
+    path = list(error.absolute_path)
+    named = _named(schema, path)
+    field = ".".join(["params", *named])
     if error.validator == "required" and isinstance(error.validator_value, list):
-        present = error.instance if isinstance(error.instance, dict) else {}
+        present = error.instance if isinstance(error.instance, Mapping) else {}
         missing = [name for name in error.validator_value if name not in present]
-        return ".".join([*path, missing[0]]) if missing else ".".join(path), "is required"
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict) and isinstance(error.schema, Mapping):
-        allowed = set(error.schema.get("properties", {}))
-        extra = sorted(name for name in error.instance if name not in allowed)
-        return ".".join([*path, extra[0]]) if extra else ".".join(path), "is not a parameter of this operation"
+        if missing and len(named) == len(path):
+            field = f"{field}.{missing[0]}"  # a name from the schema's own list
+        return field, "is required"
+    if error.validator == "additionalProperties":
+        return field, "has a key the operation does not accept"
+    if len(named) < len(path):
+        return field, "has a value the operation does not accept"
     rules = {
         "type": f"must be of type {error.validator_value}",
         "enum": "must be one of " + ", ".join(map(str, error.validator_value)) if isinstance(error.validator_value, list) else "is not allowed",
@@ -156,4 +186,4 @@ def _describe(error: ValidationError) -> tuple[str, str]:
         "maxItems": f"must have at most {error.validator_value} entries",
         "const": "has a value that is not allowed",
     }
-    return ".".join(path), rules.get(str(error.validator), f"breaks the {error.validator} rule")
+    return field, rules.get(str(error.validator), f"breaks the {error.validator} rule")

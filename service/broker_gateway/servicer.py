@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
+from . import validation
 from .gateway import DEFAULT_TENANT, Gateway
 from .provider import OperationAuth
 from .store.base import ConnectionStatus, StoredConnection
@@ -170,7 +171,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
             provider_id=request.provider,
             operation_name=request.operation,
             connection_id=request.connection_id,
-            params=json_format.MessageToDict(request.params),
+            params=validation.params_struct(request.params),
             request_id=request.request_id,
         )
         return api.InvokeOperationResponse(result=_value(result))

@@ -7,8 +7,10 @@ refused before it costs anything.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from .errors import FieldTooLarge, InvalidArgument
 
@@ -89,3 +91,51 @@ def string_map(field: str, values: Mapping[str, str]) -> dict[str, str]:
         if not _TOKEN.fullmatch(key) or _CONTROL.search(value):
             raise InvalidArgument(field, f"{field} keys must be printable ASCII and values free of control characters")
     return dict(values)
+
+
+MAX_PARAMS_KEY = 128
+MAX_PARAMS_DEPTH = 32
+_PARAMS_RULES = (
+    "params must hold only finite numbers, keys of at most "
+    f"{MAX_PARAMS_KEY} characters without control characters, and at most {MAX_PARAMS_DEPTH} levels of nesting"
+)
+
+
+def params_struct(struct: Any) -> dict[str, Any]:
+    """A ``google.protobuf.Struct`` as the dict ``json_format.MessageToDict`` gives (numbers as float,
+    unset values as None), refusing what has no JSON form or no business in an upstream call:
+    NaN and infinities, keys with control characters or longer than ``MAX_PARAMS_KEY``, nesting deeper
+    than ``MAX_PARAMS_DEPTH``. The error names ``params`` and never repeats the key or value."""
+    return _struct_dict(struct, 1)
+
+
+def _struct_dict(struct: Any, depth: int) -> dict[str, Any]:
+    if depth > MAX_PARAMS_DEPTH:
+        raise InvalidArgument("params", _PARAMS_RULES, metadata={"rule": "depth"})
+    fields = struct.fields
+    result = {}
+    for key in fields:
+        if len(key) > MAX_PARAMS_KEY or _CONTROL.search(key):
+            raise InvalidArgument("params", _PARAMS_RULES, metadata={"rule": "key"})
+        result[key] = _value(fields[key], depth)
+    return result
+
+
+def _value(value: Any, depth: int) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise InvalidArgument("params", _PARAMS_RULES, metadata={"rule": "finite"})
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return _struct_dict(value.struct_value, depth + 1)
+    if kind == "list_value":
+        if depth >= MAX_PARAMS_DEPTH:
+            raise InvalidArgument("params", _PARAMS_RULES, metadata={"rule": "depth"})
+        return [_value(item, depth + 1) for item in value.list_value.values]
+    return None  # null_value, or no kind set: MessageToDict gives None for both

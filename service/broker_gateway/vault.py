@@ -54,16 +54,8 @@ class Vault:
 
     def open_tokens(self, connection: StoredConnection) -> TokenSet:
         if connection.sealed_tokens is None:
-            raise TokenDecryptFailed(
-                "the connection holds no tokens", metadata={"connection_id": connection.connection_id}
-            )
-        try:
-            plaintext = self.keyring.open(
-                connection.sealed_tokens, context=(connection.tenant, connection.connection_id, "tokens")
-            )
-        except TokenDecryptFailed as error:
-            error.metadata["connection_id"] = connection.connection_id
-            raise
+            raise TokenDecryptFailed("the connection holds no tokens")
+        plaintext = self.keyring.open(connection.sealed_tokens, context=(connection.tenant, connection.connection_id, "tokens"))
         document = json.loads(plaintext)
         return TokenSet(
             access_token=document["access_token"],
