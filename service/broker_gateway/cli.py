@@ -1,4 +1,4 @@
-"""The ``broker-gateway`` command: serve, sandbox, check-config, rewrap, generate-key."""
+"""The ``broker-gateway`` command: serve, sandbox, check-config, rewrap, generate-key, new-caller-key."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import logging
 import sys
 from pathlib import Path
 
+from . import audit
 from .app import build_application, http_client, instantiate_providers, utc_now
+from .callers import key_sha256, new_key
 from .config import load_config, read_config
 from .errors import ConfigError
 from .plugins import PluginError, plugin_manager, provider_types
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
-from .server import start_server, termination_signal
+from .server import check_exposure, start_server, termination_signal
 from .store.crypto import Keyring, generate_key
 from .store.sqlite import SQLiteStore
 from .vault import RewrapReport, Vault
@@ -29,7 +31,11 @@ def freeze_startup_heap() -> None:
 
 
 async def _serve(config_path: str, listen: str | None) -> None:
-    application = await build_application(load_config(config_path))
+    config = load_config(config_path)
+    check_exposure(listen or config.server.listen, config)
+    if config.audit_file:
+        audit.write_to_file(config.audit_file)
+    application = await build_application(config)
     running = await start_server(application, listen)
     freeze_startup_heap()
     try:
@@ -43,6 +49,11 @@ async def _check_config(config_path: str) -> list[str]:
     config, problems = read_config(config_path)
     if config is None:
         return problems
+    if not problems:
+        try:
+            check_exposure(config.server.listen, config)
+        except ConfigError as error:
+            problems += error.problems
     http = http_client()
     try:
         instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
@@ -78,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
     rewrap.add_argument("--config", required=True)
     commands.add_parser("generate-key", help="print a new random encryption key")
+    commands.add_parser("new-caller-key", help="print a new API key for a caller and the key_sha256 line for its [[callers]] entry")
     return parser
 
 
@@ -106,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if report.undecryptable else 0
         elif args.command == "generate-key":
             print(generate_key())
+        elif args.command == "new-caller-key":
+            key = new_key()
+            print(f"API key (give it to the caller; it is not stored anywhere): {key}")
+            print(f'key_sha256 = "{key_sha256(key)}"')
     except (ConfigError, PluginError) as error:
         print(f"broker-gateway: {error}", file=sys.stderr)
         return 2

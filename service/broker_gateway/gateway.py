@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from . import deadlines, validation
+from . import audit, deadlines, validation
+from .callers import DEFAULT_TENANT as DEFAULT_TENANT  # re-exported: the tenant of an unauthenticated gateway
 from .errors import (
     AccessTokenRejected,
     AuthorizationCodeInvalid,
@@ -60,7 +61,6 @@ from .vault import Vault
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-DEFAULT_TENANT = "default"
 #: Callback parameters that have their own ExchangeRequest field and so may not also be in the map.
 CALLBACK_FIELDS = frozenset({"state", "code", "iss"})
 DEFAULT_PAGE_SIZE = 50
@@ -338,6 +338,7 @@ class Gateway:
             raise ConnectionNotFound(
                 f"no connection {connection_id}", metadata={"connection_id": connection_id}
             )
+        audit.note_provider(connection.provider_id)
         return connection
 
     async def list_connections(
