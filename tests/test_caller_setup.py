@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from broker_gateway.devpki import Authority
 from broker_gateway.callers import Authenticator, CallerConfig, Permission, key_sha256, new_key
 from broker_gateway.config import parse_config
 from broker_gateway.errors import CallerUnauthenticated, ConfigError
@@ -30,7 +31,6 @@ from broker_gateway.tls import TlsConfig
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from conftest import FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure, gateway_config, running_gateway
-from support.certs import Authority
 from test_cli import KEY, run_cli, write_config
 
 HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

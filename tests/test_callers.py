@@ -16,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from broker_gateway.devpki import Authority
 from broker_gateway.callers import CallerConfig, Permission, key_sha256, new_key
 from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, Provider, hookimpl
 from broker_gateway.tls import TlsConfig
@@ -24,7 +25,6 @@ from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway.v1 import connection_pb2
 from broker_gateway_oauth2.provider import GenericOAuth2Provider
 from conftest import REDIRECT_URI, FakeClock, Failure, GatewayHarness, Wallet, expect_failure, gateway_config, running_gateway
-from support.certs import Authority
 
 ALL = frozenset(Permission)
 RPCS = [method.name for method in api.DESCRIPTOR.services_by_name["BrokerGateway"].methods]

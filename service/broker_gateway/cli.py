@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT for the gateway (default 127.0.0.1:50051)")
     sandbox.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"where state is kept (default {DEFAULT_DATA_DIR})")
     sandbox.add_argument("--callback-listen", default=DEFAULT_CALLBACK, help=f"HOST:PORT of the callback page (default {DEFAULT_CALLBACK})")
+    sandbox.add_argument(
+        "--secure", action="store_true",
+        help="serve TLS (a throwaway CA in the data dir) and require a caller API key (printed, and in sandbox.json)",
+    )
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
     check.add_argument("config")
     rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
@@ -103,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             asyncio.run(_serve(args.config, args.listen))
         elif args.command == "sandbox":
-            asyncio.run(run_sandbox(args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True)))
+            asyncio.run(
+                run_sandbox(
+                    args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True),
+                    secure=args.secure,
+                )
+            )
         elif args.command == "check-config":
             problems = asyncio.run(_check_config(args.config))
             for problem in problems:

@@ -1,5 +1,6 @@
-"""A throwaway PKI made at test time (no private key is ever committed): certificate authorities, a
-server certificate for 127.0.0.1 and localhost, and client certificates with a URI SAN or a CN."""
+"""A throwaway PKI for the sandbox and the tests: a certificate authority, a server certificate for
+127.0.0.1 and localhost, and client certificates with a URI SAN (a SPIFFE ID, say) or only a CN. Made
+fresh on the spot, so no private key is ever committed or shipped; never for production use."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class Pem:
         cert, key = directory / f"{name}.crt", directory / f"{name}.key"
         cert.write_bytes(self.cert)
         key.write_bytes(self.key)
-        key.chmod(0o600)
+        for path in (cert, key):
+            path.chmod(0o600)
         return cert, key
 
 
