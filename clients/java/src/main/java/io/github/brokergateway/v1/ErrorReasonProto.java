@@ -36,7 +36,7 @@ public final class ErrorReasonProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n$broker_gateway/v1/error_reason.proto\022\021" +
-      "broker_gateway.v1*\251\t\n\013ErrorReason\022\034\n\030ERR" +
+      "broker_gateway.v1*\365\t\n\013ErrorReason\022\034\n\030ERR" +
       "OR_REASON_UNSPECIFIED\020\000\022\036\n\032ERROR_REASON_" +
       "INVALID_FIELD\020\001\022 \n\034ERROR_REASON_FIELD_TO" +
       "O_LARGE\020\002\022%\n!ERROR_REASON_INVALID_REDIRE" +
@@ -66,11 +66,13 @@ public final class ErrorReasonProto extends com.google.protobuf.GeneratedFile {
       "ASON_DEADLINE_TOO_SHORT\020(\022\"\n\036ERROR_REASO" +
       "N_STORE_UNAVAILABLE\020)\022%\n!ERROR_REASON_TO" +
       "KEN_DECRYPT_FAILED\020*\022\037\n\033ERROR_REASON_INT" +
-      "ERNAL_ERROR\020+B\217\001\n\032io.github.brokergatewa" +
-      "y.v1B\020ErrorReasonProtoP\001\242\002\003BXX\252\002\020BrokerG" +
-      "ateway.V1\312\002\020BrokerGateway\\V1\342\002\034BrokerGat" +
-      "eway\\V1\\GPBMetadata\352\002\021BrokerGateway::V1b" +
-      "\006proto3"
+      "ERNAL_ERROR\020+\022\'\n#ERROR_REASON_CALLER_UNA" +
+      "UTHENTICATED\0202\022!\n\035ERROR_REASON_CALLER_FO" +
+      "RBIDDEN\0203B\217\001\n\032io.github.brokergateway.v1" +
+      "B\020ErrorReasonProtoP\001\242\002\003BXX\252\002\020BrokerGatew" +
+      "ay.V1\312\002\020BrokerGateway\\V1\342\002\034BrokerGateway" +
+      "\\V1\\GPBMetadata\352\002\021BrokerGateway::V1b\006pro" +
+      "to3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
