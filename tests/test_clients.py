@@ -5,11 +5,12 @@
   the same way in test_protos.py).
 - Compatibility: ``buf breaking`` passes against the last released API (``protos-released/``) and
   fails on a deliberately breaking change.
-- Examples: one sandbox gateway (the real CLI, as a user starts it); each language's example program
-  is built with that language's own toolchain and run against it. Each lists providers, authorizes,
+- Examples: one sandbox gateway with TLS and a caller key (the real CLI, as a user starts it:
+  ``sandbox --secure``); each language's example program is built with that language's own toolchain
+  and run against it, given the CA file and the key from sandbox.json. Each lists providers, authorizes,
   approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info and
   then reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
-  gateway itself.
+  gateway itself. Given a key the gateway does not know, each fails at its first call, UNAUTHENTICATED.
 
 The first Maven build downloads the Java dependencies into ~/.m2 and the first Go build fills the Go
 module and build caches; later runs reuse them, hence the generous timeouts.
@@ -33,6 +34,7 @@ from typing import Any
 
 import grpc
 import pytest
+from broker_gateway.callers import new_key
 from broker_gateway.simkit import stable_user_id
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
@@ -53,11 +55,13 @@ BUILD_TIMEOUT = 900  # seconds; a first Maven build downloads a few dozen megaby
 RUN_TIMEOUT = 120
 
 
+def execute(command: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+
+
 def run(command: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
     """Run a command, fail the test with its output if it fails, and return its standard output."""
-    result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False
-    )
+    result = execute(command, cwd=cwd, timeout=timeout, env=env)
     assert result.returncode == 0, f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -154,8 +158,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_sandbox(data_dir: Path) -> Iterator[dict[str, Any]]:
-    """`broker-gateway sandbox` on free loopback ports; yields its sandbox.json (gateway, redirect_uri, ...)."""
+def running_sandbox(data_dir: Path, *, secure: bool = False) -> Iterator[dict[str, Any]]:
+    """`broker-gateway sandbox` on free loopback ports; yields its sandbox.json (gateway, redirect_uri, ...,
+    and with ``secure`` the ca_file and api_key of its TLS and its caller)."""
     process = subprocess.Popen(
         [
             str(BIN / "broker-gateway"),
@@ -166,6 +171,7 @@ def running_sandbox(data_dir: Path) -> Iterator[dict[str, Any]]:
             str(data_dir),
             "--callback-listen",
             "127.0.0.1:0",
+            *(["--secure"] if secure else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -188,18 +194,24 @@ def running_sandbox(data_dir: Path) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as description:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), secure=True) as description:
         yield description
+
+
+def example_environment(sandbox: dict[str, Any], username: str, api_key: str | None = None) -> dict[str, str]:
+    """What an example reads: the sandbox's address and redirect URI, its CA file and a caller key."""
+    return {
+        "BROKER_GATEWAY_ADDRESS": sandbox["gateway"],
+        "BROKER_GATEWAY_REDIRECT_URI": sandbox["redirect_uri"],
+        "BROKER_GATEWAY_USERNAME": username,
+        "BROKER_GATEWAY_CA_FILE": sandbox["ca_file"],
+        "BROKER_GATEWAY_API_KEY": sandbox["api_key"] if api_key is None else api_key,
+    }
 
 
 def run_example(command: list[str], *, cwd: Path, sandbox: dict[str, Any], username: str) -> dict[str, str]:
     """Run an example against the sandbox and return the `key: value` lines it printed."""
-    env = {
-        "BROKER_GATEWAY_ADDRESS": sandbox["gateway"],
-        "BROKER_GATEWAY_REDIRECT_URI": sandbox["redirect_uri"],
-        "BROKER_GATEWAY_USERNAME": username,
-    }
-    output = run(command, cwd=cwd, timeout=RUN_TIMEOUT, env=env)
+    output = run(command, cwd=cwd, timeout=RUN_TIMEOUT, env=example_environment(sandbox, username))
     printed: dict[str, str] = {}
     for line in output.splitlines():
         key, _, value = line.partition(": ")
@@ -218,13 +230,33 @@ def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) 
     assert printed["error_reason"] == "AUTHZ_TRANSACTION_INVALID", printed
     assert printed["error_domain"] == "broker-gateway", printed
     assert printed["error_code"].replace("_", "").lower() == "failedprecondition", printed
-    with grpc.insecure_channel(sandbox["gateway"]) as channel:
+    with caller_channel(sandbox) as channel:
         connection = (
             api_grpc.BrokerGatewayStub(channel)
             .GetConnection(api.GetConnectionRequest(connection_id=printed["connection_id"]), timeout=10)
             .connection
         )
     assert connection.subject == printed["subject"] and connection.provider == "wallet"
+
+
+def caller_channel(sandbox: dict[str, Any]) -> grpc.Channel:
+    """A channel to the secure sandbox as its caller: TLS to its CA, the key on every call."""
+    credentials = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(root_certificates=Path(sandbox["ca_file"]).read_bytes()),
+        grpc.access_token_call_credentials(sandbox["api_key"]),
+    )
+    return grpc.secure_channel(sandbox["gateway"], credentials)
+
+
+def check_refused(command: list[str], *, cwd: Path, sandbox: dict[str, Any], unauthenticated: str) -> None:
+    """With a key the gateway does not know, the example stops at its first call and reports the
+    UNAUTHENTICATED code (spelled ``unauthenticated`` the way its language prints status codes)."""
+    env = example_environment(sandbox, "mallory", api_key=new_key())
+    result = execute(command, cwd=cwd, timeout=RUN_TIMEOUT, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert unauthenticated in output, output
+    assert "provider: " not in result.stdout, output
 
 
 def test_go_example(sandbox: dict[str, Any], tmp_path: Path) -> None:
@@ -235,6 +267,7 @@ def test_go_example(sandbox: dict[str, Any], tmp_path: Path) -> None:
     run(["go", "build", "-o", str(tmp_path / "flow"), "./examples/flow"], cwd=go, timeout=BUILD_TIMEOUT, env=env)
     printed = run_example([str(tmp_path / "flow")], cwd=go, sandbox=sandbox, username="gopher")
     check_flow(printed, sandbox, "gopher")
+    check_refused([str(tmp_path / "flow")], cwd=go, sandbox=sandbox, unauthenticated="code = Unauthenticated")
 
 
 def test_typescript_example(sandbox: dict[str, Any]) -> None:
@@ -244,6 +277,7 @@ def test_typescript_example(sandbox: dict[str, Any]) -> None:
     run(["npm", "run", "--silent", "build"], cwd=typescript, timeout=BUILD_TIMEOUT)
     printed = run_example(["node", "dist/examples/flow.js"], cwd=typescript, sandbox=sandbox, username="tsnode")
     check_flow(printed, sandbox, "tsnode")
+    check_refused(["node", "dist/examples/flow.js"], cwd=typescript, sandbox=sandbox, unauthenticated="[unauthenticated]")
 
 
 def test_java_example(sandbox: dict[str, Any]) -> None:
@@ -264,7 +298,7 @@ def test_java_example(sandbox: dict[str, Any]) -> None:
         timeout=BUILD_TIMEOUT,
     )
     classpath = os.pathsep.join(["target/classes", "target/test-classes", classpath_file.read_text().strip()])
-    printed = run_example(
-        ["java", "-cp", classpath, "io.github.brokergateway.example.Flow"], cwd=java, sandbox=sandbox, username="duke"
-    )
+    command = ["java", "-cp", classpath, "io.github.brokergateway.example.Flow"]
+    printed = run_example(command, cwd=java, sandbox=sandbox, username="duke")
     check_flow(printed, sandbox, "duke")
+    check_refused(command, cwd=java, sandbox=sandbox, unauthenticated="StatusRuntimeException: UNAUTHENTICATED")

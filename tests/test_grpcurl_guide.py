@@ -11,7 +11,10 @@ table documents, and nothing else:
   and ``state`` from the approval's callback URL, ``connectionId`` from Exchange.
 
 A block preceded by ``<!-- expect-failure: REASON -->`` must exit non-zero and print an ErrorInfo with
-that reason; every other block must succeed. The guide must also cover every RPC of the service.
+that reason; every other block must succeed. The blocks after ``<!-- secure-sandbox -->`` run against a
+second sandbox, started with ``--secure``: ``GATEWAY`` is its address, and ``BROKER_GATEWAY_CA_FILE`` and
+``BROKER_GATEWAY_API_KEY`` are the ``ca_file`` and ``api_key`` of its sandbox.json. The guide must also
+cover every RPC of the service.
 """
 
 from __future__ import annotations
@@ -32,7 +35,17 @@ from test_clients import running_sandbox
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "grpcurl.md"
 BIN = Path(sys.executable).parent
-PLACEHOLDERS = {"GATEWAY", "REDIRECT_URI", "AUTHORIZATION_URL", "STATE", "CODE", "CONNECTION_ID"}
+PLACEHOLDERS = {
+    "GATEWAY",
+    "REDIRECT_URI",
+    "AUTHORIZATION_URL",
+    "STATE",
+    "CODE",
+    "CONNECTION_ID",
+    "BROKER_GATEWAY_CA_FILE",
+    "BROKER_GATEWAY_API_KEY",
+}
+SECURE_MARKER = "<!-- secure-sandbox -->"
 
 
 @dataclass
@@ -40,21 +53,32 @@ class Command:
     line: int
     script: str
     expect_failure: str | None
+    #: After the secure-sandbox marker: runs against the sandbox with TLS and a caller key.
+    secure: bool
 
 
 def commands() -> list[Command]:
     """The guide's ```sh blocks, in order, each with the expect-failure marker right before it, if any."""
     text = GUIDE.read_text()
+    secure_from = text.find(SECURE_MARKER)
+    assert secure_from >= 0, f"docs/grpcurl.md has no {SECURE_MARKER}"
     found = []
     pattern = r"(?:<!-- expect-failure: (?P<reason>[A-Z_]+) -->\n)?```sh\n(?P<script>.*?)```"
     for match in re.finditer(pattern, text, re.DOTALL):
-        found.append(Command(text.count("\n", 0, match.start("script")), match["script"], match["reason"]))
+        line = text.count("\n", 0, match.start("script"))
+        found.append(Command(line, match["script"], match["reason"], secure=match.start() > secure_from))
     return found
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with running_sandbox(tmp_path_factory.mktemp("sandbox")) as description:
+        yield description
+
+
+@pytest.fixture(scope="module")
+def secure_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with running_sandbox(tmp_path_factory.mktemp("secure-sandbox"), secure=True) as description:
         yield description
 
 
@@ -83,12 +107,20 @@ def test_the_guide_covers_every_rpc() -> None:
     assert not missing, f"docs/grpcurl.md has no command for {missing}"
 
 
-def test_every_command_in_the_guide_runs(sandbox: dict[str, Any]) -> None:
-    """Run the guide top to bottom, as a reader would paste it into one terminal."""
+def test_every_command_in_the_guide_runs(sandbox: dict[str, Any], secure_sandbox: dict[str, Any]) -> None:
+    """Run the guide top to bottom, as a reader would paste it into one terminal (and, for the secure
+    section, into a terminal set up for the secure sandbox)."""
     found = commands()
     assert len(found) >= 15, "the guide's ```sh blocks were not found"
     assert any("-format-error" in c.script and c.expect_failure for c in found), "no command shows ErrorInfo as JSON"
+    assert any(c.secure and c.expect_failure == "CALLER_UNAUTHENTICATED" for c in found), "no command shows a refused caller"
+    assert all("-plaintext" not in c.script for c in found if c.secure), "a secure-section command uses plaintext"
     variables = {"GATEWAY": sandbox["gateway"], "REDIRECT_URI": sandbox["redirect_uri"]}
+    secure_variables = {
+        "GATEWAY": secure_sandbox["gateway"],
+        "BROKER_GATEWAY_CA_FILE": secure_sandbox["ca_file"],
+        "BROKER_GATEWAY_API_KEY": secure_sandbox["api_key"],
+    }
     # The guide's `grpcurl` is the real binary from the virtualenv (installed by `make test`).
     path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
     for command in found:
@@ -98,7 +130,7 @@ def test_every_command_in_the_guide_runs(sandbox: dict[str, Any]) -> None:
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, "PATH": path, **variables},
+            env={**os.environ, "PATH": path, **variables, **(secure_variables if command.secure else {})},
             check=False,
         )
         output = result.stdout + result.stderr
@@ -109,4 +141,5 @@ def test_every_command_in_the_guide_runs(sandbox: dict[str, Any]) -> None:
             assert result.returncode != 0, f"{where}\nsucceeded but the guide says it fails:\n{output}"
             assert "type.googleapis.com/google.rpc.ErrorInfo" in output, f"{where}\nprinted no ErrorInfo:\n{output}"
             assert f'"reason":"{command.expect_failure}"' in output.replace(" ", ""), f"{where}\n{output}"
-    assert set(variables) == PLACEHOLDERS, f"the guide never yields {sorted(PLACEHOLDERS - set(variables))}"
+    yielded = set(variables) | set(secure_variables)
+    assert yielded == PLACEHOLDERS, f"the guide never yields {sorted(PLACEHOLDERS - yielded)}"

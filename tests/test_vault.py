@@ -20,6 +20,7 @@ import broker_gateway.gateway as gateway_module
 import grpc
 import pytest
 from broker_gateway.app import build_application
+from broker_gateway.callers import DEFAULT_TENANT
 from broker_gateway.config import Config
 from broker_gateway.errors import ConfigError, TokenDecryptFailed
 from broker_gateway.oauth2 import pkce_challenge
@@ -236,12 +237,12 @@ async def test_ciphertext_moved_to_another_tenant_fails(wallet_gateway: GatewayH
     """The same connection id in another tenant, holding tenant A's ciphertext (4.3 E2)."""
     gateway = wallet_gateway.application.gateway
     connection_id = (await connect_wallet(wallet_gateway, wallet, "alice")).connection_id
-    original = await gateway.store.get_connection(gateway_module.DEFAULT_TENANT, connection_id)
+    original = await gateway.store.get_connection(DEFAULT_TENANT, connection_id)
     assert original is not None
     assert await gateway.store.insert_connection(dataclasses.replace(original, tenant="tenant-b"))
     with pytest.raises(TokenDecryptFailed):
         await gateway.access_token("tenant-b", connection_id)
-    assert (await gateway.access_token(gateway_module.DEFAULT_TENANT, connection_id)).access_token
+    assert (await gateway.access_token(DEFAULT_TENANT, connection_id)).access_token
 
 
 # -- key rotation ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``broker-gateway`` command: serve, sandbox, check-config, rewrap, generate-key."""
+"""The ``broker-gateway`` command: serve, sandbox, check-config, rewrap, generate-key, new-caller-key."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import resource
 import sys
 from pathlib import Path
 
+from . import audit
 from .app import build_application, http_client, instantiate_providers, utc_now
+from .callers import key_sha256, new_key
 from .config import load_config, read_config
 from .errors import ConfigError
 from .plugins import PluginError, plugin_manager, provider_types
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
-from .server import start_server, termination_signal
+from .server import check_exposure, start_server, termination_signal
 from .store.crypto import Keyring, generate_key
 from .store.sqlite import SQLiteStore
 from .vault import RewrapReport, Vault
@@ -47,7 +49,11 @@ def freeze_startup_heap() -> None:
 
 
 async def _serve(config_path: str, listen: str | None) -> None:
-    application = await build_application(load_config(config_path))
+    config = load_config(config_path)
+    check_exposure(listen or config.server.listen, config)
+    if config.audit_file:
+        audit.write_to_file(config.audit_file)
+    application = await build_application(config)
     running = await start_server(application, listen)
     freeze_startup_heap()
     try:
@@ -61,6 +67,11 @@ async def _check_config(config_path: str) -> list[str]:
     config, problems = read_config(config_path)
     if config is None:
         return problems
+    if not problems:
+        try:
+            check_exposure(config.server.listen, config)
+        except ConfigError as error:
+            problems += error.problems
     http = http_client()
     try:
         instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
@@ -91,11 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT for the gateway (default 127.0.0.1:50051)")
     sandbox.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"where state is kept (default {DEFAULT_DATA_DIR})")
     sandbox.add_argument("--callback-listen", default=DEFAULT_CALLBACK, help=f"HOST:PORT of the callback page (default {DEFAULT_CALLBACK})")
+    sandbox.add_argument(
+        "--secure", action="store_true",
+        help="serve TLS (a throwaway CA in the data dir) and require a caller API key (printed, and in sandbox.json)",
+    )
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
     check.add_argument("config")
     rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
     rewrap.add_argument("--config", required=True)
     commands.add_parser("generate-key", help="print a new random encryption key")
+    commands.add_parser("new-caller-key", help="print a new API key for a caller and the key_sha256 line for its [[callers]] entry")
     return parser
 
 
@@ -111,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             asyncio.run(_serve(args.config, args.listen))
         elif args.command == "sandbox":
-            asyncio.run(run_sandbox(args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True)))
+            asyncio.run(
+                run_sandbox(
+                    args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True),
+                    secure=args.secure,
+                )
+            )
         elif args.command == "check-config":
             problems = asyncio.run(_check_config(args.config))
             for problem in problems:
@@ -126,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if report.undecryptable else 0
         elif args.command == "generate-key":
             print(generate_key())
+        elif args.command == "new-caller-key":
+            key = new_key()
+            print(f"API key (give it to the caller; it is not stored anywhere): {key}")
+            print(f'key_sha256 = "{key_sha256(key)}"')
     except (ConfigError, PluginError) as error:
         print(f"broker-gateway: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ Environment overrides: ``BROKER_GATEWAY_LISTEN``, ``BROKER_GATEWAY_STORE_PATH``,
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .callers import CallerConfig, Permission
 from .errors import ConfigError
 from .gateway import GatewaySettings
+from .references import UnresolvedReference, resolve_reference
 from .store.crypto import KeyringError, decode_key
+from .tls import TlsConfig, tls_problems
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -42,6 +46,11 @@ class ServerConfig:
     max_connection_age_grace_seconds: float = 30.0
     #: Concurrent calls on one connection (HTTP/2 streams); a client queues any beyond.
     max_concurrent_streams: int = 128
+    #: TLS on the gRPC port ([server.tls]); plaintext without it.
+    tls: TlsConfig | None = None
+    #: Listening beyond loopback needs callers and TLS, unless these say otherwise explicitly.
+    allow_unauthenticated: bool = False
+    allow_plaintext: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,24 +72,20 @@ class Config:
     encryption_keys: tuple[tuple[str, bytes], ...] = field(repr=False)
     providers: tuple[ProviderConfig, ...]
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    #: Who may call; none configured means every call is the anonymous caller of the default tenant.
+    callers: tuple[CallerConfig, ...] = ()
+    #: Where audit records go as JSON lines; without it, to the log (logger broker_gateway.audit).
+    audit_file: str | None = None
 
 
 def resolve_secret(value: str, where: str, problems: list[str]) -> str:
     """Replace an ``env:`` or ``file:`` reference by what it names. An unresolvable reference is a
     problem and stays as it is, so checks further on do not report it a second time."""
-    if value.startswith("env:"):
-        name = value[4:]
-        if name not in os.environ:
-            problems.append(f"{where}: environment variable {name} is not set")
-            return value
-        return os.environ[name]
-    if value.startswith("file:"):
-        try:
-            return Path(value[5:]).read_text().rstrip("\n")
-        except OSError as error:
-            problems.append(f"{where}: cannot read {value[5:]}: {error.strerror}")
-            return value
-    return value
+    try:
+        return resolve_reference(value)
+    except UnresolvedReference as error:
+        problems.append(f"{where}: {error}")
+        return value
 
 
 def _resolve_all(value: Any, where: str, problems: list[str]) -> Any:
@@ -143,6 +148,84 @@ def _providers(entries: Any, problems: list[str]) -> tuple[ProviderConfig, ...]:
     return tuple(providers)
 
 
+_CALLER_KEYS = frozenset({"id", "tenant", "key_sha256", "tls_subject", "permissions"})
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _callers(entries: Any, problems: list[str], *, mutual_tls: bool) -> tuple[CallerConfig, ...]:
+    """The ``[[callers]]`` entries; every problem of every entry is reported, none of them repeating a
+    key hash (a hash is not the key, but it has no business in a log either)."""
+    if not isinstance(entries, list):
+        problems.append("callers: expected an array of tables ([[callers]])")
+        return ()
+    callers: list[CallerConfig] = []
+    ids: set[str] = set()
+    hashes: set[str] = set()
+    subjects: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"callers[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        caller_id, tenant = entry.get("id"), entry.get("tenant")
+        if not isinstance(caller_id, str) or not _NAME.fullmatch(caller_id):
+            problems.append(f"{where}.id: required: letters, digits and . _ : @ / - (at most 128)")
+            continue
+        where = f"callers[{caller_id}]"
+        if caller_id in ids:
+            problems.append(f"{where}: the id is used twice")
+        ids.add(caller_id)
+        problems.extend(f"{where}.{key}: unknown setting" for key in sorted(set(entry) - _CALLER_KEYS))
+        if not isinstance(tenant, str) or not _NAME.fullmatch(tenant):
+            problems.append(f"{where}.tenant: required: letters, digits and . _ : @ / - (at most 128)")
+            tenant = ""
+        key_hash, subject = entry.get("key_sha256"), entry.get("tls_subject")
+        if key_hash is None and subject is None:
+            problems.append(f"{where}: give key_sha256 (an API key's hash) or tls_subject (a client certificate)")
+        if key_hash is not None:
+            if not isinstance(key_hash, str) or not _SHA256_HEX.fullmatch(key_hash):
+                problems.append(f"{where}.key_sha256: expected 64 hex digits (broker-gateway new-caller-key prints one)")
+                key_hash = None
+            else:
+                key_hash = key_hash.lower()
+                if key_hash in hashes:
+                    problems.append(f"{where}.key_sha256: another caller has the same key")
+                hashes.add(key_hash)
+        if subject is not None:
+            if not isinstance(subject, str) or not subject:
+                problems.append(f"{where}.tls_subject: expected a non-empty string")
+                subject = None
+            elif not mutual_tls:
+                problems.append(f"{where}.tls_subject: needs [server.tls] client_ca (mutual TLS)")
+            elif subject in subjects:
+                problems.append(f"{where}.tls_subject: another caller has the same subject")
+            if subject:
+                subjects.add(subject)
+        permissions = _permissions(entry.get("permissions"), where, problems)
+        callers.append(CallerConfig(caller_id, tenant, permissions, key_hash, subject))
+    return tuple(callers)
+
+
+def _permissions(value: Any, where: str, problems: list[str]) -> frozenset[Permission]:
+    known = {permission.value: permission for permission in Permission}
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.append(f"{where}.permissions: expected a list out of {', '.join(known)}")
+        return frozenset()
+    for item in value:
+        if item not in known:
+            problems.append(f"{where}.permissions: unknown permission {item!r} (known: {', '.join(known)})")
+    return frozenset(known[item] for item in value if item in known)
+
+
+def _flag(table: Mapping[str, Any], key: str, where: str, problems: list[str]) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        problems.append(f"{where}.{key}: expected true or false")
+        return False
+    return value
+
+
 def _keys(entries: Any, problems: list[str]) -> tuple[tuple[str, bytes], ...]:
     override = os.environ.get("BROKER_GATEWAY_ENCRYPTION_KEYS")
     if override is not None:
@@ -201,6 +284,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
     refresh_table = document.get("refresh", {})
     limits_table = document.get("limits", {})
     defaults = ServerConfig()
+    tls = _tls(server_table.get("tls"), problems)
     server = ServerConfig(
         listen=os.environ.get("BROKER_GATEWAY_LISTEN", server_table.get("listen", DEFAULT_LISTEN)),
         reflection=bool(server_table.get("reflection", True)),
@@ -219,6 +303,9 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
             server_table, "max_connection_age_grace_seconds", defaults.max_connection_age_grace_seconds, "server", problems
         ),
         max_concurrent_streams=_count(server_table, "max_concurrent_streams", defaults.max_concurrent_streams, "server", problems),
+        tls=tls,
+        allow_unauthenticated=_flag(server_table, "allow_unauthenticated", "server", problems),
+        allow_plaintext=_flag(server_table, "allow_plaintext", "server", problems),
     )
     if store_table.get("backend", "sqlite") != "sqlite":
         problems.append("store.backend: only sqlite is available")
@@ -250,8 +337,46 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         encryption_keys=_keys(document.get("encryption", {}).get("keys"), problems),
         providers=_providers(document.get("providers", []), problems),
         gateway=settings,
+        callers=_callers(document.get("callers", []), problems, mutual_tls=tls is not None and tls.client_ca is not None),
+        audit_file=_audit_file(document.get("audit", {}), base_dir, problems),
     )
     return config, problems
+
+
+def _tls(table: Any, problems: list[str]) -> TlsConfig | None:
+    """``[server.tls]``: the certificate, key and optional client CA, each inline PEM or an ``env:`` or
+    ``file:`` reference, kept as given so that ``file:`` ones can be re-read when they change."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        problems.append("server.tls: expected a table with cert and key")
+        return None
+    problems.extend(f"server.tls.{key}: unknown setting" for key in sorted(set(table) - {"cert", "key", "client_ca"}))
+    cert, key, client_ca = table.get("cert"), table.get("key"), table.get("client_ca")
+    for name, value in (("cert", cert), ("key", key)):
+        if not isinstance(value, str) or not value:
+            problems.append(f"server.tls.{name}: required (PEM, or an env: or file: reference)")
+    if client_ca is not None and (not isinstance(client_ca, str) or not client_ca):
+        problems.append("server.tls.client_ca: expected PEM, or an env: or file: reference")
+    if not (isinstance(cert, str) and cert and isinstance(key, str) and key):
+        return None
+    config = TlsConfig(cert=cert, key=key, client_ca=client_ca if isinstance(client_ca, str) and client_ca else None)
+    problems.extend(tls_problems(config))
+    return config
+
+
+def _audit_file(table: Any, base_dir: Path, problems: list[str]) -> str | None:
+    if not isinstance(table, dict):
+        problems.append("audit: expected a table")
+        return None
+    problems.extend(f"audit.{key}: unknown setting" for key in sorted(set(table) - {"file"}))
+    path = table.get("file")
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path:
+        problems.append("audit.file: expected a file path")
+        return None
+    return path if Path(path).is_absolute() else str(base_dir / path)
 
 
 def read_config(path: str | Path) -> tuple[Config | None, list[str]]:

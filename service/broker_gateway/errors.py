@@ -204,6 +204,26 @@ class TokenDecryptFailed(GatewayError):
     reason = "TOKEN_DECRYPT_FAILED"
 
 
+class CallerUnauthenticated(GatewayError):
+    """No credentials, or none that name a configured caller: one answer for every case."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "CALLER_UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__("the call needs a configured caller's credentials (authorization: Bearer <key>, or a client certificate)")
+
+
+class CallerForbidden(GatewayError):
+    """A known caller without the permission the RPC needs; ``permission`` names it."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "CALLER_FORBIDDEN"
+
+    def __init__(self, permission: str) -> None:
+        super().__init__(f"the caller lacks the {permission} permission", metadata={"permission": permission})
+
+
 class InternalError(GatewayError):
     code = grpc.StatusCode.INTERNAL
     reason = "INTERNAL_ERROR"

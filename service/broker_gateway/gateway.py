@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from . import deadlines, validation
+from . import audit, deadlines, validation
 from .errors import (
     AccessTokenRejected,
     AuthorizationCodeInvalid,
@@ -64,7 +64,6 @@ from .vault import Vault
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-DEFAULT_TENANT = "default"
 #: Callback parameters that have their own ExchangeRequest field and so may not also be in the map.
 CALLBACK_FIELDS = frozenset({"state", "code", "iss"})
 DEFAULT_PAGE_SIZE = 50
@@ -349,6 +348,7 @@ class Gateway:
         connection = await self.store.get_connection(tenant, connection_id)
         if connection is None:
             raise ConnectionNotFound("no connection has this connection_id")
+        audit.note_provider(connection.provider_id)
         return connection
 
     async def list_connections(

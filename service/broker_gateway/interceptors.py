@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -21,8 +21,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import trace
 
-from . import deadlines, telemetry
-from .errors import DOMAIN, GatewayError, InternalError, InvalidArgument
+from . import audit, callers, deadlines, telemetry
+from .callers import Authenticator, Caller, Permission
+from .errors import DOMAIN, CallerUnauthenticated, GatewayError, InternalError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -95,44 +96,108 @@ def add_wrapped_servicer(
     add_servicer: Callable[[Any, Any], None],
     servicer: Any,
     tracer: trace.Tracer | None,
+    *,
+    authenticator: Authenticator | None = None,
+    permissions: Mapping[str, Permission | None] | None = None,
 ) -> None:
     """Register ``servicer`` (with its generated ``add_*Servicer_to_server``) with every unary handler
     wrapped once, here, instead of by grpc.aio interceptors, which grpc runs again and which build a
     new handler on every call: that per-call work cost a quarter of the gateway's throughput
-    (benchmarks/README.md). Each call gets its deadline recorded and every failure leaves as a rich
-    status; with a tracer, each call also gets its server span."""
+    (benchmarks/README.md). Each call gets its deadline recorded, its caller authenticated (with an
+    ``authenticator``: the caller must hold ``permissions[method]``), every failure leaves as a rich
+    status, and audited RPCs leave an audit record; with a tracer, each call also gets its server span."""
     capture = _Capture()
     add_servicer(servicer, capture)
     wrapped = {
-        name: _wrap(f"/{capture.service}/{name}", handler, tracer) for name, handler in capture.handlers.items()
+        name: _wrap(f"/{capture.service}/{name}", handler, tracer, authenticator, None if permissions is None else permissions[name])
+        for name, handler in capture.handlers.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
     server.add_registered_method_handlers(capture.service, wrapped)
 
 
-def _wrap(full_method: str, handler: grpc.RpcMethodHandler, tracer: trace.Tracer | None) -> grpc.RpcMethodHandler:
+def add_authenticated_service(server: grpc.aio.Server, add_service: Callable[[Any], None], authenticator: Authenticator) -> None:
+    """Register a service that grpc adds itself (reflection) with each of its streaming handlers
+    answering UNAUTHENTICATED to a call without a configured caller's credentials."""
+    capture = _Capture()
+    add_service(capture)
+    guarded = {name: _guard_stream(name, handler, authenticator) for name, handler in capture.handlers.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, guarded),))
+    server.add_registered_method_handlers(capture.service, guarded)
+
+
+def _guard_stream(rpc: str, handler: grpc.RpcMethodHandler, authenticator: Authenticator) -> grpc.RpcMethodHandler:
+    if handler.stream_stream is None:
+        raise TypeError("only stream-stream methods are guarded")
+    inner = handler.stream_stream
+
+    async def behavior(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            authenticator.authenticate(context.invocation_metadata(), context.auth_context)
+        except GatewayError as refused:
+            audit.record(rpc, None, None, None, refused)
+            await context.abort_with_status(rpc_status.to_status(to_status(refused)))
+        async for response in inner(requests, context):
+            yield response
+
+    return grpc.stream_stream_rpc_method_handler(
+        behavior, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
+
+
+def _wrap(
+    full_method: str,
+    handler: grpc.RpcMethodHandler,
+    tracer: trace.Tracer | None,
+    authenticator: Authenticator | None,
+    permission: Permission | None,
+) -> grpc.RpcMethodHandler:
     if handler.unary_unary is None:
         raise TypeError(f"{full_method}: only unary methods are wrapped")
     inner = handler.unary_unary
     spans = None if tracer is None else telemetry.ServerSpans(tracer, full_method)
+    rpc = full_method.rsplit("/", 1)[1]
+    audited = rpc in audit.AUDITED_RPCS
+
+    def authenticate(context: grpc.aio.ServicerContext) -> Caller:
+        if authenticator is None:
+            return callers.ANONYMOUS
+        caller = authenticator.authenticate(context.invocation_metadata(), context.auth_context)
+        if spans is not None:
+            trace.get_current_span().set_attribute("broker_gateway.caller", caller.id)
+        caller.require(permission)
+        return caller
 
     async def serve(request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, GatewayError | None]:
         """The response, or the failure to report; grpc's own aborts pass through."""
         left = context.time_remaining()
         token = deadlines.enter(MAX_DEADLINE if left is None or left > MAX_DEADLINE else left)
+        caller: Caller | None = None
+        auditing = audit.enabled() and (audited or authenticator is not None)
+        record = audit.begin() if auditing else None
         try:
-            if isinstance(request, _Undecodable):
-                raise InvalidArgument("request", "the request is not a valid message (check string fields are UTF-8)")
-            return await inner(request, context), None
+            caller = authenticate(context)
+            caller_token = callers.enter(caller)
+            try:
+                if isinstance(request, _Undecodable):
+                    raise InvalidArgument("request", "the request is not a valid message (check string fields are UTF-8)")
+                response, failure = await inner(request, context), None
+            finally:
+                callers.leave(caller_token)
         except GatewayError as error:
-            return None, error
+            response, failure = None, error
         except grpc.aio.AbortError:
             raise
         except Exception:
             log.exception("unexpected failure in %s", full_method)
-            return None, InternalError("internal error; the gateway's log has the details")
+            response, failure = None, InternalError("internal error; the gateway's log has the details")
         finally:
             deadlines.leave(token)
+        if record is not None:
+            if audited or isinstance(failure, CallerUnauthenticated):
+                audit.record(rpc, caller, request, response, failure)
+            audit.end(record)
+        return response, failure
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
         response, failure = await serve(request, context)

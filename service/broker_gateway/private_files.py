@@ -53,9 +53,14 @@ def create_private_file(path: Path) -> None:
 
 
 def write_private_text(path: Path, text: str) -> None:
-    """Replace ``path`` by a 0600 file holding ``text``. The file appears complete, never half
+    """Replace ``path`` by a 0600 file holding ``text`` (see ``write_private_bytes``)."""
+    write_private_bytes(path, text.encode())
+
+
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` by a 0600 file holding ``data``. The file appears complete, never half
     written, so a reader waiting for it (as sandbox users do for sandbox.json) reads it whole."""
     draft = path.with_name(path.name + ".tmp")
     create_private_file(draft)
-    draft.write_text(text)
+    draft.write_bytes(data)
     draft.replace(path)

@@ -26,12 +26,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .app import build_application
+from .callers import DEFAULT_TENANT, CallerConfig, Permission, key_sha256, new_key
 from .config import Config, ProviderConfig, ServerConfig
+from .devpki import Authority
 from .gateway import GatewaySettings
 from .plugins import plugin_manager, sandbox_upstreams
-from .private_files import make_private_dir, restrict, write_private_text
+from .private_files import make_private_dir, restrict, write_private_bytes, write_private_text
 from .server import RunningServer, start_server, termination_signal
 from .store.crypto import decode_key, generate_key
+from .tls import TlsConfig
 
 DEFAULT_DATA_DIR = ".broker-gateway"
 DEFAULT_CALLBACK = "127.0.0.1:8765"
@@ -78,17 +81,24 @@ def _url(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def callback_app(gateway_address: str) -> Starlette:
+def grpcurl_prefix(description: Mapping[str, Any]) -> str:
+    """``grpcurl`` with the transport options this sandbox needs: plaintext, or its CA and the caller
+    key (as ``$BROKER_GATEWAY_API_KEY``, so the key itself is printed only once, at start)."""
+    if "ca_file" not in description:
+        return "grpcurl -plaintext"
+    return f"grpcurl -cacert {description['ca_file']} -H \"authorization: Bearer $BROKER_GATEWAY_API_KEY\""
+
+
+def callback_app(description: Mapping[str, Any]) -> Starlette:
     """The page at the sandbox redirect URI: shows the callback and the command that completes it."""
+    prefix, gateway_address = grpcurl_prefix(description), description["gateway"]
 
     async def callback(request: Request) -> HTMLResponse:
         params = dict(request.query_params)
         state, code = params.pop("state", ""), params.pop("code", "")
         iss = params.pop("iss", "")
         body = {"state": state, "code": code, **({"iss": iss} if iss else {}), "callback_params": params}
-        command = (
-            f"grpcurl -plaintext -d '{json.dumps(body)}' {gateway_address} broker_gateway.v1.BrokerGateway/Exchange"
-        )
+        command = f"{prefix} -d '{json.dumps(body)}' {gateway_address} broker_gateway.v1.BrokerGateway/Exchange"
         page = (
             "<!doctype html><meta charset=utf-8><title>BrokerGateway sandbox callback</title>"
             "<h1>Authorization callback</h1>"
@@ -136,10 +146,28 @@ async def _serve_asgi(app: ASGIApp, sock: socket.socket) -> tuple[uvicorn.Server
     return server, task
 
 
+def secure_parts(data_dir: Path) -> tuple[TlsConfig, CallerConfig, dict[str, str]]:
+    """TLS from a fresh throwaway CA (its certificate in ``<data-dir>/ca.crt`` for clients) and one
+    caller with every permission in the default tenant, whose new key goes into sandbox.json."""
+    authority = Authority("BrokerGateway sandbox CA")
+    cert, key = authority.server().write(data_dir, "tls")
+    ca_file = data_dir / "ca.crt"
+    write_private_bytes(ca_file, authority.pem)
+    api_key = new_key()
+    caller = CallerConfig("sandbox", DEFAULT_TENANT, frozenset(Permission), key_sha256(api_key))
+    return TlsConfig(cert=f"file:{cert}", key=f"file:{key}"), caller, {"ca_file": str(ca_file), "api_key": api_key}
+
+
 async def start_sandbox(
-    *, listen: str, data_dir: Path, callback: str = DEFAULT_CALLBACK, gateway_settings: GatewaySettings | None = None
+    *,
+    listen: str,
+    data_dir: Path,
+    callback: str = DEFAULT_CALLBACK,
+    gateway_settings: GatewaySettings | None = None,
+    secure: bool = False,
 ) -> Sandbox:
-    """Start every registered simulator, the callback page and the gateway; write sandbox.json."""
+    """Start every registered simulator, the callback page and the gateway; write sandbox.json. With
+    ``secure``, the gateway serves TLS and needs the API key sandbox.json holds, as in production."""
     make_private_dir(data_dir)
     manager = plugin_manager()
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
@@ -161,18 +189,25 @@ async def start_sandbox(
             )
         )
         upstreams[upstream.provider_id] = {"base_url": _url(sock), **parts.credentials}
+    tls: TlsConfig | None = None
+    callers: tuple[CallerConfig, ...] = ()
+    access: dict[str, str] = {}
+    if secure:
+        tls, caller, access = secure_parts(data_dir)
+        callers = (caller,)
     config = Config(
-        server=ServerConfig(listen=listen, shutdown_grace_seconds=1.0),
+        server=ServerConfig(listen=listen, shutdown_grace_seconds=1.0, tls=tls),
         store_path=str(data_dir / "gateway.db"),
         encryption_keys=(load_or_create_key(data_dir),),
         providers=tuple(providers),
         gateway=gateway_settings or GatewaySettings(),
+        callers=callers,
     )
     application = await build_application(config, manager=manager)
     running = await start_server(application, listen)
     gateway_address = f"{listen.rpartition(':')[0]}:{running.port}"
-    servers.append(await _serve_asgi(callback_app(gateway_address), callback_socket))
-    description = {"gateway": gateway_address, "redirect_uri": redirect_uri, "upstreams": upstreams}
+    description = {"gateway": gateway_address, "redirect_uri": redirect_uri, **access, "upstreams": upstreams}
+    servers.append(await _serve_asgi(callback_app(description), callback_socket))
     write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
     return Sandbox(running, description, servers)
 
@@ -182,13 +217,20 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
     gateway, redirect_uri = description["gateway"], description["redirect_uri"]
     provider = "wallet" if "wallet" in description["upstreams"] else next(iter(description["upstreams"]), "wallet")
     authorize = json.dumps({"provider": provider, "redirect_uri": redirect_uri})
+    secure = (
+        [f"TLS with the CA in {description['ca_file']}; calls need the caller key:",
+         f"  export BROKER_GATEWAY_API_KEY={description['api_key']}", ""]
+        if "api_key" in description
+        else []
+    )
     return "\n".join(
         [
             f"BrokerGateway sandbox: gateway on {gateway}, providers {', '.join(description['upstreams'])}.",
             f"Everything a client needs is in {data_dir / 'sandbox.json'}.",
             "",
+            *secure,
             "Try the flow:",
-            f"  grpcurl -plaintext -format text -d '{authorize}' {gateway} broker_gateway.v1.BrokerGateway/Authorize",
+            f"  {grpcurl_prefix(description)} -format text -d '{authorize}' {gateway} broker_gateway.v1.BrokerGateway/Authorize",
             "  Open the authorization_url in a browser and approve (or append &approve=alice to it);",
             f"  the page at {redirect_uri} then shows the grpcurl command that completes the Exchange.",
             "",
@@ -197,9 +239,11 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
     )
 
 
-async def run_sandbox(listen: str, data_dir: Path, callback: str, announce: Callable[[str], None] = print) -> None:
+async def run_sandbox(
+    listen: str, data_dir: Path, callback: str, announce: Callable[[str], None] = print, *, secure: bool = False
+) -> None:
     """Run the sandbox until SIGTERM or SIGINT."""
-    sandbox = await start_sandbox(listen=listen, data_dir=data_dir, callback=callback)
+    sandbox = await start_sandbox(listen=listen, data_dir=data_dir, callback=callback, secure=secure)
     try:
         announce(instructions(sandbox.description, data_dir))
         await termination_signal()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -16,12 +17,15 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .app import Application
-from .errors import GatewayError
-from .interceptors import add_wrapped_servicer
+from .callers import RPC_PERMISSIONS, Authenticator
+from .config import Config
+from .errors import ConfigError, GatewayError
+from .interceptors import add_authenticated_service, add_wrapped_servicer
 from .servicer import BrokerGatewayServicer
+from .tls import ServerCertificates
 from .v1 import broker_gateway_service_pb2, broker_gateway_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,10 @@ async def start_server(application: Application, listen: str | None = None) -> R
         ("grpc.max_connection_age_grace_ms", _milliseconds(config.max_connection_age_grace_seconds)),
         ("grpc.max_concurrent_streams", config.max_concurrent_streams),
     ]
+    address = listen or config.listen
+    check_exposure(address, application.config)
+    certificates = None if config.tls is None else ServerCertificates(config.tls)
+    authenticator = Authenticator(application.config.callers) if application.config.callers else None
     # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (interceptors.py).
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     add_wrapped_servicer(
@@ -101,15 +109,16 @@ async def start_server(application: Application, listen: str | None = None) -> R
         broker_gateway_service_pb2_grpc.add_BrokerGatewayServicer_to_server,
         BrokerGatewayServicer(application.gateway),
         application.tracer,
+        authenticator=authenticator,
+        permissions=RPC_PERMISSIONS,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
-        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = listen or config.listen
-    port = server.add_insecure_port(address)
+        _add_reflection(server, authenticator)
+    port = server.add_insecure_port(address) if certificates is None else server.add_secure_port(address, certificates.credentials())
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
@@ -123,6 +132,52 @@ async def start_server(application: Application, listen: str | None = None) -> R
     ]
     log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")
     return RunningServer(server, port, health_servicer, application, background)
+
+
+def _add_reflection(server: grpc.aio.Server, authenticator: Authenticator | None) -> None:
+    """Server reflection, behind the same caller authentication as the API once callers exist."""
+    names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    if authenticator is None:
+        reflection.enable_server_reflection(names, server)
+        return
+    servicer = reflection.aio.ReflectionServicer(names)
+    add_authenticated_service(
+        server, lambda target: reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, target), authenticator
+    )
+
+
+def check_exposure(address: str, config: Config) -> None:
+    """Refuse to listen beyond loopback with no callers or without TLS, unless the configuration says
+    so explicitly: a token vault open to its network hands every user's token to anyone there."""
+    if is_loopback(address):
+        return
+    if not config.callers and not config.server.allow_unauthenticated:
+        raise ConfigError([
+            (
+                f"refusing to listen on {address} without callers: configure [[callers]] (or, knowing that anyone "
+                "who reaches the port can then take every token, set [server] allow_unauthenticated = true)"
+            )
+        ])
+    if config.server.tls is None and not config.server.allow_plaintext:
+        raise ConfigError([
+            (
+                f"refusing to listen on {address} in plaintext: configure [server.tls] (or, behind a sidecar that "
+                "terminates TLS, set [server] allow_plaintext = true)"
+            )
+        ])
+    if not config.callers:
+        log.warning("listening on %s with no callers configured: anyone who reaches it can take every token", address)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a HOST:PORT listen address binds loopback only (127.0.0.0/8, ::1 or localhost)."""
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def termination_signal() -> None:

@@ -1,6 +1,7 @@
 """Translation between BrokerGateway's protobuf messages and the flows in ``gateway``; no flow logic.
 
-The tenant is the single default one until caller authentication arrives.
+Every call acts in its caller's tenant (``callers.current()``, set by the handler wrapper in
+``interceptors`` once the caller is authenticated).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from . import validation
-from .gateway import DEFAULT_TENANT, Gateway
+from .callers import current as current_caller
+from .gateway import Gateway
 from .provider import OperationAuth
 from .store.base import ConnectionStatus, StoredConnection
 from .v1 import broker_gateway_service_pb2 as api
@@ -115,7 +117,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
 
     async def Authorize(self, request: api.AuthorizeRequest, context: grpc.aio.ServicerContext) -> api.AuthorizeResponse:
         start = await self.gateway.authorize(
-            DEFAULT_TENANT,
+            current_caller().tenant,
             provider_id=request.provider,
             redirect_uri=request.redirect_uri,
             scopes=list(request.scopes),
@@ -131,7 +133,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
 
     async def Exchange(self, request: api.ExchangeRequest, context: grpc.aio.ServicerContext) -> api.ExchangeResponse:
         connection = await self.gateway.exchange(
-            DEFAULT_TENANT,
+            current_caller().tenant,
             state=request.state,
             code=request.code,
             iss=request.iss,
@@ -140,15 +142,15 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
         return api.ExchangeResponse(connection=connection_message(connection))
 
     async def Refresh(self, request: api.RefreshRequest, context: grpc.aio.ServicerContext) -> api.RefreshResponse:
-        connection = await self.gateway.refresh(DEFAULT_TENANT, request.connection_id)
+        connection = await self.gateway.refresh(current_caller().tenant, request.connection_id)
         return api.RefreshResponse(connection=connection_message(connection))
 
     async def Revoke(self, request: api.RevokeRequest, context: grpc.aio.ServicerContext) -> api.RevokeResponse:
-        connection, upstream_revoked = await self.gateway.revoke(DEFAULT_TENANT, request.connection_id)
+        connection, upstream_revoked = await self.gateway.revoke(current_caller().tenant, request.connection_id)
         return api.RevokeResponse(connection=connection_message(connection), upstream_revoked=upstream_revoked)
 
     async def GetUserInfo(self, request: api.GetUserInfoRequest, context: grpc.aio.ServicerContext) -> api.GetUserInfoResponse:
-        info = await self.gateway.user_info(DEFAULT_TENANT, request.connection_id)
+        info = await self.gateway.user_info(current_caller().tenant, request.connection_id)
         return api.GetUserInfoResponse(
             user_info=api.UserInfo(subject=info.subject, username=info.username, email=info.email, raw=_struct(dict(info.raw)))
         )
@@ -156,7 +158,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
     async def GetAccessToken(
         self, request: api.GetAccessTokenRequest, context: grpc.aio.ServicerContext
     ) -> api.GetAccessTokenResponse:
-        tokens = await self.gateway.access_token(DEFAULT_TENANT, request.connection_id)
+        tokens = await self.gateway.access_token(current_caller().tenant, request.connection_id)
         return api.GetAccessTokenResponse(
             access_token=tokens.access_token,
             expire_time=_timestamp(tokens.access_token_expire_time),
@@ -167,7 +169,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
         self, request: api.InvokeOperationRequest, context: grpc.aio.ServicerContext
     ) -> api.InvokeOperationResponse:
         result = await self.gateway.invoke(
-            DEFAULT_TENANT,
+            current_caller().tenant,
             provider_id=request.provider,
             operation_name=request.operation,
             connection_id=request.connection_id,
@@ -179,14 +181,14 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
     async def GetConnection(
         self, request: api.GetConnectionRequest, context: grpc.aio.ServicerContext
     ) -> api.GetConnectionResponse:
-        connection = await self.gateway.get_connection(DEFAULT_TENANT, request.connection_id)
+        connection = await self.gateway.get_connection(current_caller().tenant, request.connection_id)
         return api.GetConnectionResponse(connection=connection_message(connection))
 
     async def ListConnections(
         self, request: api.ListConnectionsRequest, context: grpc.aio.ServicerContext
     ) -> api.ListConnectionsResponse:
         connections, next_page_token = await self.gateway.list_connections(
-            DEFAULT_TENANT, provider_id=request.provider, page_size=request.page_size, page_token=request.page_token
+            current_caller().tenant, provider_id=request.provider, page_size=request.page_size, page_token=request.page_token
         )
         return api.ListConnectionsResponse(
             connections=[connection_message(c) for c in connections], next_page_token=next_page_token
@@ -195,5 +197,5 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
     async def DeleteConnection(
         self, request: api.DeleteConnectionRequest, context: grpc.aio.ServicerContext
     ) -> api.DeleteConnectionResponse:
-        await self.gateway.delete_connection(DEFAULT_TENANT, request.connection_id)
+        await self.gateway.delete_connection(current_caller().tenant, request.connection_id)
         return api.DeleteConnectionResponse()

@@ -6,10 +6,22 @@
  *
  *   npm run build && BROKER_GATEWAY_ADDRESS=127.0.0.1:50051 \
  *     BROKER_GATEWAY_REDIRECT_URI=http://127.0.0.1:8765/callback npm run example
+ *
+ * Against a gateway with TLS and callers (`broker-gateway sandbox --secure` writes both values to its
+ * sandbox.json as ca_file and api_key), set BROKER_GATEWAY_CA_FILE to the CA certificate that signed the
+ * gateway's certificate and BROKER_GATEWAY_API_KEY to the caller's key: the example then connects over
+ * TLS and sends `authorization: Bearer <key>` with every call. Without them it uses plaintext.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { ConnectionStatus, createBrokerGatewayClient, errorInfo } from "../src/index.js";
+import {
+  apiKeyInterceptor,
+  type BrokerGatewayClient,
+  ConnectionStatus,
+  createBrokerGatewayClient,
+  errorInfo,
+  tlsTransportOptions,
+} from "../src/index.js";
 
 /** The deadline of each gateway call; the gateway derives its upstream timeouts from it. */
 const timeoutMs = 10_000;
@@ -17,6 +29,17 @@ const timeoutMs = 10_000;
 const address = process.env.BROKER_GATEWAY_ADDRESS || "127.0.0.1:50051";
 const redirectUri = process.env.BROKER_GATEWAY_REDIRECT_URI || "http://127.0.0.1:8765/callback";
 const username = process.env.BROKER_GATEWAY_USERNAME || "alice";
+const caFile = process.env.BROKER_GATEWAY_CA_FILE || undefined;
+const apiKey = process.env.BROKER_GATEWAY_API_KEY || undefined;
+
+/** TLS when given a CA file, the API key on every call when given one (the key needs TLS). */
+function connect(): BrokerGatewayClient {
+  const interceptors = apiKey === undefined ? [] : [apiKeyInterceptor(apiKey)];
+  if (caFile === undefined) {
+    return createBrokerGatewayClient(`http://${address}`, { interceptors });
+  }
+  return createBrokerGatewayClient(`https://${address}`, { ...tlsTransportOptions({ caFile }), interceptors });
+}
 
 /** Request the authorization URL with approve=<username>, without following the redirect. */
 async function approve(authorizationUrl: string, user: string): Promise<URLSearchParams> {
@@ -32,7 +55,7 @@ async function approve(authorizationUrl: string, user: string): Promise<URLSearc
 }
 
 async function main(): Promise<void> {
-  const client = createBrokerGatewayClient(`http://${address}`);
+  const client = connect();
 
   const { providers } = await client.listProviders({}, { timeoutMs });
   for (const provider of providers) {

@@ -6,6 +6,11 @@
 //	BROKER_GATEWAY_ADDRESS=127.0.0.1:50051 \
 //	BROKER_GATEWAY_REDIRECT_URI=http://127.0.0.1:8765/callback \
 //	go run ./examples/flow
+//
+// Against a gateway with TLS and callers (`broker-gateway sandbox --secure` writes both values to its
+// sandbox.json as ca_file and api_key), set BROKER_GATEWAY_CA_FILE to the CA certificate that signed
+// the gateway's certificate and BROKER_GATEWAY_API_KEY to the caller's key: the example then connects
+// over TLS and sends `authorization: Bearer <key>` with every call. Without them it uses plaintext.
 package main
 
 import (
@@ -32,7 +37,7 @@ func main() {
 	redirectURI := env("BROKER_GATEWAY_REDIRECT_URI", "http://127.0.0.1:8765/callback")
 	username := env("BROKER_GATEWAY_USERNAME", "alice")
 
-	client, err := brokergateway.NewInsecure(address)
+	client, err := connect(address, os.Getenv("BROKER_GATEWAY_CA_FILE"), os.Getenv("BROKER_GATEWAY_API_KEY"))
 	if err != nil {
 		log.Fatalf("connect: %v", err)
 	}
@@ -90,6 +95,18 @@ func main() {
 	fmt.Printf("error_code: %s\n", status.Code(err))
 	fmt.Printf("error_reason: %s\n", errorInfo.GetReason())
 	fmt.Printf("error_domain: %s\n", errorInfo.GetDomain())
+}
+
+// connect uses TLS when given a CA file and sends the API key when given one (the key needs TLS).
+func connect(address, caFile, key string) (*brokergateway.Client, error) {
+	var options []grpc.DialOption
+	if key != "" {
+		options = append(options, brokergateway.WithAPIKey(key))
+	}
+	if caFile != "" {
+		return brokergateway.NewTLS(address, caFile, options...)
+	}
+	return brokergateway.NewInsecure(address, options...)
 }
 
 // call runs one RPC with its own deadline.

@@ -2,6 +2,7 @@ package io.github.brokergateway.example;
 
 import com.google.rpc.ErrorInfo;
 import io.github.brokergateway.client.ErrorDetails;
+import io.github.brokergateway.client.GatewayCredentials;
 import io.github.brokergateway.v1.AuthorizeRequest;
 import io.github.brokergateway.v1.AuthorizeResponse;
 import io.github.brokergateway.v1.BrokerGatewayGrpc;
@@ -11,10 +12,14 @@ import io.github.brokergateway.v1.GetUserInfoRequest;
 import io.github.brokergateway.v1.ListProvidersRequest;
 import io.github.brokergateway.v1.Provider;
 import io.github.brokergateway.v1.UserInfo;
+import io.grpc.ChannelCredentials;
+import io.grpc.CompositeChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
+import java.io.File;
+import java.io.IOException;
 import java.net.URI;
 import java.net.URLDecoder;
 import java.net.URLEncoder;
@@ -32,6 +37,13 @@ import java.util.concurrent.TimeUnit;
  * approve it through the wallet simulator's {@code approve=<username>} shortcut, exchange the code,
  * read the user's info, then replay the exchange to show how a failed call's
  * {@code google.rpc.ErrorInfo} reason is read. Every call carries a deadline.
+ *
+ * <p>It reads BROKER_GATEWAY_ADDRESS (default 127.0.0.1:50051), BROKER_GATEWAY_REDIRECT_URI and
+ * BROKER_GATEWAY_USERNAME. Against a gateway with TLS and callers ({@code broker-gateway sandbox
+ * --secure} writes both values to its sandbox.json as ca_file and api_key), set
+ * BROKER_GATEWAY_CA_FILE to the CA certificate that signed the gateway's certificate and
+ * BROKER_GATEWAY_API_KEY to the caller's key: the example then connects over TLS and sends {@code
+ * authorization: Bearer <key>} with every call. Without them it uses plaintext.
  */
 public final class Flow {
   /** The deadline of each gateway call; the gateway derives its upstream timeouts from it. */
@@ -43,12 +55,26 @@ public final class Flow {
     String username = env("BROKER_GATEWAY_USERNAME", "alice");
 
     ManagedChannel channel =
-        Grpc.newChannelBuilder(address, InsecureChannelCredentials.create()).build();
+        Grpc.newChannelBuilder(
+                address,
+                credentials(System.getenv("BROKER_GATEWAY_CA_FILE"), System.getenv("BROKER_GATEWAY_API_KEY")))
+            .build();
     try {
       run(BrokerGatewayGrpc.newBlockingStub(channel), redirectUri, username);
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
+  }
+
+  /** TLS when given a CA file, the API key on every call when given one (the key needs TLS). */
+  private static ChannelCredentials credentials(String caFile, String apiKey) throws IOException {
+    ChannelCredentials transport =
+        caFile == null || caFile.isEmpty()
+            ? InsecureChannelCredentials.create()
+            : GatewayCredentials.tls(new File(caFile));
+    return apiKey == null || apiKey.isEmpty()
+        ? transport
+        : CompositeChannelCredentials.create(transport, GatewayCredentials.apiKey(apiKey));
   }
 
   private static void run(

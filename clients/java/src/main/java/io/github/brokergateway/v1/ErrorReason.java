@@ -320,6 +320,26 @@ public enum ErrorReason
    * <code>ERROR_REASON_INTERNAL_ERROR = 43;</code>
    */
   ERROR_REASON_INTERNAL_ERROR(43),
+  /**
+   * <pre>
+   * Callers (once any caller is configured, every BrokerGateway RPC and reflection need one).
+   * UNAUTHENTICATED: no credentials, or credentials that name no configured caller. The answer is the
+   * same for a missing, malformed, unknown or wrong key, so there is nothing to enumerate.
+   * { reason: "CALLER_UNAUTHENTICATED" }
+   * </pre>
+   *
+   * <code>ERROR_REASON_CALLER_UNAUTHENTICATED = 50;</code>
+   */
+  ERROR_REASON_CALLER_UNAUTHENTICATED(50),
+  /**
+   * <pre>
+   * PERMISSION_DENIED: the caller is known but lacks the permission this RPC needs.
+   * { reason: "CALLER_FORBIDDEN", metadata: { permission: "tokens" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_CALLER_FORBIDDEN = 51;</code>
+   */
+  ERROR_REASON_CALLER_FORBIDDEN(51),
   UNRECOGNIZED(-1),
   ;
 
@@ -633,6 +653,26 @@ public enum ErrorReason
    * <code>ERROR_REASON_INTERNAL_ERROR = 43;</code>
    */
   public static final int ERROR_REASON_INTERNAL_ERROR_VALUE = 43;
+  /**
+   * <pre>
+   * Callers (once any caller is configured, every BrokerGateway RPC and reflection need one).
+   * UNAUTHENTICATED: no credentials, or credentials that name no configured caller. The answer is the
+   * same for a missing, malformed, unknown or wrong key, so there is nothing to enumerate.
+   * { reason: "CALLER_UNAUTHENTICATED" }
+   * </pre>
+   *
+   * <code>ERROR_REASON_CALLER_UNAUTHENTICATED = 50;</code>
+   */
+  public static final int ERROR_REASON_CALLER_UNAUTHENTICATED_VALUE = 50;
+  /**
+   * <pre>
+   * PERMISSION_DENIED: the caller is known but lacks the permission this RPC needs.
+   * { reason: "CALLER_FORBIDDEN", metadata: { permission: "tokens" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_CALLER_FORBIDDEN = 51;</code>
+   */
+  public static final int ERROR_REASON_CALLER_FORBIDDEN_VALUE = 51;
 
 
   public final int getNumber() {
@@ -691,6 +731,8 @@ public enum ErrorReason
       case 41: return ERROR_REASON_STORE_UNAVAILABLE;
       case 42: return ERROR_REASON_TOKEN_DECRYPT_FAILED;
       case 43: return ERROR_REASON_INTERNAL_ERROR;
+      case 50: return ERROR_REASON_CALLER_UNAUTHENTICATED;
+      case 51: return ERROR_REASON_CALLER_FORBIDDEN;
       default: return null;
     }
   }
