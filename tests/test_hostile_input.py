@@ -36,6 +36,7 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_bad_input import CONNECTION_RPCS
 from test_bybit_support import connect_bybit, serve_bybit
 from test_okx_harness import connect as connect_okx
 from test_okx_harness import serve_okx
@@ -321,15 +322,6 @@ async def test_exchange(env: Env, data: st.DataObject) -> None:
     request = api.ExchangeRequest(state=state, code=sent.optional(), iss=sent.optional(), callback_params=callback)
     await send(env, sent, "Exchange", request)
 
-
-CONNECTION_RPCS = {
-    "GetConnection": api.GetConnectionRequest,
-    "DeleteConnection": api.DeleteConnectionRequest,
-    "GetAccessToken": api.GetAccessTokenRequest,
-    "Refresh": api.RefreshRequest,
-    "Revoke": api.RevokeRequest,
-    "GetUserInfo": api.GetUserInfoRequest,
-}
 
 
 @pytest.mark.parametrize("rpc", sorted(CONNECTION_RPCS))
