@@ -26,6 +26,7 @@ from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 
 from . import okx
+from .transport import PLAINTEXT, Transport
 from .upstream import ACCESS_TOKEN, AUTHORIZE_PATH, REFRESH_TOKEN, SUBJECT, TOKEN_PATH, USERINFO_PATH
 
 PROVIDER = "bench"
@@ -65,6 +66,11 @@ def _table(name: str, entries: dict[str, Any]) -> str:
     return f"[{name}]\n" + "".join(f"{_toml_key(key)} = {_toml_value(value)}\n" for key, value in entries.items())
 
 
+def _array_entry(name: str, entries: dict[str, Any]) -> str:
+    """One ``[[name]]`` table of an array of tables."""
+    return f"[[{name}]]\n" + _table(name, entries).split("\n", 1)[1]
+
+
 def bench_provider(upstream: str) -> dict[str, Any]:
     return {
         "id": PROVIDER,
@@ -82,19 +88,30 @@ def bench_provider(upstream: str) -> dict[str, Any]:
     }
 
 
-def write_config(directory: Path, upstream: str, *, with_okx: bool) -> GatewaySetup:
-    """A gateway configuration in ``directory`` whose providers all point at ``upstream``."""
+def write_config(
+    directory: Path,
+    upstream: str,
+    *,
+    with_okx: bool,
+    tls: dict[str, str] | None = None,
+    callers: Sequence[dict[str, Any]] = (),
+) -> GatewaySetup:
+    """A gateway configuration in ``directory`` whose providers all point at ``upstream``; with
+    ``tls``, its ``[server.tls]``, and its ``[[callers]]`` (it listens on loopback, so neither is
+    required)."""
     directory.mkdir(parents=True, exist_ok=True)
     store = directory / "gateway.db"
     key = generate_key()
     providers = [bench_provider(upstream)] + ([okx.provider_entry(upstream)] if with_okx else [])
     text = (
         _table("server", {"listen": "127.0.0.1:0", "reflection": True, "shutdown_grace_seconds": 2})
+        + (_table("server.tls", tls) if tls else "")
         + _table("store", {"path": str(store)})
         # The Authorize rows send far more than the default limits within a state's ten minutes.
         + _table("limits", {"max_pending_authorizations": 100_000_000, "max_pending_authorizations_per_tenant": 100_000_000})
         + "[[encryption.keys]]\n" + f"id = {_toml_value(KEY_ID)}\nkey = {_toml_value(key)}\n"
-        + "".join("[[providers]]\n" + _table("x", p).split("\n", 1)[1] for p in providers)
+        + "".join(_array_entry("providers", p) for p in providers)
+        + "".join(_array_entry("callers", c) for c in callers)
     )
     path = directory / "gateway.toml"
     path.write_text(text)
@@ -113,26 +130,29 @@ async def _bounded(jobs: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> 
     return await asyncio.gather(*(run(job) for job in jobs))
 
 
-async def authorize_states(address: str, count: int, *, concurrency: int = 32) -> list[str]:
+async def authorize_states(address: str, count: int, *, concurrency: int = 32, transport: Transport = PLAINTEXT) -> list[str]:
     """``count`` fresh single-use states, each from a real Authorize."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with transport.channel(address) as channel:
         stub = api_grpc.BrokerGatewayStub(channel)
         request = api.AuthorizeRequest(provider=PROVIDER, redirect_uri=REDIRECT_URI, scopes=["profile"])
-        starts = await _bounded([lambda: stub.Authorize(request, timeout=30)] * count, concurrency)
+        call = functools.partial(stub.Authorize, request, timeout=30, metadata=transport.metadata())
+        starts = await _bounded([call] * count, concurrency)
     return [start.state for start in starts]
 
 
-async def connect(address: str, count: int, *, concurrency: int = 32) -> list[str]:
+async def connect(address: str, count: int, *, concurrency: int = 32, transport: Transport = PLAINTEXT) -> list[str]:
     """``count`` ACTIVE connections made by Authorize + Exchange, each read once with GetUserInfo (so
-    the one-time write recording the subject is not part of any timed run); their ids."""
-    states = await authorize_states(address, count, concurrency=concurrency)
-    async with grpc.aio.insecure_channel(address) as channel:
+    the one-time write recording the subject is not part of any timed run); their ids. Through
+    ``transport``, so a gateway with callers stores them under its caller's tenant."""
+    states = await authorize_states(address, count, concurrency=concurrency, transport=transport)
+    metadata = transport.metadata()
+    async with transport.channel(address) as channel:
         stub = api_grpc.BrokerGatewayStub(channel)
 
         async def one(state: str) -> str:
-            response = await stub.Exchange(api.ExchangeRequest(state=state, code="bench-code"), timeout=30)
+            response = await stub.Exchange(api.ExchangeRequest(state=state, code="bench-code"), timeout=30, metadata=metadata)
             connection_id = response.connection.connection_id
-            info = await stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection_id), timeout=30)
+            info = await stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection_id), timeout=30, metadata=metadata)
             assert info.user_info.subject == SUBJECT, info
             return connection_id
 

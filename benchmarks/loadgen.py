@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,12 @@ def ghz_command(
     count: int | None = None,
     floor: bool = False,
     cpus: int = 1,
+    transport: Sequence[str] = ("--insecure",),
 ) -> list[str]:
+    """ghz's command line; ``transport`` is its TLS and metadata options (``Transport.ghz_options``)."""
     proto, imports = (FLOOR_PROTO, FLOOR_IMPORTS) if floor else (GATEWAY_PROTO, GATEWAY_IMPORTS)
     command = [
-        str(ghz), "--insecure", "--proto", proto, "--import-paths", imports, "--call", call,
+        str(ghz), *transport, "--proto", proto, "--import-paths", imports, "--call", call,
         "--data-file", str(data_file), "--concurrency", str(concurrency), "--connections", "1",
         "--timeout", "20s", "--format", "json", "--cpus", str(cpus),
     ]

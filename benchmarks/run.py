@@ -3,9 +3,10 @@
     python -m benchmarks.run [--quick] [--runs N] [--duration S] [--concurrency 1,16,64]
                              [--rows Authorize,GetAccessToken,...] [--no-memory] [--no-pin] [--json PATH]
 
-Starts nginx (the canned upstream), the two floors, the OTLP sink, a gateway with tracing off and one
-with tracing on, all on loopback; seeds connections; then, for each run and each concurrency, measures
-every row in turn, each close behind its floor (``ROWS``), so a row and its floor are measured within
+Starts nginx (the canned upstream), the floors, the OTLP sink, a gateway with tracing off and one with
+tracing on, and the TLS floors and gateways of the authentication rows (``SECURE_SERVERS``), all on
+loopback, each only when a selected row needs it; seeds connections; then, for each run and each
+concurrency, measures every row in turn, each close behind its floor (``ROWS``), so a row and its floor are measured within
 seconds of each other and a ratio survives a noisy machine. Prints the table with ratios and a PASS/FAIL per target, and writes
 the JSON (``benchmarks/results/latest.json`` by default). Then the memory figures. benchmarks/README.md
 describes the method and records the latest figures.
@@ -35,6 +36,7 @@ from . import fixtures, okx, tools
 from .loadgen import Measurement, ghz_command, run_ghz, write_data
 from .procs import REPO, Child, Processes, cpu_plan, free_port
 from .report import Target, evaluate, render
+from .transport import PLAINTEXT, Caller, Pki, Security, Transport
 from .upstream import nginx_config
 
 GATEWAY = "broker_gateway.v1.BrokerGateway."
@@ -46,7 +48,7 @@ class Row:
     """One line family of the table: an RPC (or a floor) on one server."""
 
     key: str
-    server: str  # echo | passthrough | gateway | gateway_traced
+    server: str  # echo | passthrough | gateway | gateway_traced | one of SECURE_SERVERS
     call: str
     floor: str | None = None
     needs_okx: bool = False
@@ -63,6 +65,16 @@ ROWS = [
     Row("GetAccessToken", "gateway", GATEWAY + "GetAccessToken", floor="echo", description="store read + decrypt"),
     Row("GetAccessToken+tracing", "gateway_traced", GATEWAY + "GetAccessToken", floor="GetAccessToken",
         description="tracing on, OTLP batch exporter"),
+    Row("echo.tls", "echo_tls", FLOOR + "Echo", description="floor: the echo floor over TLS"),
+    Row("GetAccessToken+tls", "gateway_tls", GATEWAY + "GetAccessToken", floor="echo.tls",
+        description="over TLS, no callers configured"),
+    Row("GetAccessToken+tls+key", "gateway_tls_key", GATEWAY + "GetAccessToken", floor="GetAccessToken+tls",
+        description="over TLS, an API key caller (authorization: Bearer)"),
+    Row("echo.mtls", "echo_mtls", FLOOR + "Echo", description="floor: the echo floor over mutual TLS"),
+    Row("GetAccessToken+mtls", "gateway_mtls", GATEWAY + "GetAccessToken", floor="echo.mtls",
+        description="over mutual TLS, no callers configured"),
+    Row("GetAccessToken+mtls+cert", "gateway_mtls_caller", GATEWAY + "GetAccessToken", floor="GetAccessToken+mtls",
+        description="over mutual TLS, a certificate caller (tls_subject)"),
     Row("passthrough.userinfo", "passthrough", FLOOR + "UserInfo", description="floor: one httpx GET userinfo"),
     Row("GetUserInfo", "gateway", GATEWAY + "GetUserInfo", floor="passthrough.userinfo", description="one upstream call"),
     Row("GetUserInfo+tracing", "gateway_traced", GATEWAY + "GetUserInfo", floor="GetUserInfo",
@@ -84,7 +96,25 @@ TARGETS = [
     Target("InvokeOperation p99 <= 1.5 x pass-through p99 at c=64", "InvokeOperation", "passthrough.okx", "p99", 1.5, only=64),
     Target("tracing on costs <= 15 % (GetAccessToken)", "GetAccessToken+tracing", "GetAccessToken", "rps", 0.85),
     Target("tracing on costs <= 15 % (GetUserInfo)", "GetUserInfo+tracing", "GetUserInfo", "rps", 0.85),
+    Target("authentication costs <= 5 % (API key over TLS)", "GetAccessToken+tls+key", "GetAccessToken+tls", "rps", 0.95),
+    Target("authentication costs <= 5 % (mutual TLS caller)", "GetAccessToken+mtls+cert", "GetAccessToken+mtls", "rps",
+           0.95),
 ]
+
+#: The servers of the authentication rows, all over TLS from the run's throwaway PKI. Each row with a
+#: caller is paired with a gateway on the same transport without callers (mutual TLS with mutual TLS,
+#: the same client certificate presented), so the ratio is the cost of authenticating alone.
+SECURE_SERVERS = {
+    "echo_tls": Security(),
+    "echo_mtls": Security(mutual=True),
+    "gateway_tls": Security(),
+    "gateway_tls_key": Security(caller=Caller.KEY),
+    "gateway_mtls": Security(mutual=True),
+    "gateway_mtls_caller": Security(mutual=True, caller=Caller.CERTIFICATE),
+}
+FLOOR_SERVERS = frozenset({"echo", "passthrough", "echo_tls", "echo_mtls"})
+#: The RPCs whose requests name a connection made beforehand through the same gateway.
+CONNECTION_RPCS = ("GetAccessToken", "GetUserInfo")
 
 
 @dataclass
@@ -120,19 +150,25 @@ class Bench:
     skipped: dict[str, str] = field(default_factory=dict)
     results: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)
     tool_cpus: set[int] | None = None
+    transports: dict[str, Transport] = field(default_factory=dict)
+
+    def transport(self, server: str) -> Transport:
+        return self.transports.get(server, PLAINTEXT)
 
     def measure(self, row: Row, concurrency: int, *, run: int, warmup: bool = False) -> Measurement:
         server = self.children[row.server]
+        transport = self.transport(row.server)
+        floor, options = row.server in FLOOR_SERVERS, transport.ghz_options()
         if row.count_based:
             count = max(concurrency * 4, 50) if warmup else self.plan.exchange_calls
-            states = asyncio.run(fixtures.authorize_states(self.servers[row.server], count))
+            states = asyncio.run(fixtures.authorize_states(self.servers[row.server], count, transport=transport))
             data = write_data(self.work / "exchange.json", [{"state": s, "code": "bench-code"} for s in states])
             command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=data, concurrency=concurrency,
-                                  count=count, floor=row.server in ("echo", "passthrough"))
+                                  count=count, floor=floor, transport=options)
         else:
             command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=self.data[row.key],
                                   concurrency=concurrency, duration=self.plan.warmup if warmup else self.plan.duration,
-                                  floor=row.server in ("echo", "passthrough"))
+                                  floor=floor, transport=options)
         command = _pinned(command, self.tool_cpus)
         result = run_ghz(command, concurrency=concurrency, server_cpu=server.cpu_seconds)
         if not server.alive():
@@ -196,27 +232,44 @@ def start_everything(bench: Bench, procs: Processes, *, okx_reason: str | None) 
             with_okx = False
             bench.skipped["InvokeOperation"] = "okx provider rejects the benchmark's configuration: " + "; ".join(problems)
 
-    sink_port = free_port()
-    bench.children["sink"] = procs.python("otlp_sink", "benchmarks.otlp_sink", "--listen", f"127.0.0.1:{sink_port}",
-                                          port=sink_port, cpus=tool_cpus)
-    for name, module, extra in (("echo", "benchmarks.floor_echo", []),
-                                ("passthrough", "benchmarks.floor_passthrough", ["--upstream", upstream])):
+    needed = {row.server for row in ROWS if _selected(row, bench.plan.rows)}
+    sink = None
+    if "gateway_traced" in needed:
+        sink_port = free_port()
+        bench.children["sink"] = procs.python("otlp_sink", "benchmarks.otlp_sink", "--listen", f"127.0.0.1:{sink_port}",
+                                              port=sink_port, cpus=tool_cpus)
+        bench.servers["sink"] = sink = f"127.0.0.1:{sink_port}"
+    pki = Pki(bench.work / "pki") if needed & set(SECURE_SERVERS) else None
+    floors: list[tuple[str, str, list[str]]] = [("echo", "benchmarks.floor_echo", []),
+                                                ("passthrough", "benchmarks.floor_passthrough", ["--upstream", upstream])]
+    if pki:
+        floors += [(name, "benchmarks.floor_echo", pki.floor_options(SECURE_SERVERS[name])) for name in ("echo_tls", "echo_mtls")]
+    for name, module, extra in floors:
+        if name not in needed:
+            continue
         port = free_port()
         bench.children[name] = procs.python(name, module, "--listen", f"127.0.0.1:{port}", *extra, port=port, cpus=server_cpus)
         bench.servers[name] = f"127.0.0.1:{port}"
-    for name, tracing in (("gateway", None), ("gateway_traced", f"http://127.0.0.1:{sink_port}")):
-        setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx)
+    gateways = ["gateway", "gateway_traced", *(name for name in SECURE_SERVERS if name.startswith("gateway"))]
+    for name in gateways:
+        if name not in needed:
+            continue
+        security = SECURE_SERVERS.get(name)
+        tls, callers = (pki.server_tls(security), pki.callers(security)) if pki and security else (None, [])
+        setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx, tls=tls, callers=callers)
+        endpoint = f"http://{sink}" if sink and name == "gateway_traced" else None
         port = free_port()
         bench.children[name] = procs.start(
             name,
             [str(Path(sys.executable).parent / "broker-gateway"), "--log-level", "WARNING", "serve", "--config",
              str(setup.config_path), "--listen", f"127.0.0.1:{port}"],
             port=port, cpus=server_cpus,
-            env={**fixtures.gateway_environment(with_okx=with_okx, tracing_endpoint=tracing), **(bench.plan.otel if tracing else {})},
+            env={**fixtures.gateway_environment(with_okx=with_okx, tracing_endpoint=endpoint), **(bench.plan.otel if endpoint else {})},
         )
         bench.servers[name] = f"127.0.0.1:{port}"
+    if pki:
+        bench.transports = {name: pki.transport(security) for name, security in SECURE_SERVERS.items()}
     bench.servers["upstream"] = upstream
-    bench.servers["sink"] = f"127.0.0.1:{sink_port}"
     bench.servers["with_okx"] = "yes" if with_okx else "no"
 
 
@@ -224,19 +277,18 @@ def prepare_data(bench: Bench) -> None:
     """Request data for every row; connections for the rows that need them (through the gateway)."""
     floor_request = {"data": base64.b64encode(b"conn_0123456789abcdefghijk").decode()}
     for row in ROWS:
-        if row.server in ("echo", "passthrough"):
+        if row.server in FLOOR_SERVERS:
             bench.data[row.key] = write_data(bench.work / f"{row.key}.json", floor_request)
     authorize = {"provider": fixtures.PROVIDER, "redirect_uri": fixtures.REDIRECT_URI, "scopes": ["profile"]}
     bench.data["Authorize"] = write_data(bench.work / "Authorize.json", authorize)
-    for server, suffix in (("gateway", ""), ("gateway_traced", "+tracing")):
-        started = time.monotonic()
-        ids = asyncio.run(fixtures.connect(bench.servers[server], bench.plan.connections))
-        print(f"  {server}: {len(ids)} connections made by Authorize + Exchange in {time.monotonic() - started:.1f} s",
-              flush=True)
-        messages = [{"connection_id": i} for i in ids]
-        for rpc in ("GetAccessToken", "GetUserInfo"):
-            bench.data[rpc + suffix] = write_data(bench.work / f"{rpc}{suffix}.json", messages)
-    if bench.servers["with_okx"] == "yes":
+    connections: dict[str, list[dict[str, str]]] = {}
+    for row in ROWS:
+        if row.call.rsplit(".", 1)[1] not in CONNECTION_RPCS or row.server not in bench.servers:
+            continue
+        if row.server not in connections:
+            connections[row.server] = _connections(bench, row.server)
+        bench.data[row.key] = write_data(bench.work / f"{row.key}.json", connections[row.server])
+    if bench.servers["with_okx"] == "yes" and "gateway" in bench.servers:
         from broker_gateway.v1 import broker_gateway_service_pb2 as api
         from google.protobuf import struct_pb2
 
@@ -250,16 +302,29 @@ def prepare_data(bench: Bench) -> None:
             "provider": okx.PROVIDER_ID, "operation": okx.OPERATION, "params": okx.PARAMS})
 
 
+def _connections(bench: Bench, server: str) -> list[dict[str, str]]:
+    """Requests naming connections made through ``server`` (by its caller, when it has one)."""
+    started = time.monotonic()
+    ids = asyncio.run(fixtures.connect(bench.servers[server], bench.plan.connections, transport=bench.transport(server)))
+    print(f"  {server}: {len(ids)} connections made by Authorize + Exchange in {time.monotonic() - started:.1f} s", flush=True)
+    return [{"connection_id": i} for i in ids]
+
+
 def active_rows(bench: Bench) -> list[Row]:
     rows = []
     for row in ROWS:
-        if bench.plan.rows and row.key not in bench.plan.rows and not _is_floor_of_selected(row, bench.plan.rows):
+        if not _selected(row, bench.plan.rows):
             continue
         if row.needs_okx and "InvokeOperation" in bench.skipped:
             bench.skipped.setdefault(row.key, bench.skipped["InvokeOperation"])
             continue
         rows.append(row)
     return rows
+
+
+def _selected(row: Row, selected: tuple[str, ...]) -> bool:
+    """Whether ``row`` runs: every row when none is selected, else the selected ones and their floors."""
+    return not selected or row.key in selected or _is_floor_of_selected(row, selected)
 
 
 def _is_floor_of_selected(row: Row, selected: tuple[str, ...]) -> bool:
@@ -282,6 +347,16 @@ def run_matrix(bench: Bench, rows: list[Row]) -> None:
                 flag = f" ({result.errors} errors)" if result.errors else ""
                 line.append(f"{row.key} {result.rps:.0f}{flag}")
             print(f"[{step}/{total}] run {run} c={concurrency}: " + ", ".join(line), flush=True)
+
+
+def _stop_sink(sink: Child | None) -> dict[str, Any]:
+    """Stop the OTLP sink, when it ran, and return what it received (its last log line). Stopped after
+    the traced gateway, whose shutdown exports its last spans."""
+    if sink is None:
+        return {}
+    sink.stop()
+    lines = sink.log.read_text().strip().splitlines()
+    return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
 
 
 def run_memory(bench: Bench, procs: Processes) -> dict[str, Any]:
@@ -426,11 +501,10 @@ def main(argv: list[str] | None = None) -> int:
             for child in procs.children:
                 print(f"--- {child.name} log tail:\n{child.tail()}", file=sys.stderr)
             raise
-        for name in ("gateway", "gateway_traced", "echo", "passthrough"):
-            bench.children[name].stop()
-        bench.children["sink"].stop()
-        sink_log = bench.children["sink"].log.read_text().strip().splitlines()
-        export = json.loads(sink_log[-1]) if sink_log and sink_log[-1].startswith("{") else {}
+        for name, child in bench.children.items():
+            if name != "sink":
+                child.stop()
+        export = _stop_sink(bench.children.get("sink"))
         memory = run_memory(bench, procs) if plan.memory else None
     info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     summary = summarise(bench)

@@ -1,5 +1,5 @@
-"""How the benchmark's own small grpc.aio servers (the two floors and the OTLP sink) run: generic unary
-handlers on one port, "ready" on stdout once listening, until SIGTERM or SIGINT."""
+"""How the benchmark's own small grpc.aio servers (the floors and the OTLP sink) run: generic unary
+handlers on one port, plaintext or TLS, "ready" on stdout once listening, until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ async def serve_until_stopped(
     *,
     options: Sequence[tuple[str, Any]] = (),
     other_signals: Mapping[signal.Signals, Callable[[], None]] | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> None:
-    """Serve ``methods`` of ``service`` (raw bytes in and out) on ``listen``; return once stopped."""
+    """Serve ``methods`` of ``service`` (raw bytes in and out) on ``listen``, over TLS with
+    ``credentials``; return once stopped."""
     server = grpc.aio.server(options=list(options))
     handlers = {name: grpc.unary_unary_rpc_method_handler(method) for name, method in methods.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    if server.add_insecure_port(listen) == 0:
+    port = server.add_insecure_port(listen) if credentials is None else server.add_secure_port(listen, credentials)
+    if port == 0:
         raise SystemExit(f"cannot listen on {listen}")
     await server.start()
     stop = asyncio.Event()
