@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve_command(args)
-        if args.command == "sandbox":
+        elif args.command == "sandbox":
             asyncio.run(
                 run_sandbox(
                     args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True),
