@@ -9,6 +9,7 @@ Which worker serves a connection is read from /proc (the worker holding its sock
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,8 +18,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import grpc
+import httpx
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from test_cli import CLI, VALID, check_config, environment, free_port, wait_until_serving, write_config
@@ -81,11 +84,13 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def serving_workers(tmp_path: Path, count: int = 2) -> Iterator[Deployment]:
-    """``serve --workers count`` on a free loopback port, once every worker serves."""
-    config = tmp_path / "gateway.toml"
-    config.write_text(VALID)
-    address, log = f"127.0.0.1:{free_port()}", tmp_path / "serve.log"
+def serving_workers(tmp_path: Path, count: int = 2, *, config: Path | None = None, address: str | None = None) -> Iterator[Deployment]:
+    """``serve --workers count`` on a free loopback port (unless given), once every worker serves; the
+    configuration is VALID's unless given."""
+    if config is None:
+        config = tmp_path / "gateway.toml"
+        config.write_text(VALID)
+    address, log = address or f"127.0.0.1:{free_port()}", tmp_path / "serve.log"
     with log.open("wb") as output:
         command = [str(CLI), "serve", "--config", str(config), "--listen", address, "--workers", str(count)]
         parent = subprocess.Popen(command, env=environment(), stdout=output, stderr=output)
@@ -196,6 +201,51 @@ def test_a_single_process_keeps_its_port_exclusive(tmp_path: Path) -> None:
         finally:
             first.send_signal(signal.SIGTERM)
             first.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def sandbox_simulators(tmp_path: Path, gateway: str) -> Iterator[Path]:
+    """``sandbox --simulators-only``: the configuration it writes, with a SQLite [store] added."""
+    config = tmp_path / "simulators.toml"
+    command = [
+        str(CLI), "sandbox", "--simulators-only", "--write-config", str(config), "--listen", gateway,
+        "--data-dir", str(tmp_path / "sandbox"), "--callback-listen", f"127.0.0.1:{free_port()}",
+    ]
+    with (tmp_path / "simulators.log").open("wb") as output:
+        simulators = subprocess.Popen(command, env=environment(), stdout=output, stderr=output)
+        try:
+            wait_for(lambda: (tmp_path / "sandbox" / "sandbox.json").exists(), "the simulators")
+            config.write_text(config.read_text() + '\n[store]\npath = "gateway.db"\n')
+            yield config
+        finally:
+            simulators.send_signal(signal.SIGTERM)
+            simulators.wait(timeout=30)
+
+
+def test_workers_complete_the_flow_against_the_sandbox_simulators(tmp_path: Path) -> None:
+    """Authorize on one connection, Exchange and GetAccessToken on others: whichever worker each lands
+    on, the shared store makes them one gateway."""
+    address = f"127.0.0.1:{free_port()}"
+    with (
+        sandbox_simulators(tmp_path, address) as config,
+        serving_workers(tmp_path, config=config, address=address),
+        contextlib.ExitStack() as channels,
+    ):
+
+        def stub() -> api_grpc.BrokerGatewayStub:
+            """A stub on a connection of its own."""
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            return api_grpc.BrokerGatewayStub(channels.enter_context(grpc.insecure_channel(address, options=options)))
+
+        redirect_uri = json.loads((tmp_path / "sandbox" / "sandbox.json").read_text())["redirect_uri"]
+        start = stub().Authorize(api.AuthorizeRequest(provider="wallet", redirect_uri=redirect_uri), timeout=10)
+        location = httpx.get(start.authorization_url + "&approve=alice").headers["location"]
+        callback = dict(parse_qsl(urlsplit(location).query))
+        exchange = api.ExchangeRequest(state=callback.pop("state"), code=callback.pop("code"), callback_params=callback)
+        connection_id = stub().Exchange(exchange, timeout=10).connection.connection_id
+        request = api.GetAccessTokenRequest(connection_id=connection_id)
+        tokens = {stub().GetAccessToken(request, timeout=10).access_token for _ in range(10)}
+        assert len(tokens) == 1 and tokens != {""}
 
 
 def test_check_config_refuses_a_workers_count_below_one(tmp_path: Path) -> None:

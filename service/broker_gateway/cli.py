@@ -16,7 +16,7 @@ from .callers import key_sha256, new_key
 from .config import Config, load_config, read_config
 from .errors import ConfigError, GatewayError
 from .plugins import PluginError, plugin_manager, provider_types
-from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
+from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
 from .server import check_exposure, start_server, termination_signal
 from .store.crypto import Keyring, generate_key
 from .store.sqlite import SQLiteStore
@@ -163,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         "--secure", action="store_true",
         help="serve TLS (a throwaway CA in the data dir) and require a caller API key (printed, and in sandbox.json)",
     )
+    sandbox.add_argument(
+        "--simulators-only", action="store_true",
+        help="serve the simulators and the callback page but no gateway (--listen is then where gateways will be)",
+    )
+    sandbox.add_argument("--write-config", metavar="FILE", help="with --simulators-only: write a gateway configuration for them here")
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
     check.add_argument("config")
     rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
@@ -192,6 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve_command(args)
+        elif args.command == "sandbox" and args.simulators_only:
+            if not args.write_config:
+                raise ConfigError(["sandbox --simulators-only needs --write-config FILE"])
+            asyncio.run(
+                run_simulators(
+                    args.listen, Path(args.data_dir), args.callback_listen, Path(args.write_config),
+                    announce=lambda text: print(text, flush=True),
+                )
+            )
         elif args.command == "sandbox":
             asyncio.run(
                 run_sandbox(
