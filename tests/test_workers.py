@@ -185,6 +185,18 @@ def test_workers_that_cannot_listen_fail_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [f"broker-gateway: cannot listen on {address}: Address already in use"]
 
 
+def test_workers_that_cannot_start_stop_all_and_say_why_in_one_line(tmp_path: Path) -> None:
+    """The parent cannot know the store is unusable; the workers find out and tell it, once."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(VALID.replace('path = "data/gateway.db"', 'path = "/proc/no-such-dir/gateway.db"'))
+    result = subprocess.run(
+        [str(CLI), "serve", "--config", str(config), "--listen", "127.0.0.1:0", "--workers", "2"],
+        env=environment(), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["broker-gateway: cannot open the SQLite store: [Errno 2] No such file or directory: '/proc/no-such-dir'"]
+
+
 def test_a_single_process_keeps_its_port_exclusive(tmp_path: Path) -> None:
     """Without workers the port is not shared: a second gateway on it fails instead of splitting it."""
     config = tmp_path / "gateway.toml"
