@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -204,7 +205,7 @@ async def start_sandbox(
 
 
 async def _start_simulators(
-    manager: Any, redirect_uri: str
+    manager: pluggy.PluginManager, redirect_uri: str
 ) -> tuple[list[tuple[uvicorn.Server, asyncio.Task[None]]], list[ProviderConfig], dict[str, Any]]:
     """Serve every registered simulator on a loopback port: the servers, a provider entry for each,
     and what sandbox.json reports of each."""
