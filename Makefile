@@ -29,6 +29,12 @@ JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
 run: $(VENV)/.installed
 	$(VENV)/bin/broker-gateway sandbox
 
+# A deployment of several replicas on loopback to watch work (docs/deploy.md): PostgreSQL, Redis, the
+# sandbox's simulators and three gateway replicas with --workers; Ctrl-C stops it all.
+.PHONY: cluster
+cluster: $(VENV)/.installed
+	PYTHON=$(PYTHON) examples/cluster/run.sh
+
 test: deps python-lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 

@@ -13,14 +13,15 @@ from pathlib import Path
 from . import audit
 from .app import build_application, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
-from .config import load_config, read_config
-from .errors import ConfigError
+from .config import Config, load_config, read_config
+from .errors import ConfigError, GatewayError
 from .plugins import PluginError, plugin_manager, provider_types
-from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox
+from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
 from .server import check_exposure, start_server, termination_signal
 from .store.crypto import Keyring, generate_key
 from .store.sqlite import SQLiteStore
 from .vault import RewrapReport, Vault
+from .workers import READY, ParentLink, ServeFailed, Supervisor, one_line, reserve_port
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,70 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def _serve(config_path: str, listen: str | None) -> None:
-    config = load_config(config_path)
+async def _serve(config: Config, listen: str | None, link: ParentLink | None = None) -> None:
+    """One gateway process: alone, or one worker of ``serve --workers`` (``link`` to its parent)."""
     check_exposure(listen or config.server.listen, config)
     if config.audit_file:
         audit.write_to_file(config.audit_file)
     application = await build_application(config)
-    running = await start_server(application, listen)
+    running = await start_server(application, listen, share_port=link is not None)
+    if link is not None:
+        link.report(READY)
     freeze_startup_heap()
     try:
-        await termination_signal()
+        await _until_stopped(link)
     finally:
         await running.stop()
+
+
+async def _until_stopped(link: ParentLink | None) -> None:
+    """Until SIGTERM or SIGINT, or, in a worker, until its parent is gone."""
+    waits = [asyncio.ensure_future(termination_signal())]
+    if link is not None:
+        waits.append(asyncio.ensure_future(link.parent_gone()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    """``serve``: one process, a worker (``--worker-fd``), or the parent of ``--workers`` (N > 1)."""
+    config = load_config(args.config)
+    if args.worker_fd is not None:
+        return _run_worker(config, args.listen, ParentLink(args.worker_fd))
+    workers = args.workers or config.server.workers
+    if workers == 1:
+        try:
+            asyncio.run(_serve(config, args.listen))
+        except OSError as error:  # the port, the store's file: one line, not a traceback
+            raise ServeFailed(one_line(error)) from None
+        return 0
+    address = args.listen or config.server.listen
+    check_exposure(address, config)
+    holder, address = reserve_port(address)
+    command = [sys.executable, "-m", "broker_gateway.cli", "--log-level", args.log_level, "serve", "--config", args.config]
+    # A worker's graceful stop: the calls' grace, then the running refreshes' budget (server.py, app.py).
+    stop_timeout = config.server.shutdown_grace_seconds + config.gateway.upstream_budget + 5.0
+    try:
+        asyncio.run(Supervisor([*command, "--listen", address], workers, stop_timeout=stop_timeout).run())
+    finally:
+        holder.close()
+    return 0
+
+
+def _run_worker(config: Config, listen: str | None, link: ParentLink) -> int:
+    """Serve as one worker. A failure to start goes to the parent as one line (the parent prints the
+    first worker's, once); a crash after serving exits with its traceback, and the parent restarts it."""
+    try:
+        asyncio.run(_serve(config, listen, link))
+    except Exception as error:
+        if link.reported:
+            raise
+        if not isinstance(error, (ConfigError, PluginError, GatewayError, OSError)):
+            log.exception("the worker could not start")
+        link.report(one_line(error))
+        return 1
+    return 0
 
 
 async def _check_config(config_path: str) -> list[str]:
@@ -98,6 +151,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="TOML configuration file")
     serve.add_argument("--listen", help="HOST:PORT to listen on (default: the configuration's, else 127.0.0.1:50051)")
+    serve.add_argument(
+        "--workers", type=_positive, help="gateway processes sharing the port, one core each (default: [server] workers, else 1)"
+    )
+    serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # set by the parent of --workers
     sandbox = commands.add_parser("sandbox", help="run the gateway against local simulators")
     sandbox.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT for the gateway (default 127.0.0.1:50051)")
     sandbox.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"where state is kept (default {DEFAULT_DATA_DIR})")
@@ -106,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         "--secure", action="store_true",
         help="serve TLS (a throwaway CA in the data dir) and require a caller API key (printed, and in sandbox.json)",
     )
+    sandbox.add_argument(
+        "--simulators-only", action="store_true",
+        help="serve the simulators and the callback page but no gateway (--listen is then where gateways will be)",
+    )
+    sandbox.add_argument("--write-config", metavar="FILE", help="with --simulators-only: write a gateway configuration for them here")
     check = commands.add_parser("check-config", help="report every problem of a configuration file")
     check.add_argument("config")
     rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
@@ -115,9 +177,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A worker's lines name its process, so the log tells which worker said what.
+    who = "[worker %(process)d] " if getattr(args, "worker_fd", None) is not None else ""
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
     # httpx logs every request's full URL, query included, at INFO; upstream queries can carry
     # personal or signed parameters, so only its warnings are kept.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -125,7 +196,16 @@ def main(argv: list[str] | None = None) -> int:
         raise_open_file_limit()
     try:
         if args.command == "serve":
-            asyncio.run(_serve(args.config, args.listen))
+            return _serve_command(args)
+        elif args.command == "sandbox" and args.simulators_only:
+            if not args.write_config:
+                raise ConfigError(["sandbox --simulators-only needs --write-config FILE"])
+            asyncio.run(
+                run_simulators(
+                    args.listen, Path(args.data_dir), args.callback_listen, Path(args.write_config),
+                    announce=lambda text: print(text, flush=True),
+                )
+            )
         elif args.command == "sandbox":
             asyncio.run(
                 run_sandbox(
@@ -154,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PluginError) as error:
         print(f"broker-gateway: {error}", file=sys.stderr)
         return 2
+    except ServeFailed as error:
+        print(f"broker-gateway: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -51,6 +51,8 @@ class ServerConfig:
     #: Listening beyond loopback needs callers and TLS, unless these say otherwise explicitly.
     allow_unauthenticated: bool = False
     allow_plaintext: bool = False
+    #: Gateway processes sharing the port (``serve --workers``); one process uses one core.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         tls=tls,
         allow_unauthenticated=_flag(server_table, "allow_unauthenticated", "server", problems),
         allow_plaintext=_flag(server_table, "allow_plaintext", "server", problems),
+        workers=_count(server_table, "workers", defaults.workers, "server", problems),
     )
     if store_table.get("backend", "sqlite") != "sqlite":
         problems.append("store.backend: only sqlite is available")

@@ -68,6 +68,10 @@ log = logging.getLogger(__name__)
 CALLBACK_FIELDS = frozenset({"state", "code", "iss"})
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+#: The store lease that makes keep-alive one job for the whole deployment (Gateway.keep_alive). Its
+#: tenant is one no caller's can be (tenant names begin with a letter or a digit), so it never meets
+#: the refresh lease of a connection.
+KEEPALIVE_LEASE = ("#jobs", "keep-alive")
 #: Authorization parameters the core sets itself; a caller's extra_params can never override them.
 RESERVED_PARAMS = frozenset(
     {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
@@ -638,14 +642,15 @@ class Gateway:
             retry_after=1.0,
         )
 
-    async def _renew_lease(self, tenant: str, connection_id: str, holder: str) -> None:
-        """Renew the lease every third of its TTL while the refresh runs (cancelled when it ends).
+    async def _renew_lease(self, tenant: str, connection_id: str, holder: str, ttl: timedelta | None = None) -> None:
+        """Renew the lease every third of its TTL (the refresh lease's unless given) while the work
+        runs (cancelled when it ends).
 
         A renewal that fails means the lease lapsed (the process stalled longer than the TTL) and
         another holder took it: renewing stops, and the version-checked write of the refresh stays
         the fence that keeps a stale holder's tokens out of the store.
         """
-        ttl = self.settings.lease_ttl
+        ttl = ttl or self.settings.lease_ttl
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
             try:
@@ -740,7 +745,27 @@ class Gateway:
 
     async def keep_alive(self) -> int:
         """Refresh idle connections whose refresh token would otherwise expire unused, under the
-        same single-flight and lease as any refresh; the number refreshed."""
+        same single-flight and lease as any refresh; the number refreshed.
+
+        Every process of a deployment (workers, replicas) runs this on its own timer, yet one pass
+        per interval refreshes: a pass first takes the deployment's keep-alive lease in the store for
+        one interval under a holder of its own (renewed while it runs), and leaves it to expire rather
+        than releasing it. Every other process finds it held until the interval is over and skips its
+        turn (0); the process that ran the pass sleeps a whole interval before it looks again.
+        """
+        holder, ttl = uuid.uuid4().hex, timedelta(seconds=self.settings.keepalive_interval)
+        if not await self.store.acquire_lease(*KEEPALIVE_LEASE, holder=holder, ttl=ttl, now=self.clock()):
+            log.debug("keep-alive: another process ran this interval's pass")
+            return 0
+        heartbeat = asyncio.get_running_loop().create_task(self._renew_lease(*KEEPALIVE_LEASE, holder, ttl))
+        try:
+            return await self._keep_alive_pass()
+        finally:
+            heartbeat.cancel()
+            await asyncio.wait([heartbeat])
+
+    async def _keep_alive_pass(self) -> int:
+        """One keep-alive pass over every provider's due connections, soonest expiry first."""
         refreshed = 0
         for configured in self.providers.values():
             provider = configured.provider

@@ -4,20 +4,27 @@ Each built-in plugin registers its simulators (``broker_gateway_register_sandbox
 serves each on a loopback port, configures a provider against it with the shared redirect URI, serves
 a callback page at that URI that shows the code and the grpcurl command completing the exchange, and
 writes ``<data-dir>/sandbox.json`` with everything a client needs.
+
+``sandbox --simulators-only --write-config FILE`` serves the simulators and the callback page alone and
+writes a gateway configuration for them, so that gateways started apart (``serve``, several workers,
+several replicas: examples/cluster) use the same simulators.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import html
 import json
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -124,14 +131,15 @@ def load_or_create_key(data_dir: Path) -> tuple[str, bytes]:
 
 @dataclass
 class Sandbox:
-    """A running sandbox: simulators, callback page and gateway."""
+    """A running sandbox: simulators, callback page and gateway (none with ``--simulators-only``)."""
 
-    running: RunningServer
+    running: RunningServer | None
     description: dict[str, Any]
     _servers: list[tuple[uvicorn.Server, asyncio.Task[None]]]
 
     async def stop(self) -> None:
-        await self.running.stop(grace=1.0)
+        if self.running is not None:
+            await self.running.stop(grace=1.0)
         for server, task in self._servers:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,25 +178,9 @@ async def start_sandbox(
     ``secure``, the gateway serves TLS and needs the API key sandbox.json holds, as in production."""
     make_private_dir(data_dir)
     manager = plugin_manager()
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
     callback_socket = _bind(callback)
     redirect_uri = f"{_url(callback_socket)}/callback"
-    providers: list[ProviderConfig] = []
-    upstreams: dict[str, Any] = {}
-    for upstream in sandbox_upstreams(manager):
-        sock = _bind("127.0.0.1:0")
-        parts = upstream.build(SandboxEnvironment(base_url=_url(sock), redirect_uri=redirect_uri))
-        servers.append(await _serve_asgi(parts.app, sock))
-        providers.append(
-            ProviderConfig(
-                id=upstream.provider_id,
-                type=parts.provider_type,
-                redirect_uris=(redirect_uri,),
-                settings=parts.provider_settings,
-                allow_insecure_http=True,
-            )
-        )
-        upstreams[upstream.provider_id] = {"base_url": _url(sock), **parts.credentials}
+    servers, providers, upstreams = await _start_simulators(manager, redirect_uri)
     tls: TlsConfig | None = None
     callers: tuple[CallerConfig, ...] = ()
     access: dict[str, str] = {}
@@ -210,6 +202,83 @@ async def start_sandbox(
     servers.append(await _serve_asgi(callback_app(description), callback_socket))
     write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
     return Sandbox(running, description, servers)
+
+
+async def _start_simulators(
+    manager: pluggy.PluginManager, redirect_uri: str
+) -> tuple[list[tuple[uvicorn.Server, asyncio.Task[None]]], list[ProviderConfig], dict[str, Any]]:
+    """Serve every registered simulator on a loopback port: the servers, a provider entry for each,
+    and what sandbox.json reports of each."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    providers: list[ProviderConfig] = []
+    upstreams: dict[str, Any] = {}
+    for upstream in sandbox_upstreams(manager):
+        sock = _bind("127.0.0.1:0")
+        parts = upstream.build(SandboxEnvironment(base_url=_url(sock), redirect_uri=redirect_uri))
+        servers.append(await _serve_asgi(parts.app, sock))
+        providers.append(
+            ProviderConfig(
+                id=upstream.provider_id,
+                type=parts.provider_type,
+                redirect_uris=(redirect_uri,),
+                settings=parts.provider_settings,
+                allow_insecure_http=True,
+            )
+        )
+        upstreams[upstream.provider_id] = {"base_url": _url(sock), **parts.credentials}
+    return servers, providers, upstreams
+
+
+async def start_simulators_only(*, gateway: str, data_dir: Path, callback: str, config_file: Path) -> Sandbox:
+    """Start the simulators and the callback page, and write ``config_file``: a gateway configuration
+    for them (providers, the sandbox's encryption key, no ``[store]``: the gateways' operator adds it).
+    ``gateway`` is the address the callback page tells the user to complete the exchange at."""
+    make_private_dir(data_dir)
+    callback_socket = _bind(callback)
+    redirect_uri = f"{_url(callback_socket)}/callback"
+    servers, providers, upstreams = await _start_simulators(plugin_manager(), redirect_uri)
+    description = {"gateway": gateway, "redirect_uri": redirect_uri, "upstreams": upstreams}
+    servers.append(await _serve_asgi(callback_app(description), callback_socket))
+    write_private_text(config_file, gateway_config_toml(providers, load_or_create_key(data_dir)))
+    write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
+    return Sandbox(None, description, servers)
+
+
+def gateway_config_toml(providers: list[ProviderConfig], key: tuple[str, bytes]) -> str:
+    """A gateway configuration with these providers and this encryption key, as TOML."""
+    lines = [
+        "# Written by `broker-gateway sandbox --simulators-only`: the sandbox's simulators as providers.",
+        "# Add a [store]: path (SQLite; .broker-gateway/gateway.db beside this file by default) or url (PostgreSQL).",
+        "",
+        "[[encryption.keys]]",
+        f"id = {_toml(key[0])}",
+        f"key = {_toml(base64.b64encode(key[1]).decode())}",
+    ]
+    for provider in providers:
+        entry = {
+            "id": provider.id, "type": provider.type, "redirect_uris": list(provider.redirect_uris),
+            "allow_insecure_http": provider.allow_insecure_http, **provider.settings,
+        }
+        lines += ["", "[[providers]]", *(f"{_toml_key(name)} = {_toml(value)}" for name, value in entry.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def _toml(value: Any) -> str:
+    """A TOML value for what provider settings hold: strings (JSON's escapes are TOML's), booleans,
+    numbers, lists and tables (inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(str(key))} = {_toml(item)}" for key, item in value.items()) + "}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
 def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
@@ -237,6 +306,19 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
             "Stop with Ctrl-C.",
         ]
     )
+
+
+async def run_simulators(gateway: str, data_dir: Path, callback: str, config_file: Path, announce: Callable[[str], None] = print) -> None:
+    """Run the simulators and the callback page alone until SIGTERM or SIGINT."""
+    sandbox = await start_simulators_only(gateway=gateway, data_dir=data_dir, callback=callback, config_file=config_file)
+    try:
+        announce(
+            f"BrokerGateway sandbox simulators: providers {', '.join(sandbox.description['upstreams'])}; "
+            f"a gateway configuration for them is in {config_file}. Stop with Ctrl-C."
+        )
+        await termination_signal()
+    finally:
+        await sandbox.stop()
 
 
 async def run_sandbox(

@@ -87,12 +87,18 @@ def _milliseconds(seconds: float) -> int:
     return min(round(seconds * 1000), 2**31 - 1)
 
 
-async def start_server(application: Application, listen: str | None = None) -> RunningServer:
-    """Build, bind and start the server; ``listen`` overrides the configuration (port 0 picks one)."""
+async def start_server(application: Application, listen: str | None = None, *, share_port: bool = False) -> RunningServer:
+    """Build, bind and start the server; ``listen`` overrides the configuration (port 0 picks one).
+
+    A lone process refuses a port another process holds (no SO_REUSEPORT), so a second gateway
+    started by mistake fails instead of quietly taking half the connections. The workers of
+    ``serve --workers`` share theirs (``share_port``), their parent having checked that no one else
+    holds it (workers.py).
+    """
     config = application.config.server
     options = [
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if share_port else 0),
         ("grpc.max_connection_idle_ms", _milliseconds(config.max_connection_idle_seconds)),
         ("grpc.max_connection_age_ms", _milliseconds(config.max_connection_age_seconds)),
         ("grpc.max_connection_age_grace_ms", _milliseconds(config.max_connection_age_grace_seconds)),
@@ -118,9 +124,12 @@ async def start_server(application: Application, listen: str | None = None) -> R
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
         _add_reflection(server, authenticator)
-    port = server.add_insecure_port(address) if certificates is None else server.add_secure_port(address, certificates.credentials())
+    try:
+        port = server.add_insecure_port(address) if certificates is None else server.add_secure_port(address, certificates.credentials())
+    except RuntimeError:  # what grpc raises when the port is taken
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: the address is in use or not this machine's")
     await server.start()
     loop = asyncio.get_running_loop()
     gateway, settings = application.gateway, application.config.gateway
