@@ -2,7 +2,8 @@
 
 The refresh algorithm of oauth-security 2.2 leans on three store guarantees: an atomic take of a
 pending state, an exclusive lease per connection, and version-checked writes. A backend is added by
-giving ``Backend`` one more entry in ``BACKENDS`` (Redis, PostgreSQL); the tests stay as they are.
+giving ``BACKENDS`` one more entry; the tests stay as they are. SQLite and PostgreSQL (a real server,
+support/postgres.py) run every test.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 from broker_gateway.store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
 from broker_gateway.store.crypto import KEY_BYTES, Keyring
+from broker_gateway.store.postgres import PostgresStore
 from broker_gateway.store.sqlite import SQLiteStore
+from support.postgres import PostgresServer
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -32,30 +35,44 @@ class Backend:
     """Opens any number of stores over the same underlying storage, so cross-instance races can run."""
 
     name: str
+    #: A store closed when the test ends.
     open: Callable[[], Awaitable[Store]]
+    #: A store its caller closes, in the event loop it was opened in (a thread's own loop).
+    open_detached: Callable[[], Awaitable[Store]]
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Awaitable[Store]]:
+async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[Store]]:
     async def open_store() -> Store:
         return SQLiteStore(tmp_path / "contract.db")
 
     return open_store
 
 
-BACKENDS: dict[str, Callable[[Path], Callable[[], Awaitable[Store]]]] = {"sqlite": _sqlite}
+async def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[Store]]:
+    """Each test gets a database of its own on the session's server (support/postgres.py)."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = await server.migrated_database()
+
+    async def open_store() -> Store:
+        return await PostgresStore.open(url)
+
+    return open_store
+
+
+BACKENDS = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     opened: list[Store] = []
-    factory = BACKENDS[request.param](tmp_path)
+    factory = await BACKENDS[request.param](request, tmp_path)
 
     async def open_store() -> Store:
         store = await factory()
         opened.append(store)
         return store
 
-    yield Backend(request.param, open_store)
+    yield Backend(request.param, open_store, factory)
     for store in opened:
         await store.close()
 
@@ -144,9 +161,12 @@ async def test_takes_racing_across_instances_have_one_winner(backend: Backend) -
 
     def worker() -> list[TakeOutcome]:
         async def run() -> list[TakeOutcome]:
-            store = await backend.open()
-            barrier.wait()
-            return [(await store.take_pending("t1", key))[0] for key in states]
+            store = await backend.open_detached()
+            try:
+                barrier.wait()
+                return [(await store.take_pending("t1", key))[0] for key in states]
+            finally:
+                await store.close()
 
         return asyncio.run(run())
 
