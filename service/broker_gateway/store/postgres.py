@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,7 @@ _PENDING_COLUMNS = (
 )
 _STATUSES = {status.value: status for status in ConnectionStatus}
 
+
 def url_problems(url: str) -> list[str]:
     """What is wrong with a store URL's form (not whether the server answers)."""
     if not url.startswith(("postgresql://", "postgres://")):
@@ -71,15 +73,16 @@ def _one_line(error: BaseException, url: str) -> str:
 
 
 def _connect_options(url: str) -> dict[str, Any]:
-    """What every connection gets on top of the URL: UTC timestamps, and a connect timeout unless
-    the URL (or PGCONNECT_TIMEOUT) sets one."""
+    """What every connection gets on top of the URL: autocommit, and a connect timeout unless the URL
+    (or PGCONNECT_TIMEOUT) sets one."""
     options: dict[str, Any] = {"autocommit": True}
-    if "connect_timeout" not in conninfo_to_dict(url):
+    if "connect_timeout" not in conninfo_to_dict(url) and "PGCONNECT_TIMEOUT" not in os.environ:
         options["connect_timeout"] = int(ACQUIRE_TIMEOUT)
     return options
 
 
 async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Timestamps come back in UTC, as the other store gives them."""
     await connection.execute("SET TIME ZONE 'UTC'")
 
 
@@ -87,13 +90,17 @@ async def connect(url: str) -> psycopg.AsyncConnection[Any]:
     """One connection (for migrate and check-config); StoreUnavailable, in one line, when it fails."""
     try:
         connection = await psycopg.AsyncConnection.connect(url, **_connect_options(url))
+        await _configure(connection)
     except psycopg.Error as error:
-        raise StoreUnavailable(f"cannot reach the PostgreSQL store at {redact(url)}: {_one_line(error, url)}") from error
-    await _configure(connection)
+        raise _unreachable(url, error) from error
     return connection
 
 
-def outdated_schema(url: str, version: int) -> ConfigError:
+def _unreachable(url: str, error: psycopg.Error) -> StoreUnavailable:
+    return StoreUnavailable(f"cannot reach the PostgreSQL store at {redact(url)}: {_one_line(error, url)}")
+
+
+def outdated_schema(version: int) -> ConfigError:
     needed = f"this gateway needs {LATEST}: run `broker-gateway migrate --config FILE` first"
     return ConfigError([f"store.url: the PostgreSQL schema is at version {version}, {needed}"])
 
@@ -112,15 +119,18 @@ async def check_store(url: str) -> list[str]:
             version = await schema_version(connection)
         except psycopg.Error as error:
             return [f"store.url: {_one_line(error, url)}"]
-    return [] if version >= LATEST else outdated_schema(url, version).problems
+    return [] if version >= LATEST else outdated_schema(version).problems
 
 
 async def migrate_store(url: str) -> tuple[list[int], int]:
     """Bring the schema up to date: the versions applied and the version now."""
     connection = await connect(url)
     async with connection:
-        applied = await migrate(connection)
-        return applied, await schema_version(connection)
+        try:
+            applied = await migrate(connection)
+            return applied, await schema_version(connection)
+        except psycopg.Error as error:
+            raise StoreUnavailable(f"migrating the PostgreSQL store failed: {_one_line(error, url)}") from error
 
 
 def _connection(row: Sequence[Any]) -> StoredConnection:
@@ -189,9 +199,8 @@ class PostgresStore:
     worker, each replica) has its own.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any], url: str) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
-        self._url = url
         self._checking: asyncio.Task[None] | None = None
 
     @classmethod
@@ -199,9 +208,12 @@ class PostgresStore:
         """Connect, check the schema version, then open the pool. StoreUnavailable (one line) when
         the server cannot be reached; ConfigError naming ``migrate`` when the schema is older."""
         async with await connect(url) as first:
-            version = await schema_version(first)
+            try:
+                version = await schema_version(first)
+            except psycopg.Error as error:
+                raise _unreachable(url, error) from error
         if version < LATEST:
-            raise outdated_schema(url, version)
+            raise outdated_schema(version)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,
             kwargs=_connect_options(url),
@@ -215,8 +227,8 @@ class PostgresStore:
             await pool.open(wait=True, timeout=ACQUIRE_TIMEOUT)
         except psycopg.Error as error:
             await pool.close()
-            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {redact(url)}: {_one_line(error, url)}") from error
-        return cls(pool, url)
+            raise _unreachable(url, error) from error
+        return cls(pool)
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
