@@ -50,6 +50,14 @@ def _as_owner(command: list[str]) -> list[str]:
     return ["runuser", "-u", SUPERUSER, "--", *command] if os.geteuid() == 0 else command
 
 
+def _run(command: list[str], log: Path) -> None:
+    """Run a server command; when it fails, say why with its output and the server log's end."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}\n{tail}")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -74,8 +82,12 @@ class PostgresServer:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=300"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.root / "server.log"), "-w", "-t", "60"]
-        subprocess.run(_as_owner([*command, "-o", options, *arguments]), check=True, capture_output=True)
+        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log), "-w", "-t", "60"]
+        _run(_as_owner([*command, "-o", options, *arguments]), self.log)
+
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
 
     def start(self) -> None:
         self._pg_ctl("start")
@@ -112,11 +124,8 @@ def start_postgres() -> PostgresServer:
         owner = pwd.getpwnam(SUPERUSER)
         os.chown(root, owner.pw_uid, owner.pw_gid)
     server = PostgresServer(bin_dir, root, _free_port())
-    subprocess.run(
-        _as_owner([str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
+    initdb = [str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"]
+    _run(_as_owner(initdb), server.log)
     server.start()
     return server
 
