@@ -22,7 +22,7 @@ from broker_gateway.store.postgres_schema import LATEST, MIGRATIONS
 from broker_gateway.store.sqlite import SQLiteStore
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
-from conftest import FakeClock, Wallet, connect_wallet, failure_of, gateway_config, running_gateway
+from conftest import REDIRECT_URI, FakeClock, Wallet, connect_wallet, failure_of, gateway_config, running_gateway
 from google.rpc import error_details_pb2
 from support.postgres import PostgresServer
 from test_cli import CLI, KEY, environment, free_port
@@ -210,6 +210,25 @@ async def test_two_gateways_on_one_database_refresh_once(
         tokens = {response.access_token for response in responses}
         assert len(tokens) == 1 and old not in tokens
         assert wallet.request_log.count("refresh_token") == 1
+
+
+async def test_a_state_sent_to_two_gateways_at_once_is_exchanged_once(
+    tmp_path: Path, postgres_url: str, wallet: Wallet, clock: FakeClock
+) -> None:
+    """Authorize on one gateway, the same callback to both at once: one Exchange succeeds, the other
+    finds the state replayed."""
+    config = with_postgres(gateway_config(tmp_path, [wallet.provider_config()]), postgres_url)
+    async with running_gateway(config, clock) as one, running_gateway(config, clock) as two:
+        start = await one.stub.Authorize(api.AuthorizeRequest(provider="wallet", redirect_uri=REDIRECT_URI), timeout=10)
+        callback = await wallet.approve(start.authorization_url, "alice")
+        request = api.ExchangeRequest(state=callback.pop("state"), code=callback.pop("code"), callback_params=callback)
+        results = await asyncio.gather(
+            one.stub.Exchange(request, timeout=10), two.stub.Exchange(request, timeout=10), return_exceptions=True
+        )
+        failures = [failure_of(result) for result in results if isinstance(result, grpc.aio.AioRpcError)]
+        assert len(failures) == 1, results
+        assert (failures[0].reason, failures[0].metadata.get("cause")) == ("AUTHZ_TRANSACTION_INVALID", "replayed")
+        assert wallet.request_log.count("authorization_code") == 1
 
 
 # -- the server restarting under load ------------------------------------------------------------------
