@@ -4,8 +4,11 @@ Why psycopg 3 rather than asyncpg: it connects through libpq, so ``[store] url``
 means to psql, pg_dump and every other PostgreSQL tool: the URL and key=value forms, the ``PG*``
 environment variables (PGPASSWORD, PGSSLMODE, PGHOST...), ``sslmode``/``sslrootcert``, ``.pgpass`` and
 service files. asyncpg reimplements the protocol and only part of that (no service files, its own
-reading of sslmode), which an operator would discover in production. Both are well kept and fast enough
-here: a call is one short statement whose round trip dominates the driver's own cost.
+reading of sslmode), which an operator would discover in production. Both are well kept, and equally
+fast here, since a call is one short statement whose round trip dominates the driver's own cost:
+measured on this project's 2-core machine (PostgreSQL 15 on loopback, a pooled primary-key read as
+GetAccessToken makes), psycopg 208-233 us per sequential call and 4 500-5 600 calls/s with 50 at once,
+asyncpg 195-201 us and 4 450-5 700 calls/s, within the run-to-run noise.
 
 Every guarantee rests on one statement or one transaction, never on the process, so it holds across
 replicas: a state is taken by ``UPDATE ... WHERE NOT consumed ... RETURNING`` (row locks make one of
