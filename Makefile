@@ -38,7 +38,14 @@ cluster: $(VENV)/.installed
 test: deps python-lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT)
+deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT) postgres-server
+
+# The tests start their own PostgreSQL server (tests/support/postgres.py) from Debian's binaries;
+# Debian puts initdb in /usr/lib/postgresql/VERSION/bin, off PATH, so both places are looked at.
+.PHONY: postgres-server
+postgres-server:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 # Regenerate every language's stubs from protos/: Python (buf.gen.yaml), then Go, TypeScript and Java
 # (one template each: see buf.gen.yaml for why). Stale Python and Java stubs are removed first because

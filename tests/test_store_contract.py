@@ -2,7 +2,8 @@
 
 The refresh algorithm of oauth-security 2.2 leans on three store guarantees: an atomic take of a
 pending state, an exclusive lease per connection, and version-checked writes. A backend is added by
-giving ``Backend`` one more entry in ``BACKENDS`` (Redis, PostgreSQL); the tests stay as they are.
+giving ``BACKENDS`` one more entry; the tests stay as they are. SQLite and PostgreSQL (a real server,
+support/postgres.py) run every test.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from broker_gateway.store.base import ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
+from broker_gateway.store.base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
 from broker_gateway.store.crypto import KEY_BYTES, Keyring
+from broker_gateway.store.postgres import PostgresStore
 from broker_gateway.store.sqlite import SQLiteStore
+from support.postgres import PostgresServer
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -32,30 +35,44 @@ class Backend:
     """Opens any number of stores over the same underlying storage, so cross-instance races can run."""
 
     name: str
+    #: A store closed when the test ends.
     open: Callable[[], Awaitable[Store]]
+    #: A store its caller closes, in the event loop it was opened in (a thread's own loop).
+    open_detached: Callable[[], Awaitable[Store]]
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Awaitable[Store]]:
+async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[Store]]:
     async def open_store() -> Store:
         return SQLiteStore(tmp_path / "contract.db")
 
     return open_store
 
 
-BACKENDS: dict[str, Callable[[Path], Callable[[], Awaitable[Store]]]] = {"sqlite": _sqlite}
+async def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[Store]]:
+    """Each test gets a database of its own on the session's server (support/postgres.py)."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = await server.migrated_database()
+
+    async def open_store() -> Store:
+        return await PostgresStore.open(url)
+
+    return open_store
+
+
+BACKENDS = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     opened: list[Store] = []
-    factory = BACKENDS[request.param](tmp_path)
+    factory = await BACKENDS[request.param](request, tmp_path)
 
     async def open_store() -> Store:
         store = await factory()
         opened.append(store)
         return store
 
-    yield Backend(request.param, open_store)
+    yield Backend(request.param, open_store, factory)
     for store in opened:
         await store.close()
 
@@ -144,9 +161,12 @@ async def test_takes_racing_across_instances_have_one_winner(backend: Backend) -
 
     def worker() -> list[TakeOutcome]:
         async def run() -> list[TakeOutcome]:
-            store = await backend.open()
-            barrier.wait()
-            return [(await store.take_pending("t1", key))[0] for key in states]
+            store = await backend.open_detached()
+            try:
+                barrier.wait()
+                return [(await store.take_pending("t1", key))[0] for key in states]
+            finally:
+                await store.close()
 
         return asyncio.run(run())
 
@@ -343,3 +363,63 @@ async def test_key_ids_in_use_counts_pending_verifiers(store: Store) -> None:
     authorization's sealed PKCE verifier is such a ciphertext (its Exchange needs the key)."""
     await store.put_pending(pending())
     assert await store.key_ids_in_use() == {"key-a"}
+
+
+async def test_all_connections_iterates_every_tenant_in_creation_order(store: Store) -> None:
+    """What copy-store walks: connections without tokens included."""
+    ids = [(f"t{index % 3}", f"conn_{index}") for index in range(7)]
+    for tenant, connection_id in ids:
+        await store.insert_connection(connection(connection_id, tenant=tenant, sealed=connection_id != "conn_3"))
+    seen = [(item.tenant, item.connection_id) async for item in store.all_connections()]
+    assert seen == ids
+
+
+# -- keep-alive ----------------------------------------------------------------------------------------
+
+
+async def test_connections_to_keep_alive_across_tenants_soonest_first(store: Store) -> None:
+    for index, days in enumerate((5, 1, 3, 40)):
+        item = dataclasses.replace(
+            connection(f"conn_{index}", tenant=f"t{index}"), refresh_token_expire_time=NOW + timedelta(days=days)
+        )
+        await store.insert_connection(item)
+    revoked = dataclasses.replace(
+        connection("conn_revoked"), status=ConnectionStatus.REVOKED, refresh_token_expire_time=NOW + timedelta(days=1)
+    )
+    await store.insert_connection(revoked)
+    await store.insert_connection(connection("conn_okx", provider_id="okx"))
+    due = await store.connections_to_keep_alive("wallet", refresh_expiring_before=NOW + timedelta(days=10), limit=10)
+    assert [(item.tenant, item.connection_id) for item in due] == [("t1", "conn_1"), ("t2", "conn_2"), ("t0", "conn_0")]
+    first = await store.connections_to_keep_alive("wallet", refresh_expiring_before=NOW + timedelta(days=10), limit=1)
+    assert [item.connection_id for item in first] == ["conn_1"]
+
+
+# -- at-most-once request claims -----------------------------------------------------------------------
+
+
+async def test_claim_complete_then_done_with_its_result(store: Store) -> None:
+    assert await store.claim_request("t1", "req-1", now=NOW) == (ClaimOutcome.CLAIMED, None)
+    assert await store.claim_request("t1", "req-1", now=NOW) == (ClaimOutcome.IN_PROGRESS, None)
+    assert await store.claim_request("t2", "req-1", now=NOW) == (ClaimOutcome.CLAIMED, None), "keys are per tenant"
+    result = KEYS.seal(b"result", context=("t1", "req-1", "result"))
+    await store.complete_request("t1", "req-1", result)
+    assert await store.claim_request("t1", "req-1", now=NOW) == (ClaimOutcome.DONE, result)
+    assert await store.key_ids_in_use() == {"key-a"}, "a replayable result is a ciphertext too"
+
+
+async def test_a_released_claim_may_be_claimed_again_and_purge_forgets_old_ones(store: Store) -> None:
+    await store.claim_request("t1", "req-released", now=NOW)
+    await store.release_request("t1", "req-released")
+    assert await store.claim_request("t1", "req-released", now=NOW) == (ClaimOutcome.CLAIMED, None)
+    await store.claim_request("t1", "req-new", now=NOW + timedelta(hours=1))
+    assert await store.purge_requests(NOW + timedelta(minutes=1)) == 1
+    assert (await store.claim_request("t1", "req-released", now=NOW))[0] is ClaimOutcome.CLAIMED
+    assert (await store.claim_request("t1", "req-new", now=NOW))[0] is ClaimOutcome.IN_PROGRESS
+
+
+async def test_concurrent_claims_across_instances_have_one_winner(backend: Backend) -> None:
+    stores = [await backend.open() for _ in range(4)]
+    results = await asyncio.gather(*(s.claim_request("t1", "req-1", now=NOW) for s in stores for _ in range(5)))
+    outcomes = [outcome for outcome, _ in results]
+    assert outcomes.count(ClaimOutcome.CLAIMED) == 1
+    assert outcomes.count(ClaimOutcome.IN_PROGRESS) == 19

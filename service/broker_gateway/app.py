@@ -22,8 +22,8 @@ from .gateway import ConfiguredProvider, Gateway
 from .plugins import plugin_manager, provider_types
 from .provider import Provider, ProviderContext
 from .spans import gateway_tracer
+from .store import open_store
 from .store.crypto import Keyring
-from .store.sqlite import SQLiteStore
 from .upstream import UpstreamClient
 from .vault import Vault
 
@@ -124,7 +124,7 @@ async def build_application(
         for item in providers:
             await item.provider.start()
         keyring = Keyring(config.encryption_keys)
-        store = SQLiteStore(config.store_path)
+        store = await open_store(config)
         await store.purge_pending(clock())  # expired verifiers must not hold back a key's removal
         await store.purge_requests(clock() - config.gateway.request_replay_window)
         missing = await store.key_ids_in_use() - keyring.key_ids

@@ -1,4 +1,5 @@
-"""The ``broker-gateway`` command: serve, sandbox, check-config, rewrap, generate-key, new-caller-key."""
+"""The ``broker-gateway`` command: serve, sandbox, check-config, migrate, copy-store, rewrap, generate-key,
+new-caller-key."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from . import audit
 from .app import build_application, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
 from .config import Config, load_config, read_config
-from .errors import ConfigError, GatewayError
+from .errors import ConfigError, GatewayError, StoreUnavailable
 from .plugins import PluginError, plugin_manager, provider_types
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
 from .server import check_exposure, start_server, termination_signal
+from .store import open_store
+from .store.copy import CopyReport, copy_connections, keyring_problems
 from .store.crypto import Keyring, generate_key
-from .store.sqlite import SQLiteStore
 from .vault import RewrapReport, Vault
 from .workers import READY, ParentLink, ServeFailed, Supervisor, one_line, reserve_port
 
@@ -132,16 +134,50 @@ async def _check_config(config_path: str) -> list[str]:
         problems += error.problems
     finally:
         await http.aclose()
+    if config.store_url is not None:
+        from .store.postgres import check_store
+
+        problems += await check_store(config.store_url)
     return problems
 
 
 async def _rewrap(config_path: str) -> RewrapReport:
     config = load_config(config_path)
-    store = SQLiteStore(config.store_path)
+    store = await open_store(config)
     try:
         return await Vault(Keyring(config.encryption_keys)).rewrap(store)
     finally:
         await store.close()
+
+
+async def _migrate(config_path: str) -> str:
+    """Bring a PostgreSQL store's schema up to date; what was done, in one line."""
+    config = load_config(config_path)
+    if config.store_url is None:
+        return f"the SQLite store ({config.store_path}) creates and upgrades its schema when opened: nothing to migrate"
+    from .store.postgres import migrate_store
+
+    applied, version = await migrate_store(config.store_url)
+    done = f"applied step(s) {', '.join(map(str, applied))}" if applied else "already up to date"
+    return f"PostgreSQL store schema at version {version}: {done}"
+
+
+async def _copy_store(from_path: str, to_path: str) -> CopyReport:
+    source_config, target_config = load_config(from_path), load_config(to_path)
+    source = await open_store(source_config)
+    try:
+        target = await open_store(target_config)
+        try:
+            problems = keyring_problems(
+                await source.key_ids_in_use(), dict(source_config.encryption_keys), dict(target_config.encryption_keys)
+            )
+            if problems:
+                raise ConfigError(problems)
+            return await copy_connections(source, target)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config")
     rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
     rewrap.add_argument("--config", required=True)
+    migrate = commands.add_parser("migrate", help="bring a PostgreSQL store's schema up to date (SQLite needs none)")
+    migrate.add_argument("--config", required=True)
+    copy = commands.add_parser(
+        "copy-store", help="copy every connection (still encrypted) from one configuration's store to another's"
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="CONFIG", help="configuration of the store to copy")
+    copy.add_argument("--to", dest="target", required=True, metavar="CONFIG", help="configuration of the store to fill")
     commands.add_parser("generate-key", help="print a new random encryption key")
     commands.add_parser("new-caller-key", help="print a new API key for a caller and the key_sha256 line for its [[callers]] entry")
     return parser
@@ -225,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in report.undecryptable:
                 print(f"cannot decrypt {name}: authorize it again or delete it", file=sys.stderr)
             return 1 if report.undecryptable else 0
+        elif args.command == "migrate":
+            print(asyncio.run(_migrate(args.config)))
+        elif args.command == "copy-store":
+            copied = asyncio.run(_copy_store(args.source, args.target))
+            print(f"copied {copied.copied} connection(s), updated {copied.updated}, {copied.unchanged} already there")
         elif args.command == "generate-key":
             print(generate_key())
         elif args.command == "new-caller-key":
@@ -236,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ServeFailed as error:
         print(f"broker-gateway: {error}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as error:
+        print(f"broker-gateway: {error.message}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,6 +6,10 @@ problem at once (``ConfigError.problems``), which ``broker-gateway check-config`
 
 Environment overrides: ``BROKER_GATEWAY_LISTEN``, ``BROKER_GATEWAY_STORE_PATH``, and
 ``BROKER_GATEWAY_ENCRYPTION_KEYS`` (``id:base64key,...``, the first encrypts).
+
+The store is SQLite at ``[store] path`` unless ``[store] url`` names a PostgreSQL database (giving both
+is an error). The URL is libpq's, so the ``PG*`` variables, ``sslmode`` and ``.pgpass`` apply; its
+password may itself be a reference (``postgresql://gw:env:GW_DB_PASSWORD@db/gw``), or the whole URL one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .errors import ConfigError
 from .gateway import GatewaySettings
 from .references import UnresolvedReference, resolve_reference
 from .store.crypto import KeyringError, decode_key
+from .store.url import password_reference, with_password
 from .tls import TlsConfig, tls_problems
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -78,6 +83,8 @@ class Config:
     callers: tuple[CallerConfig, ...] = ()
     #: Where audit records go as JSON lines; without it, to the log (logger broker_gateway.audit).
     audit_file: str | None = None
+    #: A PostgreSQL URL (``[store] url``), references resolved; None means SQLite at ``store_path``.
+    store_url: str | None = field(default=None, repr=False)
 
 
 def resolve_secret(value: str, where: str, problems: list[str]) -> str:
@@ -310,11 +317,10 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         allow_plaintext=_flag(server_table, "allow_plaintext", "server", problems),
         workers=_count(server_table, "workers", defaults.workers, "server", problems),
     )
-    if store_table.get("backend", "sqlite") != "sqlite":
-        problems.append("store.backend: only sqlite is available")
     store_path = os.environ.get("BROKER_GATEWAY_STORE_PATH", store_table.get("path", ".broker-gateway/gateway.db"))
     if store_path != ":memory:" and not Path(store_path).is_absolute():
         store_path = str(base_dir / store_path)
+    store_url = _store_url(store_table, problems)
     settings = GatewaySettings(
         refresh_margin=timedelta(
             seconds=_number(refresh_table, "margin_seconds", GatewaySettings.refresh_margin.total_seconds(), "refresh", problems)
@@ -342,8 +348,38 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         gateway=settings,
         callers=_callers(document.get("callers", []), problems, mutual_tls=tls is not None and tls.client_ca is not None),
         audit_file=_audit_file(document.get("audit", {}), base_dir, problems),
+        store_url=store_url,
     )
     return config, problems
+
+
+def _store_url(table: Mapping[str, Any], problems: list[str]) -> str | None:
+    """``[store] url``, its references resolved; None for SQLite. Problems never quote the URL: it may
+    hold a password."""
+    problems.extend(f"store.{key}: unknown setting" for key in sorted(set(table) - {"path", "url"}))
+    url = table.get("url")
+    if url is None:
+        return None
+    if "path" in table or "BROKER_GATEWAY_STORE_PATH" in os.environ:
+        problems.append("store: give path (SQLite) or url (PostgreSQL), not both")
+    if not isinstance(url, str) or not url:
+        problems.append("store.url: expected a postgresql:// URL")
+        return None
+    known = len(problems)
+    url = resolve_secret(url, "store.url", problems)
+    reference = password_reference(url)
+    if reference is not None:
+        url = with_password(url, resolve_secret(reference, "store.url password", problems))
+    if len(problems) > known:
+        return None
+    try:
+        from .store.postgres import url_problems
+    except ImportError:
+        problems.append("store.url: PostgreSQL needs the driver: pip install 'broker-gateway[postgres]'")
+        return None
+    wrong = url_problems(url)
+    problems.extend(wrong)
+    return None if wrong else url
 
 
 def _tls(table: Any, problems: list[str]) -> TlsConfig | None:

@@ -1,4 +1,4 @@
-"""The Store protocol: what every backend (SQLite now; Redis and PostgreSQL for many replicas) offers.
+"""The Store protocol: what every backend (SQLite for one node, PostgreSQL for many replicas) offers.
 
 It is shaped by the refresh algorithm of oauth-security 2.2: an atomic take of a pending state, a
 lease per connection, and version-checked writes. Stores hold ciphertexts only; sealing and opening
@@ -147,6 +147,9 @@ class Store(Protocol):
 
     def sealed_connections(self) -> AsyncIterator[StoredConnection]:
         """Every connection that holds sealed tokens, for re-encryption."""
+
+    def all_connections(self) -> AsyncIterator[StoredConnection]:
+        """Every connection of every tenant in creation order, for copying one store into another."""
 
     async def key_ids_in_use(self) -> set[str]:
         """The ids of every key some stored ciphertext was sealed with (tokens, the verifiers of

@@ -3,7 +3,8 @@
 Calls run on the event loop: each is a short local transaction (microseconds), cheaper than a thread
 hop; the checkpoints that wait on the disk run in a thread (``checkpointer``). WAL mode lets readers
 proceed during a write. Several gateway processes on one host may share the file (leases and version
-checks hold across them); several hosts on a network filesystem may not.
+checks hold across them); several hosts on a network filesystem may not. The schema is created, and
+upgraded, when the store is opened: ``broker-gateway migrate`` has nothing to do for SQLite.
 """
 
 from __future__ import annotations
@@ -359,12 +360,18 @@ class SQLiteStore:
     async def purge_requests(self, before: datetime) -> int:
         return self._execute("DELETE FROM operation_requests WHERE create_time < ?", (_ts(before),)).rowcount
 
-    async def sealed_connections(self) -> AsyncIterator[StoredConnection]:
+    def sealed_connections(self) -> AsyncIterator[StoredConnection]:
+        return self._walk("sealed_tokens IS NOT NULL")
+
+    def all_connections(self) -> AsyncIterator[StoredConnection]:
+        return self._walk("1")
+
+    async def _walk(self, condition: str) -> AsyncIterator[StoredConnection]:
+        """Every connection meeting ``condition``, in creation order, a page at a time."""
         after = 0
         while True:
             rows = self._execute(
-                f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE seq > ? AND sealed_tokens IS NOT NULL"
-                " ORDER BY seq LIMIT 500",
+                f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE seq > ? AND {condition} ORDER BY seq LIMIT 500",
                 (after,),
             ).fetchall()
             if not rows:
