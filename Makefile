@@ -24,7 +24,7 @@ GENERATORS := $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc
 TS_CLIENT  := clients/typescript/node_modules/.installed
 JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
 
-.PHONY: run test generate lint python-lint breaking release-api deps
+.PHONY: run test generate lint python-lint breaking release-api deps redis-server-installed
 
 run: $(VENV)/.installed
 	$(VENV)/bin/broker-gateway sandbox
@@ -33,6 +33,8 @@ test: deps python-lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT)
+# The tests start their own redis-server (tests/support/redis.py): Debian's, installed once when missing.
+deps: redis-server-installed
 
 # Regenerate every language's stubs from protos/: Python (buf.gen.yaml), then Go, TypeScript and Java
 # (one template each: see buf.gen.yaml for why). Stale Python and Java stubs are removed first because
@@ -88,6 +90,9 @@ tests/oidc_provider/node_modules/.installed: tests/oidc_provider/package.json te
 $(TS_CLIENT): clients/typescript/package.json clients/typescript/package-lock.json
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+redis-server-installed:
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends redis-server; }
 
 # The generators are rebuilt whenever this file changes, so a new pin takes effect at once.
 $(TOOLS)/protoc-gen-go: Makefile
