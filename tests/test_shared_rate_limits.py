@@ -79,7 +79,7 @@ def retry_delay(failure_details: Sequence[object]) -> float:
     return info.retry_delay.ToTimedelta().total_seconds()
 
 
-async def flush_windows(redis_server: RedisServer) -> None:
+def flush_windows(redis_server: RedisServer) -> None:
     """A restart empties Redis: windows of earlier tests are gone."""
     redis_server.stop()
     redis_server.start()
@@ -89,7 +89,7 @@ async def flush_windows(redis_server: RedisServer) -> None:
 
 
 async def test_two_gateways_driving_three_times_the_limit_send_only_the_limit(replicas: Replicas, redis_server: RedisServer) -> None:
-    await flush_windows(redis_server)
+    flush_windows(redis_server)
     calls = [gateway.stub.InvokeOperation(invoke("ticker"), timeout=10) for gateway in replicas.gateways for _ in range(15)]
     results = await asyncio.gather(*calls, return_exceptions=True)
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
