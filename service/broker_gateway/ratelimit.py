@@ -12,8 +12,8 @@ Two limiters keep these windows, and the gateway calls either through ``Limiter.
   Each process then enforces every limit on its own: N replicas may send N times a limit.
 - ``RedisRateLimiter`` (``[rate_limits] url = "redis://..."``) keeps them in Redis, so every replica
   and worker shares them. It uses the ``limits`` library's moving-window strategy on its async Redis
-  storage (``limits.aio``) rather than hand-written Redis code. Measured against the in-process
-  limiter, that strategy is the same exact sliding log: a Redis list per key holding the last
+  storage (``limits.aio``, through redis-py) rather than hand-written Redis code. Measured against the
+  in-process limiter, that strategy is the same exact sliding log: a Redis list per key holding the last
   ``requests`` timestamps, checked and appended by one Lua script (one round trip per acquire, atomic
   across replicas), admitting only if the oldest of them has left the window; per-key scoping is its
   identifiers (provider, bucket, scope key), kept apart from other applications by a key prefix. The
@@ -56,7 +56,7 @@ from functools import lru_cache
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import coredis
+import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -180,13 +180,15 @@ class RedisRateLimiter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._location = redis_location(url)
-        # Our own pool (a documented option of limits' storage), so that close() can close it.
-        self._pool = coredis.ConnectionPool.from_url(
-            url, connect_timeout=REDIS_TIMEOUT_SECONDS, stream_timeout=REDIS_TIMEOUT_SECONDS
+        # Our own pool (a documented option of limits' storage), so that close() can close it. The
+        # redis-py client, not limits' default coredis: it took some 25 % less time per acquire here.
+        self._pool = redis.asyncio.ConnectionPool.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
         )
         self._storage = RedisStorage(
             f"async+{url}",
             wrap_exceptions=True,
+            implementation="redispy",
             key_prefix=KEY_PREFIX,
             connection_pool=self._pool,  # type: ignore[arg-type]  # annotated narrower than documented
         )
@@ -206,7 +208,7 @@ class RedisRateLimiter:
             self._went_down("it does not answer")
 
     async def close(self) -> None:
-        self._pool.disconnect()
+        await self._pool.aclose()
 
     async def acquire(self, provider_id: str, name: str, limit: RateLimit | None, connection_key: str) -> None:
         if limit is None:
