@@ -24,7 +24,7 @@ GENERATORS := $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/protoc
 TS_CLIENT  := clients/typescript/node_modules/.installed
 JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
 
-.PHONY: run test generate lint python-lint breaking release-api deps
+.PHONY: run test generate lint python-lint breaking release-api deps redis-server-installed
 
 run: $(VENV)/.installed
 	$(VENV)/bin/broker-gateway sandbox
@@ -38,7 +38,7 @@ cluster: $(VENV)/.installed
 test: deps python-lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT) postgres-server
+deps: $(VENV)/.installed $(BUF) tests/oidc_provider/node_modules/.installed $(GENERATORS) $(TS_CLIENT) postgres-server redis-server-installed
 
 # The tests start their own PostgreSQL server (tests/support/postgres.py) from Debian's binaries;
 # Debian puts initdb in /usr/lib/postgresql/VERSION/bin, off PATH, so both places are looked at.
@@ -101,6 +101,9 @@ tests/oidc_provider/node_modules/.installed: tests/oidc_provider/package.json te
 $(TS_CLIENT): clients/typescript/package.json clients/typescript/package-lock.json
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+redis-server-installed:
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends redis-server; }
 
 # The generators are rebuilt whenever this file changes, so a new pin takes effect at once.
 $(TOOLS)/protoc-gen-go: Makefile

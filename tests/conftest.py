@@ -34,7 +34,7 @@ from broker_gateway_oauth2.sandbox import AUTHORIZE_PATH, TOKEN_PATH, USERINFO_P
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-pytest_plugins = ["support.oidc_provider", "support.postgres"]
+pytest_plugins = ["support.oidc_provider", "support.postgres", "support.redis"]
 
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
 

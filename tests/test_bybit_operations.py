@@ -373,7 +373,7 @@ async def test_a_burst_past_a_documented_limit_is_refused_by_the_gateway(
         gateway = bybit_gateway.application.gateway
         declared = next(op for op in gateway.providers["bybit"].provider.operations() if op.name == operation)
         for _ in range(requests - sent):
-            gateway.rate_limiter.acquire("bybit", declared.name, declared.rate_limit, "default/")
+            await gateway.rate_limiter.acquire("bybit", declared.name, declared.rate_limit, "default/")
     await asyncio.gather(
         *(stub.InvokeOperation(invoke_request(operation, params, request_id=f"burst-{n}"), timeout=10) for n in range(sent))
     )

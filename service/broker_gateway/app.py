@@ -16,11 +16,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import __version__, telemetry
-from .config import Config
+from .config import Config, RateLimitsConfig
 from .errors import ConfigError
 from .gateway import ConfiguredProvider, Gateway
 from .plugins import plugin_manager, provider_types
 from .provider import Provider, ProviderContext
+from .ratelimit import Limiter, RateLimiter, RedisRateLimiter
 from .spans import gateway_tracer
 from .store import open_store
 from .store.crypto import Keyring
@@ -103,6 +104,7 @@ class Application:
         await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
         await self.http.aclose()
         await self.gateway.store.close()
+        await self.gateway.rate_limiter.close()
 
 
 async def build_application(
@@ -133,6 +135,8 @@ async def build_application(
             raise ConfigError(
                 [f"encryption.keys: stored tokens were sealed with keys not in the keyring: {', '.join(sorted(missing))}"]
             )
+        rate_limiter = rate_limiter_of(config)
+        await rate_limiter.start()
     except BaseException:
         await http.aclose()
         raise
@@ -143,5 +147,20 @@ async def build_application(
         clock=clock,
         settings=config.gateway,
         tracer=tracer or trace.NoOpTracer(),
+        rate_limiter=rate_limiter,
     )
     return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider, tracer=tracer)
+
+
+def rate_limiter_of(config: Config) -> Limiter:
+    """Redis-backed limits when ``[rate_limits]`` is configured, else this process's own."""
+    settings = config.rate_limits
+    if settings is None:
+        return RateLimiter()
+    return RedisRateLimiter(settings.url, on_unavailable=settings.on_unavailable, processes=_processes(config, settings))
+
+
+def _processes(config: Config, settings: RateLimitsConfig) -> int:
+    """How many processes share a limit: replicas x workers. ``server.workers`` comes with ``serve
+    --workers`` (a parallel branch); until it exists every replica is one process."""
+    return settings.replicas * config.server.workers

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from .callers import CallerConfig, Permission
 from .errors import ConfigError
 from .gateway import GatewaySettings
+from .ratelimit import OnUnavailable
 from .references import UnresolvedReference, resolve_reference
 from .store.crypto import KeyringError, decode_key
 from .store.url import password_reference, with_password
@@ -73,6 +74,16 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitsConfig:
+    """``[rate_limits]``: upstream rate limits shared by every replica through Redis (ratelimit.py)."""
+
+    url: str = field(repr=False)  # may carry a password
+    on_unavailable: OnUnavailable = OnUnavailable.REFUSE
+    #: Replicas of the deployment; with ``local-share`` each process sends limit / (replicas x workers).
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     store_path: str
@@ -85,6 +96,8 @@ class Config:
     audit_file: str | None = None
     #: A PostgreSQL URL (``[store] url``), references resolved; None means SQLite at ``store_path``.
     store_url: str | None = field(default=None, repr=False)
+    #: None: every process keeps its own rate limits in memory.
+    rate_limits: RateLimitsConfig | None = None
 
 
 def resolve_secret(value: str, where: str, problems: list[str]) -> str:
@@ -349,6 +362,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         callers=_callers(document.get("callers", []), problems, mutual_tls=tls is not None and tls.client_ca is not None),
         audit_file=_audit_file(document.get("audit", {}), base_dir, problems),
         store_url=store_url,
+        rate_limits=_rate_limits(document.get("rate_limits"), problems),
     )
     return config, problems
 
@@ -416,6 +430,54 @@ def _audit_file(table: Any, base_dir: Path, problems: list[str]) -> str | None:
         problems.append("audit.file: expected a file path")
         return None
     return path if Path(path).is_absolute() else str(base_dir / path)
+
+
+_RATE_LIMITS_KEYS = frozenset({"url", "on_unavailable", "replicas"})
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def _rate_limits(table: Any, problems: list[str]) -> RateLimitsConfig | None:
+    """``[rate_limits]``, checked strictly: an unnoticed typo here would silently leave limits per process."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        problems.append("rate_limits: expected a table")
+        return None
+    problems.extend(f"rate_limits.{key}: unknown setting" for key in sorted(set(table) - _RATE_LIMITS_KEYS))
+    url = _redis_url(table.get("url"), problems)
+    policies = {policy.value: policy for policy in OnUnavailable}
+    policy = table.get("on_unavailable", OnUnavailable.REFUSE.value)
+    if policy not in policies:
+        problems.append(f"rate_limits.on_unavailable: expected one of {', '.join(repr(name) for name in policies)}")
+        policy = OnUnavailable.REFUSE.value
+    replicas = 1
+    if policies[policy] is OnUnavailable.LOCAL_SHARE:
+        if "replicas" not in table:
+            problems.append("rate_limits.replicas: required with on_unavailable = 'local-share' (how many replicas share a limit)")
+        replicas = _count(table, "replicas", 1, "rate_limits", problems)
+    elif "replicas" in table:
+        problems.append("rate_limits.replicas: only used with on_unavailable = 'local-share'")
+    return None if url is None else RateLimitsConfig(url, policies[policy], replicas)
+
+
+def _redis_url(value: Any, problems: list[str]) -> str | None:
+    if not isinstance(value, str) or not value:
+        problems.append('rate_limits.url: required, e.g. "redis://host:6379/0" (or an env: or file: reference)')
+        return None
+    known = len(problems)
+    url = resolve_secret(value, "rate_limits.url", problems)
+    if len(problems) > known:
+        return None
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    database = parts.path.lstrip("/")
+    if parts.scheme not in _REDIS_SCHEMES or not parts.hostname or not port_ok or not (database == "" or database.isdigit()):
+        problems.append("rate_limits.url: expected redis://[:password@]host[:port][/db] (or rediss:// for TLS)")
+        return None
+    return url
 
 
 def read_config(path: str | Path) -> tuple[Config | None, list[str]]:

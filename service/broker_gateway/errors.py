@@ -199,6 +199,14 @@ class StoreUnavailable(GatewayError):
     reason = "STORE_UNAVAILABLE"
 
 
+class RateLimiterUnavailable(GatewayError):
+    """The shared rate limiter (Redis) cannot be reached, so a limited call is not sent: sending it
+    uncounted could exceed the exchange's limit. A RetryInfo says when to try again."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "RATE_LIMITER_UNAVAILABLE"
+
+
 class TokenDecryptFailed(GatewayError):
     code = grpc.StatusCode.DATA_LOSS
     reason = "TOKEN_DECRYPT_FAILED"

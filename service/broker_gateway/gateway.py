@@ -56,7 +56,7 @@ from .errors import (
 from .oauth2 import callback_error_code, new_pkce_pair, new_state
 from .pending_budget import PendingBudget
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
-from .ratelimit import RateLimiter
+from .ratelimit import Limiter, RateLimiter
 from .schema import check_params
 from .store.base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
 from .vault import Vault
@@ -142,7 +142,7 @@ class Gateway:
         clock: Callable[[], datetime],
         settings: GatewaySettings = GatewaySettings(),
         tracer: trace.Tracer | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
     ) -> None:
         self.providers = {configured.id: configured for configured in providers}
         self.store = store
@@ -150,7 +150,7 @@ class Gateway:
         self.clock = clock
         self.settings = settings
         self.tracer = tracer or trace.get_tracer(__name__)
-        self.rate_limiter = rate_limiter or RateLimiter()
+        self.rate_limiter: Limiter = rate_limiter or RateLimiter()
         self.pending_budget = PendingBudget(
             store,
             clock,
@@ -427,7 +427,7 @@ class Gateway:
             )
         deadlines.require_budget()
         limit = configured.provider.user_info_rate_limit
-        self.rate_limiter.acquire(connection.provider_id, "user_info", limit, f"{tenant}/{connection_id}")
+        await self.rate_limiter.acquire(connection.provider_id, "user_info", limit, f"{tenant}/{connection_id}")
         info = await _repeatable(self._with_user_token(connection, configured.provider.user_info))
         if info.subject and info.subject != connection.subject:
             await self._record_subject(connection, info.subject)
@@ -469,7 +469,7 @@ class Gateway:
 
         async def send() -> Any:
             # Taken here, after a replay was ruled out: a replayed result costs the upstream nothing.
-            self.rate_limiter.acquire(provider_id, operation.name, operation.rate_limit, f"{tenant}/{connection_id}")
+            await self.rate_limiter.acquire(provider_id, operation.name, operation.rate_limit, f"{tenant}/{connection_id}")
             with self.tracer.start_as_current_span("broker_gateway.invoke.upstream") as span:
                 span.set_attribute("broker_gateway.provider", provider_id)
                 span.set_attribute("broker_gateway.operation", operation.name)

@@ -169,6 +169,12 @@ const (
 	//
 	//	{ reason: "INTERNAL_ERROR" }
 	ErrorReason_ERROR_REASON_INTERNAL_ERROR ErrorReason = 43
+	// UNAVAILABLE: the shared rate limiter (Redis, `[rate_limits]`) cannot be reached, so a rate-limited
+	// call was not sent upstream (sending it uncounted could exceed the exchange's limit); a RetryInfo
+	// says when to try again.
+	//
+	//	{ reason: "RATE_LIMITER_UNAVAILABLE", metadata: { provider: "okx", operation: "account.balance" } }
+	ErrorReason_ERROR_REASON_RATE_LIMITER_UNAVAILABLE ErrorReason = 44
 	// Callers (once any caller is configured, every BrokerGateway RPC and reflection need one).
 	// UNAUTHENTICATED: no credentials, or credentials that name no configured caller. The answer is the
 	// same for a missing, malformed, unknown or wrong key, so there is nothing to enumerate.
@@ -216,6 +222,7 @@ var (
 		41: "ERROR_REASON_STORE_UNAVAILABLE",
 		42: "ERROR_REASON_TOKEN_DECRYPT_FAILED",
 		43: "ERROR_REASON_INTERNAL_ERROR",
+		44: "ERROR_REASON_RATE_LIMITER_UNAVAILABLE",
 		50: "ERROR_REASON_CALLER_UNAUTHENTICATED",
 		51: "ERROR_REASON_CALLER_FORBIDDEN",
 	}
@@ -252,6 +259,7 @@ var (
 		"ERROR_REASON_STORE_UNAVAILABLE":               41,
 		"ERROR_REASON_TOKEN_DECRYPT_FAILED":            42,
 		"ERROR_REASON_INTERNAL_ERROR":                  43,
+		"ERROR_REASON_RATE_LIMITER_UNAVAILABLE":        44,
 		"ERROR_REASON_CALLER_UNAUTHENTICATED":          50,
 		"ERROR_REASON_CALLER_FORBIDDEN":                51,
 	}
@@ -288,7 +296,7 @@ var File_broker_gateway_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_broker_gateway_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"$broker_gateway/v1/error_reason.proto\x12\x11broker_gateway.v1*\xa7\n" +
+	"$broker_gateway/v1/error_reason.proto\x12\x11broker_gateway.v1*\xd2\n" +
 	"\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
@@ -323,7 +331,8 @@ const file_broker_gateway_v1_error_reason_proto_rawDesc = "" +
 	"\x1fERROR_REASON_DEADLINE_TOO_SHORT\x10(\x12\"\n" +
 	"\x1eERROR_REASON_STORE_UNAVAILABLE\x10)\x12%\n" +
 	"!ERROR_REASON_TOKEN_DECRYPT_FAILED\x10*\x12\x1f\n" +
-	"\x1bERROR_REASON_INTERNAL_ERROR\x10+\x12'\n" +
+	"\x1bERROR_REASON_INTERNAL_ERROR\x10+\x12)\n" +
+	"%ERROR_REASON_RATE_LIMITER_UNAVAILABLE\x10,\x12'\n" +
 	"#ERROR_REASON_CALLER_UNAUTHENTICATED\x102\x12!\n" +
 	"\x1dERROR_REASON_CALLER_FORBIDDEN\x103B\xe5\x01\n" +
 	"\x15com.broker_gateway.v1B\x10ErrorReasonProtoP\x01ZYgithub.com/brokergateway/broker-gateway/clients/go/gen/broker_gateway/v1;broker_gatewayv1\xa2\x02\x03BXX\xaa\x02\x10BrokerGateway.V1\xca\x02\x10BrokerGateway\\V1\xe2\x02\x1cBrokerGateway\\V1\\GPBMetadata\xea\x02\x11BrokerGateway::V1b\x06proto3"

@@ -322,6 +322,17 @@ public enum ErrorReason
   ERROR_REASON_INTERNAL_ERROR(43),
   /**
    * <pre>
+   * UNAVAILABLE: the shared rate limiter (Redis, `[rate_limits]`) cannot be reached, so a rate-limited
+   * call was not sent upstream (sending it uncounted could exceed the exchange's limit); a RetryInfo
+   * says when to try again.
+   * { reason: "RATE_LIMITER_UNAVAILABLE", metadata: { provider: "okx", operation: "account.balance" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_RATE_LIMITER_UNAVAILABLE = 44;</code>
+   */
+  ERROR_REASON_RATE_LIMITER_UNAVAILABLE(44),
+  /**
+   * <pre>
    * Callers (once any caller is configured, every BrokerGateway RPC and reflection need one).
    * UNAUTHENTICATED: no credentials, or credentials that name no configured caller. The answer is the
    * same for a missing, malformed, unknown or wrong key, so there is nothing to enumerate.
@@ -655,6 +666,17 @@ public enum ErrorReason
   public static final int ERROR_REASON_INTERNAL_ERROR_VALUE = 43;
   /**
    * <pre>
+   * UNAVAILABLE: the shared rate limiter (Redis, `[rate_limits]`) cannot be reached, so a rate-limited
+   * call was not sent upstream (sending it uncounted could exceed the exchange's limit); a RetryInfo
+   * says when to try again.
+   * { reason: "RATE_LIMITER_UNAVAILABLE", metadata: { provider: "okx", operation: "account.balance" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_RATE_LIMITER_UNAVAILABLE = 44;</code>
+   */
+  public static final int ERROR_REASON_RATE_LIMITER_UNAVAILABLE_VALUE = 44;
+  /**
+   * <pre>
    * Callers (once any caller is configured, every BrokerGateway RPC and reflection need one).
    * UNAUTHENTICATED: no credentials, or credentials that name no configured caller. The answer is the
    * same for a missing, malformed, unknown or wrong key, so there is nothing to enumerate.
@@ -731,6 +753,7 @@ public enum ErrorReason
       case 41: return ERROR_REASON_STORE_UNAVAILABLE;
       case 42: return ERROR_REASON_TOKEN_DECRYPT_FAILED;
       case 43: return ERROR_REASON_INTERNAL_ERROR;
+      case 44: return ERROR_REASON_RATE_LIMITER_UNAVAILABLE;
       case 50: return ERROR_REASON_CALLER_UNAUTHENTICATED;
       case 51: return ERROR_REASON_CALLER_FORBIDDEN;
       default: return null;
