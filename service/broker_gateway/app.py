@@ -161,6 +161,5 @@ def rate_limiter_of(config: Config) -> Limiter:
 
 
 def _processes(config: Config, settings: RateLimitsConfig) -> int:
-    """How many processes share a limit: replicas x workers. ``server.workers`` comes with ``serve
-    --workers`` (a parallel branch); until it exists every replica is one process."""
+    """How many processes share a limit: replicas x each replica's workers."""
     return settings.replicas * config.server.workers
