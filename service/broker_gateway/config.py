@@ -14,6 +14,7 @@ password may itself be a reference (``postgresql://gw:env:GW_DB_PASSWORD@db/gw``
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -175,6 +176,30 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
+#: The tables and keys a configuration may hold, beyond those whose own readers check them (providers'
+#: settings are their provider type's; [[callers]], [server.tls], [store], [audit], [rate_limits] check
+#: their own keys).
+_TOP_LEVEL = frozenset({"server", "store", "encryption", "refresh", "limits", "providers", "callers", "audit", "rate_limits"})
+_SERVER_KEYS = frozenset({
+    "listen", "reflection", "max_receive_message_bytes", "max_concurrent_rpcs", "shutdown_grace_seconds",
+    "max_connection_idle_seconds", "max_connection_age_seconds", "max_connection_age_grace_seconds",
+    "max_concurrent_streams", "tls", "allow_unauthenticated", "allow_plaintext", "workers",
+})
+_REFRESH_KEYS = frozenset({"margin_seconds", "budget_seconds", "keepalive_interval_seconds"})
+_LIMITS_KEYS = frozenset({"max_pending_authorizations", "max_pending_authorizations_per_tenant"})
+
+
+def unknown_keys(table: Mapping[str, Any], known: frozenset[str], where: str, problems: list[str]) -> None:
+    """Report every key of ``table`` that is not ``known``, with the known key it was probably meant
+    to be: a misspelt setting silently left at its default is worse than a refused file."""
+    if not isinstance(table, Mapping):
+        return  # the table's own reader reports what it should have been
+    for key in sorted(set(table) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"{where + '.' if where else ''}{key}: unknown setting{hint}")
+
+
 def _callers(entries: Any, problems: list[str], *, mutual_tls: bool) -> tuple[CallerConfig, ...]:
     """The ``[[callers]]`` entries; every problem of every entry is reported, none of them repeating a
     key hash (a hash is not the key, but it has no business in a log either)."""
@@ -198,7 +223,7 @@ def _callers(entries: Any, problems: list[str], *, mutual_tls: bool) -> tuple[Ca
         if caller_id in ids:
             problems.append(f"{where}: the id is used twice")
         ids.add(caller_id)
-        problems.extend(f"{where}.{key}: unknown setting" for key in sorted(set(entry) - _CALLER_KEYS))
+        unknown_keys(entry, _CALLER_KEYS, where, problems)
         if not isinstance(tenant, str) or not _NAME.fullmatch(tenant):
             problems.append(f"{where}.tenant: required: letters, digits and . _ : @ / - (at most 128)")
             tenant = ""
@@ -305,6 +330,10 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
     store_table = document.get("store", {})
     refresh_table = document.get("refresh", {})
     limits_table = document.get("limits", {})
+    unknown_keys(document, _TOP_LEVEL, "", problems)
+    for name, table, known in (("server", server_table, _SERVER_KEYS), ("refresh", refresh_table, _REFRESH_KEYS),
+                               ("limits", limits_table, _LIMITS_KEYS)):
+        unknown_keys(table, known, name, problems)
     defaults = ServerConfig()
     tls = _tls(server_table.get("tls"), problems)
     server = ServerConfig(
@@ -370,7 +399,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
 def _store_url(table: Mapping[str, Any], problems: list[str]) -> str | None:
     """``[store] url``, its references resolved; None for SQLite. Problems never quote the URL: it may
     hold a password."""
-    problems.extend(f"store.{key}: unknown setting" for key in sorted(set(table) - {"path", "url"}))
+    unknown_keys(table, frozenset({"path", "url"}), "store", problems)
     url = table.get("url")
     if url is None:
         return None
@@ -404,7 +433,7 @@ def _tls(table: Any, problems: list[str]) -> TlsConfig | None:
     if not isinstance(table, dict):
         problems.append("server.tls: expected a table with cert and key")
         return None
-    problems.extend(f"server.tls.{key}: unknown setting" for key in sorted(set(table) - {"cert", "key", "client_ca"}))
+    unknown_keys(table, frozenset({"cert", "key", "client_ca"}), "server.tls", problems)
     cert, key, client_ca = table.get("cert"), table.get("key"), table.get("client_ca")
     for name, value in (("cert", cert), ("key", key)):
         if not isinstance(value, str) or not value:
@@ -422,7 +451,7 @@ def _audit_file(table: Any, base_dir: Path, problems: list[str]) -> str | None:
     if not isinstance(table, dict):
         problems.append("audit: expected a table")
         return None
-    problems.extend(f"audit.{key}: unknown setting" for key in sorted(set(table) - {"file"}))
+    unknown_keys(table, frozenset({"file"}), "audit", problems)
     path = table.get("file")
     if path is None:
         return None
@@ -443,7 +472,7 @@ def _rate_limits(table: Any, problems: list[str]) -> RateLimitsConfig | None:
     if not isinstance(table, dict):
         problems.append("rate_limits: expected a table")
         return None
-    problems.extend(f"rate_limits.{key}: unknown setting" for key in sorted(set(table) - _RATE_LIMITS_KEYS))
+    unknown_keys(table, _RATE_LIMITS_KEYS, "rate_limits", problems)
     url = _redis_url(table.get("url"), problems)
     policies = {policy.value: policy for policy in OnUnavailable}
     policy = table.get("on_unavailable", OnUnavailable.REFUSE.value)
