@@ -135,7 +135,8 @@ SECURE_SERVERS = {
     "gateway_mtls": Security(mutual=True),
     "gateway_mtls_caller": Security(mutual=True, caller=Caller.CERTIFICATE),
 }
-#: The gateways of the many-replicas rows (issue 13) and what each is started with.
+#: The gateways of the many-replicas rows (issue 13): with a PostgreSQL store, with Redis rate limits, and
+#: ``serve --workers 2`` (set up in ``start_everything``).
 SCALE_SERVERS = ("gateway_pg", "gateway_redis", "gateway_workers2")
 FLOOR_SERVERS = frozenset({"echo", "passthrough", "echo_tls", "echo_mtls"})
 #: The RPCs whose requests name a connection made beforehand through the same gateway.
@@ -281,8 +282,13 @@ def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitSt
             continue
         security = SECURE_SERVERS.get(name)
         tls, callers = (pki.server_tls(security), pki.callers(security)) if pki and security else (None, [])
-        store_url = backends.postgres_database(services, tool_cpus) if name == "gateway_pg" else None
-        redis = backends.redis_url(services, bench.work / "redis", tool_cpus) if name == "gateway_redis" else None
+        try:
+            store_url = backends.postgres_database(services, tool_cpus) if name == "gateway_pg" else None
+            redis = backends.redis_url(services, bench.work / "redis", tool_cpus) if name == "gateway_redis" else None
+        except (RuntimeError, AssertionError, OSError) as error:  # not installed, or it would not start
+            reason = str(error).strip().splitlines()[0]
+            bench.skipped.update((row.key, reason) for row in ROWS if row.server == name)
+            continue
         setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx, tls=tls, callers=callers,
                                       store_url=store_url, rate_limits_url=redis)
         if store_url:
