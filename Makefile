@@ -75,11 +75,12 @@ release-api:
 	rm -rf protos-released/broker_gateway
 	cp -R protos/broker_gateway protos-released/
 
-# The benchmark harness (benchmarks/README.md): builds ghz and installs nginx when missing, runs
-# everything on loopback, prints the table and writes benchmarks/results/latest.json (~20 minutes).
+# The benchmark harness (benchmarks/README.md): builds ghz and installs nginx, PostgreSQL and
+# redis-server when missing (the last two as for `make test`), runs everything on loopback, prints
+# the table and writes benchmarks/results/latest.json (~40 minutes).
 # `make bench BENCH_QUICK=1` is a short run for development; BENCH_ARGS passes more options.
 .PHONY: bench
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed postgres-server redis-server-installed
 	$(PYTHON) -m benchmarks.run $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
 $(VENV)/.installed: pyproject.toml

@@ -95,10 +95,13 @@ def write_config(
     with_okx: bool,
     tls: dict[str, str] | None = None,
     callers: Sequence[dict[str, Any]] = (),
+    store_url: str | None = None,
+    rate_limits_url: str | None = None,
 ) -> GatewaySetup:
     """A gateway configuration in ``directory`` whose providers all point at ``upstream``; with
     ``tls``, its ``[server.tls]``, and its ``[[callers]]`` (it listens on loopback, so neither is
-    required)."""
+    required). Its store is SQLite in ``directory``, or the PostgreSQL database at ``store_url``; its
+    rate limits are in memory, or shared through the Redis at ``rate_limits_url``."""
     directory.mkdir(parents=True, exist_ok=True)
     store = directory / "gateway.db"
     key = generate_key()
@@ -106,7 +109,8 @@ def write_config(
     text = (
         _table("server", {"listen": "127.0.0.1:0", "reflection": True, "shutdown_grace_seconds": 2})
         + (_table("server.tls", tls) if tls else "")
-        + _table("store", {"path": str(store)})
+        + _table("store", {"url": store_url} if store_url else {"path": str(store)})
+        + (_table("rate_limits", {"url": rate_limits_url}) if rate_limits_url else "")
         # The Authorize rows send far more than the default limits within a state's ten minutes.
         + _table("limits", {"max_pending_authorizations": 100_000_000, "max_pending_authorizations_per_tenant": 100_000_000})
         + "[[encryption.keys]]\n" + f"id = {_toml_value(KEY_ID)}\nkey = {_toml_value(key)}\n"

@@ -39,6 +39,8 @@ class Measurement:
     loadgen_cpu: float
     #: CPU used by the server under test per second of the run, when known.
     server_cpu: float | None = None
+    #: CPU time of the server under test per successful call, in microseconds, when known.
+    server_cpu_us_per_call: float | None = None
     error_samples: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -57,12 +59,15 @@ def ghz_command(
     floor: bool = False,
     cpus: int = 1,
     transport: Sequence[str] = ("--insecure",),
+    connections: int = 1,
 ) -> list[str]:
-    """ghz's command line; ``transport`` is its TLS and metadata options (``Transport.ghz_options``)."""
+    """ghz's command line; ``transport`` is its TLS and metadata options (``Transport.ghz_options``);
+    ``connections`` HTTP/2 connections share the concurrency (ghz needs at least one call per connection)."""
     proto, imports = (FLOOR_PROTO, FLOOR_IMPORTS) if floor else (GATEWAY_PROTO, GATEWAY_IMPORTS)
     command = [
         str(ghz), *transport, "--proto", proto, "--import-paths", imports, "--call", call,
-        "--data-file", str(data_file), "--concurrency", str(concurrency), "--connections", "1",
+        "--data-file", str(data_file), "--concurrency", str(concurrency),
+        "--connections", str(min(connections, concurrency)),
         "--timeout", "20s", "--format", "json", "--cpus", str(cpus),
     ]
     if duration is not None:
@@ -125,6 +130,7 @@ def run_ghz(
         p99_ms=latencies.get(99, float("nan")),
         loadgen_cpu=usage["cpu_seconds"] / wall if wall else 0.0,
         server_cpu=None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / wall,
+        server_cpu_us_per_call=None if cpu_before is None or cpu_after is None or not ok else (cpu_after - cpu_before) / ok * 1e6,
         error_samples={message[:300]: n for message, n in list(failures.items())[:3]} if errors > 0 else {},
     )
 

@@ -59,8 +59,13 @@ class Child:
         return _status_kib(self.pid, "VmHWM") * 1024
 
     def cpu_seconds(self) -> float:
-        """User + system time of every thread of the process so far."""
-        return _cpu_seconds(Path(f"/proc/{self.pid}/stat"))
+        """User + system time so far of every thread of the process and of its live children: a
+        ``serve --workers N`` parent's workers are its children, and the server is all of them."""
+        total = _cpu_seconds(Path(f"/proc/{self.pid}/stat"))
+        for child in _child_pids(self.pid):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it exited meanwhile
+                total += _cpu_seconds(Path(f"/proc/{child}/stat"))
+        return total
 
     def thread_cpu_seconds(self) -> dict[str, float]:
         """User + system time of each live thread so far, by ``name:tid`` (Python threads all carry
@@ -93,6 +98,22 @@ class Child:
 def _cpu_seconds(stat: Path) -> float:
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (read from /proc: the kernel here has no
+    ``/proc/PID/task/TID/children``)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            children.append(int(entry.name))
+    return children
 
 
 def _status_kib(pid: int, key: str) -> int:

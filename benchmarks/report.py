@@ -28,13 +28,18 @@ class Target:
     only: int | None = None  # evaluated at this concurrency only
 
 
+#: What a ratio compares: throughput, p99 latency, or the server's CPU time per call.
+_ATTRIBUTES = {"rps": "rps", "p99": "p99_ms", "cpu": "server_cpu_us_per_call"}
+
+
 def paired_ratio(results: dict[str, dict[int, list[Any]]], row: str, floor: str, concurrency: int, metric: str) -> float | None:
     """The median over runs of row/floor, each run's row and floor measured seconds apart."""
     mine, theirs = results.get(row, {}).get(concurrency), results.get(floor, {}).get(concurrency)
     if not mine or not theirs:
         return None
-    attribute = "rps" if metric == "rps" else "p99_ms"
-    ratios = [getattr(a, attribute) / getattr(b, attribute) for a, b in zip(mine, theirs) if getattr(b, attribute)]
+    attribute = _ATTRIBUTES[metric]
+    ratios = [getattr(a, attribute) / getattr(b, attribute) for a, b in zip(mine, theirs)
+              if getattr(b, attribute) and getattr(a, attribute) is not None]
     return statistics.median(ratios) if ratios else None
 
 
@@ -83,8 +88,8 @@ def render(document: dict[str, Any]) -> str:
         ),
         "",
         (
-            f"{'row':<24}{'c':>4}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}  {'floor':<22}{'x floor':>8}{'p99 x':>7}"
-            f"{'srv cpu':>8}{'ghz cpu':>8}{'err':>5}"
+            f"{'row':<24}{'c':>4}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}  {'floor':<24}{'x floor':>8}{'p99 x':>7}"
+            f"{'srv cpu':>8}{'us/call':>8}{'cpu x':>7}{'ghz cpu':>8}{'err':>5}"
         ),
     ]
     results = _measurements(rows)
@@ -94,10 +99,12 @@ def render(document: dict[str, Any]) -> str:
             floor = floors.get(key)
             rps_ratio = paired_ratio(results, key, floor, int(c), "rps") if floor else None
             p99_ratio = paired_ratio(results, key, floor, int(c), "p99") if floor else None
+            cpu_ratio = paired_ratio(results, key, floor, int(c), "cpu") if floor else None
             lines.append(
                 f"{key:<24}{c:>4}{cell['rps']:>9.0f}{_fmt(cell['p50_ms']):>9}{_fmt(cell['p99_ms']):>9}  "
-                f"{(floor or ''):<22}{_fmt(rps_ratio):>8}{_fmt(p99_ratio):>7}"
-                f"{_fmt(cell['server_cpu']):>8}{_fmt(cell['loadgen_cpu']):>8}{cell['errors']:>5}"
+                f"{(floor or ''):<24}{_fmt(rps_ratio):>8}{_fmt(p99_ratio):>7}"
+                f"{_fmt(cell['server_cpu']):>8}{_fmt(cell.get('server_cpu_us_per_call'), 0):>8}{_fmt(cpu_ratio):>7}"
+                f"{_fmt(cell['loadgen_cpu']):>8}{cell['errors']:>5}"
             )
         lines.append("")
     for key, reason in document["skipped"].items():
@@ -143,6 +150,7 @@ def render(document: dict[str, Any]) -> str:
 class _Run:
     def __init__(self, data: dict[str, Any]) -> None:
         self.rps, self.p99_ms = data["rps"], data["p99_ms"]
+        self.server_cpu_us_per_call = data.get("server_cpu_us_per_call")  # absent from results before issue 13
 
 
 def _measurements(rows: dict[str, Any]) -> dict[str, dict[int, list[Any]]]:
@@ -159,8 +167,9 @@ def merge(documents: Sequence[dict[str, Any]], targets: Sequence[Target]) -> dic
             cell["runs"] = runs
             for field, name in (("rps", "rps"), ("p50_ms", "p50_ms"), ("p99_ms", "p99_ms"), ("loadgen_cpu", "loadgen_cpu")):
                 cell[field] = statistics.median(run[name] for run in runs)
-            cpus = [run["server_cpu"] for run in runs if run.get("server_cpu") is not None]
-            cell["server_cpu"] = statistics.median(cpus) if cpus else None
+            for field in ("server_cpu", "server_cpu_us_per_call"):
+                values = [run[field] for run in runs if run.get(field) is not None]
+                cell[field] = statistics.median(values) if values else None
             cell["errors"] = sum(run["errors"] for run in runs)
     concurrency = [int(c) for c in merged["plan"]["concurrency"]]
     merged["targets"] = evaluate(targets, _measurements(rows), concurrency, merged["skipped"])

@@ -4,8 +4,10 @@
                              [--rows Authorize,GetAccessToken,...] [--no-memory] [--no-pin] [--json PATH]
 
 Starts nginx (the canned upstream), the floors, the OTLP sink, a gateway with tracing off and one with
-tracing on, and the TLS floors and gateways of the authentication rows (``SECURE_SERVERS``), all on
-loopback, each only when a selected row needs it; seeds connections; then, for each run and each
+tracing on, the TLS floors and gateways of the authentication rows (``SECURE_SERVERS``), and the
+gateways of the many-replicas rows (``SCALE_SERVERS``: on PostgreSQL, with Redis rate limits, with
+``--workers 2``) with the PostgreSQL and Redis servers they need, all on loopback, each only when a
+selected row needs it; seeds connections; then, for each run and each
 concurrency, measures every row in turn, each close behind its floor (``ROWS``), so a row and its floor are measured within
 seconds of each other and a ratio survives a noisy machine. Prints the table with ratios and a PASS/FAIL per target, and writes
 the JSON (``benchmarks/results/latest.json`` by default). Then the memory figures. benchmarks/README.md
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import fixtures, okx, tools
+from . import backends, fixtures, okx, tools
 from .loadgen import Measurement, ghz_command, run_ghz, write_data
 from .procs import REPO, Child, Processes, cpu_plan, free_port
 from .report import Target, evaluate, render
@@ -48,14 +50,21 @@ class Row:
     """One line family of the table: an RPC (or a floor) on one server."""
 
     key: str
-    server: str  # echo | passthrough | gateway | gateway_traced | one of SECURE_SERVERS
+    server: str  # echo | passthrough | gateway | gateway_traced | one of SECURE_SERVERS or SCALE_SERVERS
     call: str
     floor: str | None = None
     needs_okx: bool = False
     #: Exchange: every call consumes a state, so runs are bounded by count, not duration.
     count_based: bool = False
+    #: ghz's HTTP/2 connections (at most one per concurrent call): the kernel spreads connections, not
+    #: calls, among the processes of ``serve --workers``.
+    connections: int = 1
     description: str = ""
 
+
+#: ghz's connections in the ``--workers`` rows: with 8, both workers get some (the kernel picks a worker
+#: per connection) but for a 2/256 chance; the one-process row uses as many, so only the processes differ.
+WORKER_ROW_CONNECTIONS = 8
 
 #: In the order they are measured in each pass: every row close behind its floor (at most one other
 #: row between them), so that a paired ratio spans seconds, not the minute a whole pass takes.
@@ -65,6 +74,11 @@ ROWS = [
     Row("GetAccessToken", "gateway", GATEWAY + "GetAccessToken", floor="echo", description="store read + decrypt"),
     Row("GetAccessToken+tracing", "gateway_traced", GATEWAY + "GetAccessToken", floor="GetAccessToken",
         description="tracing on, OTLP batch exporter"),
+    Row("echo.pg", "echo", FLOOR + "Echo", description="floor: the echo floor again, right before the PostgreSQL rows"),
+    Row("Authorize+pg", "gateway_pg", GATEWAY + "Authorize", floor="echo.pg",
+        description="PostgreSQL store on this machine; one store write"),
+    Row("GetAccessToken+pg", "gateway_pg", GATEWAY + "GetAccessToken", floor="echo.pg",
+        description="PostgreSQL store on this machine; store read + decrypt"),
     Row("echo.tls", "echo_tls", FLOOR + "Echo", description="floor: the echo floor over TLS"),
     Row("GetAccessToken+tls", "gateway_tls", GATEWAY + "GetAccessToken", floor="echo.tls",
         description="over TLS, no callers configured"),
@@ -82,9 +96,15 @@ ROWS = [
     Row("passthrough.okx", "passthrough", FLOOR + "OkxSubaccounts", needs_okx=True, description="floor: one httpx GET OKX"),
     Row("InvokeOperation", "gateway", GATEWAY + "InvokeOperation", floor="passthrough.okx", needs_okx=True,
         description="signed OKX dma.list_subaccounts"),
+    Row("InvokeOperation+redis", "gateway_redis", GATEWAY + "InvokeOperation", floor="passthrough.okx", needs_okx=True,
+        description="the same, its rate limit shared through Redis ([rate_limits] url)"),
     Row("passthrough.token", "passthrough", FLOOR + "Token", description="floor: one httpx POST token"),
     Row("Exchange", "gateway", GATEWAY + "Exchange", floor="passthrough.token", count_based=True,
         description="one upstream call + store writes"),
+    Row("GetAccessToken+workers1", "gateway", GATEWAY + "GetAccessToken", connections=WORKER_ROW_CONNECTIONS,
+        description="serve (one process), over as many connections as the next row"),
+    Row("GetAccessToken+workers2", "gateway_workers2", GATEWAY + "GetAccessToken", floor="GetAccessToken+workers1",
+        connections=WORKER_ROW_CONNECTIONS, description="serve --workers 2: CPU per call of the parent and both workers"),
 ]
 
 TARGETS = [
@@ -99,6 +119,9 @@ TARGETS = [
     Target("authentication costs <= 5 % (API key over TLS)", "GetAccessToken+tls+key", "GetAccessToken+tls", "rps", 0.95),
     Target("authentication costs <= 5 % (mutual TLS caller)", "GetAccessToken+mtls+cert", "GetAccessToken+mtls", "rps",
            0.95),
+    Target("GetAccessToken on PostgreSQL >= 0.5 x echo", "GetAccessToken+pg", "echo.pg", "rps", 0.5),
+    Target("Authorize on PostgreSQL >= 0.4 x echo", "Authorize+pg", "echo.pg", "rps", 0.4),
+    Target("InvokeOperation, Redis limits >= 0.75 x pass-through", "InvokeOperation+redis", "passthrough.okx", "rps", 0.75),
 ]
 
 #: The servers of the authentication rows, all over TLS from the run's throwaway PKI. Each row with a
@@ -112,6 +135,9 @@ SECURE_SERVERS = {
     "gateway_mtls": Security(mutual=True),
     "gateway_mtls_caller": Security(mutual=True, caller=Caller.CERTIFICATE),
 }
+#: The gateways of the many-replicas rows (issue 13): with a PostgreSQL store, with Redis rate limits, and
+#: ``serve --workers 2`` (set up in ``start_everything``).
+SCALE_SERVERS = ("gateway_pg", "gateway_redis", "gateway_workers2")
 FLOOR_SERVERS = frozenset({"echo", "passthrough", "echo_tls", "echo_mtls"})
 #: The RPCs whose requests name a connection made beforehand through the same gateway.
 CONNECTION_RPCS = ("GetAccessToken", "GetUserInfo")
@@ -164,11 +190,11 @@ class Bench:
             states = asyncio.run(fixtures.authorize_states(self.servers[row.server], count, transport=transport))
             data = write_data(self.work / "exchange.json", [{"state": s, "code": "bench-code"} for s in states])
             command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=data, concurrency=concurrency,
-                                  count=count, floor=floor, transport=options)
+                                  count=count, floor=floor, transport=options, connections=row.connections)
         else:
             command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=self.data[row.key],
                                   concurrency=concurrency, duration=self.plan.warmup if warmup else self.plan.duration,
-                                  floor=floor, transport=options)
+                                  floor=floor, transport=options, connections=row.connections)
         command = _pinned(command, self.tool_cpus)
         result = run_ghz(command, concurrency=concurrency, server_cpu=server.cpu_seconds)
         if not server.alive():
@@ -213,7 +239,7 @@ def _os_name() -> str:
     return platform.system()
 
 
-def start_everything(bench: Bench, procs: Processes, *, okx_reason: str | None) -> None:
+def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitStack, *, okx_reason: str | None) -> None:
     server_cpus, tool_cpus = cpu_plan(bench.plan.pin)
     bench.tool_cpus = tool_cpus
     nginx_dir = bench.work / "nginx"
@@ -250,19 +276,30 @@ def start_everything(bench: Bench, procs: Processes, *, okx_reason: str | None) 
         port = free_port()
         bench.children[name] = procs.python(name, module, "--listen", f"127.0.0.1:{port}", *extra, port=port, cpus=server_cpus)
         bench.servers[name] = f"127.0.0.1:{port}"
-    gateways = ["gateway", "gateway_traced", *(name for name in SECURE_SERVERS if name.startswith("gateway"))]
+    gateways = ["gateway", "gateway_traced", *(name for name in SECURE_SERVERS if name.startswith("gateway")), *SCALE_SERVERS]
     for name in gateways:
         if name not in needed:
             continue
         security = SECURE_SERVERS.get(name)
         tls, callers = (pki.server_tls(security), pki.callers(security)) if pki and security else (None, [])
-        setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx, tls=tls, callers=callers)
+        try:
+            store_url = backends.postgres_database(services, tool_cpus) if name == "gateway_pg" else None
+            redis = backends.redis_url(services, bench.work / "redis", tool_cpus) if name == "gateway_redis" else None
+        except (RuntimeError, AssertionError, OSError) as error:  # not installed, or it would not start
+            reason = str(error).strip().splitlines()[0]
+            bench.skipped.update((row.key, reason) for row in ROWS if row.server == name)
+            continue
+        setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx, tls=tls, callers=callers,
+                                      store_url=store_url, rate_limits_url=redis)
+        if store_url:
+            backends.migrate(setup.config_path)
         endpoint = f"http://{sink}" if sink and name == "gateway_traced" else None
+        workers = ["--workers", "2"] if name == "gateway_workers2" else []
         port = free_port()
         bench.children[name] = procs.start(
             name,
             [str(Path(sys.executable).parent / "broker-gateway"), "--log-level", "WARNING", "serve", "--config",
-             str(setup.config_path), "--listen", f"127.0.0.1:{port}"],
+             str(setup.config_path), "--listen", f"127.0.0.1:{port}", *workers],
             port=port, cpus=server_cpus,
             env={**fixtures.gateway_environment(with_okx=with_okx, tracing_endpoint=endpoint), **(bench.plan.otel if endpoint else {})},
         )
@@ -280,7 +317,9 @@ def prepare_data(bench: Bench) -> None:
         if row.server in FLOOR_SERVERS:
             bench.data[row.key] = write_data(bench.work / f"{row.key}.json", floor_request)
     authorize = {"provider": fixtures.PROVIDER, "redirect_uri": fixtures.REDIRECT_URI, "scopes": ["profile"]}
-    bench.data["Authorize"] = write_data(bench.work / "Authorize.json", authorize)
+    for row in ROWS:
+        if row.call == GATEWAY + "Authorize":
+            bench.data[row.key] = write_data(bench.work / f"{row.key}.json", authorize)
     connections: dict[str, list[dict[str, str]]] = {}
     for row in ROWS:
         if row.call.rsplit(".", 1)[1] not in CONNECTION_RPCS or row.server not in bench.servers:
@@ -288,18 +327,25 @@ def prepare_data(bench: Bench) -> None:
         if row.server not in connections:
             connections[row.server] = _connections(bench, row.server)
         bench.data[row.key] = write_data(bench.work / f"{row.key}.json", connections[row.server])
-    if bench.servers["with_okx"] == "yes" and "gateway" in bench.servers:
-        from broker_gateway.v1 import broker_gateway_service_pb2 as api
-        from google.protobuf import struct_pb2
+    if bench.servers["with_okx"] == "yes":
+        for row in ROWS:
+            if row.call == GATEWAY + "InvokeOperation" and row.server in bench.servers:
+                _prepare_invoke_operation(bench, row)
 
-        params = struct_pb2.Struct()
-        params.update(okx.PARAMS)
-        problem = asyncio.run(fixtures.check_call(bench.servers["gateway"], "InvokeOperation", api.InvokeOperationRequest(
-            provider=okx.PROVIDER_ID, operation=okx.OPERATION, params=params)))
-        if problem:
-            bench.skipped["InvokeOperation"] = f"one InvokeOperation failed: {problem}"
-        bench.data["InvokeOperation"] = write_data(bench.work / "InvokeOperation.json", {
-            "provider": okx.PROVIDER_ID, "operation": okx.OPERATION, "params": okx.PARAMS})
+
+def _prepare_invoke_operation(bench: Bench, row: Row) -> None:
+    """The row's request, once one call of it succeeds; else the row is skipped, saying why."""
+    from broker_gateway.v1 import broker_gateway_service_pb2 as api
+    from google.protobuf import struct_pb2
+
+    params = struct_pb2.Struct()
+    params.update(okx.PARAMS)
+    problem = asyncio.run(fixtures.check_call(bench.servers[row.server], "InvokeOperation", api.InvokeOperationRequest(
+        provider=okx.PROVIDER_ID, operation=okx.OPERATION, params=params)))
+    if problem:
+        bench.skipped[row.key] = f"one InvokeOperation failed: {problem}"
+    bench.data[row.key] = write_data(bench.work / f"{row.key}.json", {
+        "provider": okx.PROVIDER_ID, "operation": okx.OPERATION, "params": okx.PARAMS})
 
 
 def _connections(bench: Bench, server: str) -> list[dict[str, str]]:
@@ -314,6 +360,8 @@ def active_rows(bench: Bench) -> list[Row]:
     rows = []
     for row in ROWS:
         if not _selected(row, bench.plan.rows):
+            continue
+        if row.key in bench.skipped:
             continue
         if row.needs_okx and "InvokeOperation" in bench.skipped:
             bench.skipped.setdefault(row.key, bench.skipped["InvokeOperation"])
@@ -417,6 +465,7 @@ def summarise(bench: Bench) -> dict[str, Any]:
                 "p99_ms": statistics.median(r.p99_ms for r in runs),
                 "errors": sum(r.errors for r in runs),
                 "server_cpu": _median_or_none([r.server_cpu for r in runs]),
+                "server_cpu_us_per_call": _median_or_none([r.server_cpu_us_per_call for r in runs]),
                 "loadgen_cpu": statistics.median(r.loadgen_cpu for r in runs),
                 "runs": [r.as_json() for r in runs],
             }
@@ -487,12 +536,13 @@ def main(argv: list[str] | None = None) -> int:
     okx_reason = okx.availability()
     started = time.monotonic()
     info = machine()
-    with _work_directory(plan.keep) as work, Processes(Path(work)) as procs:
+    # Closed in reverse: the gateways stop before the PostgreSQL and Redis servers they use.
+    with _work_directory(plan.keep) as work, contextlib.ExitStack() as services, Processes(Path(work)) as procs:
         bench = Bench(plan=plan, ghz=ghz, work=Path(work))
         if okx_reason:
             bench.skipped["InvokeOperation"] = okx_reason
-        print("starting nginx, floors, OTLP sink and gateways on loopback", flush=True)
-        start_everything(bench, procs, okx_reason=okx_reason)
+        print("starting nginx, floors, OTLP sink, PostgreSQL, Redis and gateways on loopback (those the rows need)", flush=True)
+        start_everything(bench, procs, services, okx_reason=okx_reason)
         prepare_data(bench)
         rows = active_rows(bench)
         try:
@@ -514,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "plan": {k: v for k, v in vars(plan).items()},
         "method": {
-            "loadgen": f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection, pinned to its own core(s)" if plan.pin
-            else f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection, unpinned",
+            "loadgen": f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection ({WORKER_ROW_CONNECTIONS} in the workers rows), "
+            + ("pinned to its own core(s)" if plan.pin else "unpinned"),
             "upstream": "nginx (Debian) with canned return 200 answers",
             "statistic": "median over runs; ratio = median of per-run ratios (row and floor measured seconds apart)",
         },
