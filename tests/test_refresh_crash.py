@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import pytest
 from broker_gateway import simkit
+from broker_gateway.config import ProviderConfig
 from broker_gateway.gateway import GatewaySettings
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
@@ -122,19 +123,24 @@ class Ledger:
 
 def toml_value(value: Any) -> str:
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+        return "{ " + ", ".join(f"{json.dumps(key)} = {toml_value(item)}" for key, item in value.items()) + " }"
     return json.dumps(value)
 
 
-def write_config(tmp_path: Path, wallet: Wallet) -> Path:
-    provider = wallet.provider_config()
-    settings = "".join(f"{key} = {toml_value(value)}\n" for key, value in provider.settings.items())
+def provider_section(provider: ProviderConfig) -> str:
+    """A ``[[providers]]`` table of a configuration file for a loopback simulator's provider."""
+    settings = {"redirect_uris": list(provider.redirect_uris), "allow_insecure_http": True, **provider.settings}
+    lines = "".join(f"{key} = {toml_value(value)}\n" for key, value in settings.items())
+    return f'[[providers]]\nid = "{provider.id}"\ntype = "{provider.type}"\n{lines}'
+
+
+def write_config(tmp_path: Path, wallet: Wallet, store: str = 'path = "gateway.db"', *sections: str) -> Path:
+    """``broker-gateway serve``'s configuration for the wallet, on ``store``, plus ``sections``."""
     path = tmp_path / "gateway.toml"
     path.write_text(
-        f'[server]\nreflection = false\nshutdown_grace_seconds = 1\n\n[store]\npath = "gateway.db"\n\n'
+        f"[server]\nreflection = false\nshutdown_grace_seconds = 1\n\n[store]\n{store}\n\n"
         f'[[encryption.keys]]\nid = "k1"\nkey = "env:{KEY_ENV}"\n\n'
-        f'[[providers]]\nid = "{provider.id}"\ntype = "{provider.type}"\nredirect_uris = ["{REDIRECT_URI}"]\n'
-        f"allow_insecure_http = true\n{settings}"
+        + "\n".join((provider_section(wallet.provider_config()), *sections))
     )
     return path
 

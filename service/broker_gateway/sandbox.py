@@ -76,9 +76,13 @@ class SandboxUpstream:
 
 
 def _bind(address: str) -> socket.socket:
+    """A socket bound to ``address``; SO_REUSEADDR only for a fixed port (to rebind it at once after a
+    restart): with it, the kernel may give port 0 a port another socket is about to listen on, and
+    listen() then fails with EADDRINUSE."""
     host, _, port = address.rpartition(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if int(port):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host or "127.0.0.1", int(port)))
     return sock
 
@@ -151,6 +155,8 @@ async def _serve_asgi(app: ASGIApp, sock: socket.socket) -> tuple[uvicorn.Server
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
+    if task.done():
+        task.result()  # it could not listen: say so now, not when the sandbox stops
     return server, task
 
 
