@@ -134,7 +134,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "dma.list_subaccounts",
         "DMA: list the broker's sub-accounts (GET /api/v5/broker/dma/subaccount-info).",
-        "GET", "/api/v5/broker/dma/subaccount-info", OperationAuth.BROKER_KEY, _LIST, rate=(1, 1.0),
+        "GET", "/api/v5/broker/dma/subaccount-info", OperationAuth.BROKER_KEY, _LIST, rate=(10, 1.0),  # current docs (001: 1/s)
     ),
     Endpoint(
         "dma.get_subaccount_trade_fee",
