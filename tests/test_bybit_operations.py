@@ -267,6 +267,9 @@ async def test_a_wrong_broker_secret_is_provider_client_auth_failed(tmp_path: Pa
     assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED")
     assert (failure.metadata["upstream_code"], failure.metadata["upstream_http_status"]) == ("10004", "200")
     assert bybit.v5_errors == [{"operation": "v5.account-info", "retCode": 10004}]
+    # Bybit's 10004 message shows origin_string[...] (the broker's API key in it): never passed on.
+    assert "origin_string" not in failure.message and bybit.key.api_key not in failure.message
+    assert all(bybit.key.api_key not in value for value in failure.metadata.values())
 
 
 async def test_an_unknown_key_and_a_non_broker_key(tmp_path: Path, bybit: BybitSim, clock: FakeClock) -> None:
