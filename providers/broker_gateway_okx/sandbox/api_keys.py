@@ -11,7 +11,7 @@ the user endpoints (account, trade) as their sub-account or user, as on OKX.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .broker_auth import BrokerKey
 
@@ -27,10 +27,8 @@ class SigningKey:
     uid: str
     perms: frozenset[str] = frozenset({"read_only"})
     ips: tuple[str, ...] = ()
-    label: str = ""
+    #: The broker's own key: the only one the broker endpoints accept.
     broker: bool = False
-    #: Where it came from: "broker", "dma" or "fast_api".
-    origin: str = field(default="broker")
 
     def allows_ip(self, ip: str) -> bool:
         return not self.ips or ip in self.ips

@@ -133,7 +133,7 @@ class DmaDesk:
         with self._lock:
             account.keys.append(record)
         credentials = BrokerKey(api_key, secret, params["passphrase"], demo=self._demo)
-        self._keys.add(SigningKey(credentials, account.uid, parse_perms(record["perm"]), parse_ips(record["ip"]), params["label"], origin="dma"))
+        self._keys.add(SigningKey(credentials, account.uid, parse_perms(record["perm"]), parse_ips(record["ip"])))
         return envelope([{"subAcct": account.name, **record, "secretKey": secret, "passphrase": params["passphrase"]}])
 
     def get_subaccount_api_key(self, params: dict[str, Any]) -> Response:

@@ -102,10 +102,7 @@ class UserDesk:
             }
             self.fast_keys[key] = record
         credentials = BrokerKey(record["apiKey"], record["secretKey"], record["passphrase"], demo=self._demo)
-        signing_key = SigningKey(
-            credentials, facts.uid, parse_perms(record["perm"]), parse_ips(params.get("ip", "")), record["label"], origin="fast_api"
-        )
-        self._keys.add(signing_key)
+        self._keys.add(SigningKey(credentials, facts.uid, parse_perms(record["perm"]), parse_ips(params.get("ip", ""))))
         return envelope([dict(record)])
 
     def delete_fast_api_key(self, grant: simkit.TokenGrant, facts: GrantFacts, params: dict[str, Any]) -> Response:
