@@ -8,7 +8,7 @@ method, path with query and body, exchanges.md 1.1) with the broker key below, a
 GET ``/api/v5/broker/dma/subaccount-info`` with the canned envelope of ``upstream.py``. The
 pass-through floor makes the same GET with the same query, unsigned.
 
-The provider's own client-side rate limit for this operation (1 per second, OKX's documented
+The provider's own client-side rate limit for this operation (10 per second, OKX's documented
 budget) is raised through its ``rate_limits`` setting, so the limiter still runs on every call but
 never refuses one.
 """

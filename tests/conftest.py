@@ -122,10 +122,11 @@ class Wallet(Upstream):
 
 
 @contextlib.asynccontextmanager
-async def serve_wallet(clock: FakeClock) -> AsyncIterator[Wallet]:
-    """The wallet simulator on loopback, with one registered client whose secret is new each time."""
-    client = WalletClient("wallet-client", "wallet-secret-" + generate_key()[:12], (REDIRECT_URI,))
-    app = create_wallet_app([client], clock=clock.epoch)
+async def serve_wallet(clock: FakeClock, *, secret: str = "", basic_decoding: str = "form") -> AsyncIterator[Wallet]:
+    """The wallet simulator on loopback, with one registered client whose secret is new each time
+    (``secret`` is appended to it), decoding HTTP Basic credentials as ``basic_decoding`` says."""
+    client = WalletClient("wallet-client", "wallet-secret-" + generate_key()[:12] + secret, (REDIRECT_URI,))
+    app = create_wallet_app([client], clock=clock.epoch, basic_decoding=basic_decoding)
     async with serve_asgi(app) as (base_url, server, task):
         yield Wallet(base_url=base_url, app=app, server=server, task=task, client=client)
 

@@ -107,7 +107,12 @@ def test_capabilities_and_operations() -> None:
         "broker.get_rate_limits": (1, 1.0),
         "broker.get_rate_limit_cap": (5, 1.0),
         "broker.set_rate_limit": (1, 1.0),
+        "broker.get_earning_record": (10, 1.0),
+        "broker.get_voucher_spec": (5, 1.0),
+        "broker.issue_voucher": (5, 1.0),
+        "broker.get_issued_voucher": (5, 1.0),
     }
+    assert not operations["broker.issue_voucher"].safe_to_retry and operations["broker.get_issued_voucher"].safe_to_retry
     raised = make({"rate_limits": {"broker.get_rate_limits": {"requests": 20, "per_seconds": 1}}})
     limit = {op.name: op.rate_limit for op in raised.operations()}["broker.get_rate_limits"]
     assert limit is not None and (limit.requests, limit.per_seconds) == (20, 1.0)

@@ -61,6 +61,10 @@ async def test_the_whole_broker_flow(bybit_gateway: GatewayHarness, bybit: Bybit
         "broker.get_rate_limits",
         "broker.get_rate_limit_cap",
         "broker.set_rate_limit",
+        "broker.get_earning_record",
+        "broker.get_voucher_spec",
+        "broker.issue_voucher",
+        "broker.get_issued_voucher",
     }
     assert operations["oauth.get_openapi_key"].auth == provider_pb2.OPERATION_AUTH_USER_TOKEN
     assert operations["broker.set_rate_limit"].auth == provider_pb2.OPERATION_AUTH_BROKER_KEY

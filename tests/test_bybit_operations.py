@@ -30,7 +30,9 @@ from broker_gateway.errors import (
 )
 from broker_gateway.upstream import UpstreamResponse
 from broker_gateway_bybit import envelope
+from broker_gateway_bybit.sandbox import broker_id_of
 from conftest import Failure, FakeClock, GatewayHarness, expect_failure
+from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from test_bybit_support import (
     BROKER,
@@ -265,6 +267,9 @@ async def test_a_wrong_broker_secret_is_provider_client_auth_failed(tmp_path: Pa
     assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED")
     assert (failure.metadata["upstream_code"], failure.metadata["upstream_http_status"]) == ("10004", "200")
     assert bybit.v5_errors == [{"operation": "v5.account-info", "retCode": 10004}]
+    # Bybit's 10004 message shows origin_string[...] (the broker's API key in it): never passed on.
+    assert "origin_string" not in failure.message and bybit.key.api_key not in failure.message
+    assert all(bybit.key.api_key not in value for value in failure.metadata.values())
 
 
 async def test_an_unknown_key_and_a_non_broker_key(tmp_path: Path, bybit: BybitSim, clock: FakeClock) -> None:
@@ -282,7 +287,7 @@ async def test_an_unknown_key_and_a_non_broker_key(tmp_path: Path, bybit: BybitS
     assert (unknown.reason, unknown.metadata["upstream_code"], unknown.metadata["upstream_http_status"]) == (
         "PROVIDER_CLIENT_AUTH_FAILED",
         "10003",
-        "401",
+        "200",  # as Bybit answers an unknown key (SDK logs); the code decides, as it did at 401
     )
     assert (retail.code, retail.reason, retail.metadata["upstream_code"]) == (
         grpc.StatusCode.PERMISSION_DENIED,
@@ -409,3 +414,70 @@ async def test_the_openapi_key_is_limited_per_connection(bybit_gateway: GatewayH
     )
     assert failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert bybit.request_log.count("openapi") == 10
+
+
+# -- vouchers and the deprecated earnings (issue 17) -----------------------------------------------
+
+
+def result_dict(response: Any) -> dict[str, Any]:
+    return dict(json_format.MessageToDict(response.result))
+
+
+async def test_vouchers_spec_issue_and_record(bybit_gateway: GatewayHarness, bybit: BybitSim) -> None:
+    """pybit's get_voucher_spec / issue_voucher / get_issued_voucher through the gateway: the issue is a
+    write, so a repeated request_id gets the first result back and Bybit sees it once."""
+    stub = bybit_gateway.stub
+    spec = result_dict(await stub.InvokeOperation(invoke_request("broker.get_voucher_spec", {"id": "80209"}), timeout=10))
+    assert spec == {
+        "id": "80209", "coin": "USDT", "amountUnit": "AWARD_AMOUNT_UNIT_USD", "productLine": "PRODUCT_LINE_CONTRACT",
+        "subProductLine": "SUB_PRODUCT_LINE_CONTRACT_DEFAULT", "totalAmount": "10000", "usedAmount": "0",
+    }
+    user = BROKER.sub_uids[0]
+    issue = {"accountId": user, "awardId": "80209", "specCode": "gw-001", "amount": "100", "brokerId": broker_id_of(BROKER)}
+    first = await stub.InvokeOperation(invoke_request("broker.issue_voucher", issue, request_id="voucher-1"), timeout=10)
+    again = await stub.InvokeOperation(invoke_request("broker.issue_voucher", issue, request_id="voucher-1"), timeout=10)
+    assert result_dict(first) == result_dict(again) == {}
+    assert len(bybit.app.state.awards.issued) == 1 and bybit.request_log.count("v5.award.distribute-award") == 1
+    record = {"accountId": user, "awardId": "80209", "specCode": "gw-001"}
+    found = result_dict(await stub.InvokeOperation(invoke_request("broker.get_issued_voucher", {**record, "withUsedAmount": True}), timeout=10))
+    assert (found["amount"], found["isClaimed"], found["usedAmount"]) == ("100", False, "0")
+    without = result_dict(await stub.InvokeOperation(invoke_request("broker.get_issued_voucher", record), timeout=10))
+    assert "usedAmount" not in without
+    used = result_dict(await stub.InvokeOperation(invoke_request("broker.get_voucher_spec", {"id": "80209"}), timeout=10))
+    assert used["usedAmount"] == "100"
+    # The same specCode under a new request_id is Bybit's refusal, not a second issue.
+    other = await expect_failure(stub.InvokeOperation(invoke_request("broker.issue_voucher", issue, request_id="voucher-2"), timeout=10))
+    assert (other.reason, other.metadata["upstream_code"]) == ("PROVIDER_REQUEST_REJECTED", "10001")
+    assert len(bybit.app.state.awards.issued) == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "field"),
+    [
+        ("broker.get_voucher_spec", {}, "params.id"),
+        ("broker.get_voucher_spec", {"id": "80x"}, "params.id"),
+        ("broker.issue_voucher", {"accountId": "1", "awardId": "1", "specCode": "123456789", "amount": "1", "brokerId": "b"}, "params.specCode"),
+        ("broker.issue_voucher", {"accountId": "1", "awardId": "1", "specCode": "a", "amount": "1e3", "brokerId": "b"}, "params.amount"),
+        ("broker.issue_voucher", {"accountId": "1", "awardId": "1", "specCode": "a", "amount": "1"}, "params.brokerId"),
+        ("broker.get_issued_voucher", {"accountId": "1", "awardId": "1", "specCode": "a", "withUsedAmount": "yes"}, "params.withUsedAmount"),
+        ("broker.get_earning_record", {"bizType": "CONVERT"}, "params.bizType"),
+        ("broker.get_earning_record", {"startTime": 5}, "params.endTime"),
+        ("broker.get_earning_record", {"startTime": 5, "endTime": 4}, "params.endTime"),
+    ],
+)
+async def test_voucher_and_earning_record_params_are_checked_before_sending(
+    bybit_gateway: GatewayHarness, bybit: BybitSim, operation: str, params: dict[str, Any], field: str
+) -> None:
+    failure = await expect_failure(bybit_gateway.stub.InvokeOperation(invoke_request(operation, params, request_id="bad-1"), timeout=10))
+    assert (failure.code, failure.metadata["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, field)
+    assert bybit.request_log.snapshot() == []
+
+
+async def test_the_deprecated_earning_record_is_served(bybit_gateway: GatewayHarness, bybit: BybitSim, clock: FakeClock) -> None:
+    """pybit's get_broker_earnings (deprecated, still called): a flat list of earnings."""
+    now_ms = int(clock.epoch() * 1000)
+    params = {"bizType": "SPOT", "startTime": now_ms - 30 * 86_400_000, "endTime": now_ms, "limit": 10}
+    result = result_dict(await bybit_gateway.stub.InvokeOperation(invoke_request("broker.get_earning_record", params), timeout=10))
+    assert result["list"] and all(row["bizType"] == "SPOT" for row in result["list"])
+    assert set(result["list"][0]) == {"userId", "bizType", "symbol", "coin", "earning", "orderId", "execTime"}
+    assert "nextPageCursor" in result

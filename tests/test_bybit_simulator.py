@@ -176,7 +176,8 @@ async def test_strict_mode_refuses_an_unregistered_redirect_uri(clock: FakeClock
     ("overrides", "code"),
     [
         ({"client_id": "nobody"}, "10003"),
-        ({"response_type": "token"}, "10001"),
+        ({"response_type": "id_token"}, "10001"),
+        ({"response_type": "token", "code_challenge": "x" * 43, "code_challenge_method": "S256"}, "10001"),
         ({"scope": "trade"}, "10001"),
         ({"scope": "ai-account"}, "10001"),  # not granted to this client
         ({"scope": None}, "10001"),
@@ -188,6 +189,20 @@ async def test_bad_authorization_requests_show_a_page_and_do_not_redirect(
 ) -> None:
     response = await authorize(sim, **overrides)
     assert response.status_code == 400 and code in response.text and "location" not in response.headers
+
+
+async def test_response_type_token_returns_an_access_token_in_the_fragment(sim: httpx.AsyncClient) -> None:
+    """sources/000 allows response_type=token: implicit-style, the token in the fragment (RFC 6749
+    4.2.2), no refresh token and no code; the token works on the OAuth resources."""
+    response = await authorize(sim, response_type="token", state="st-imp")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == FIRST and not location.query
+    fragment = dict(parse_qsl(location.fragment))
+    assert fragment.keys() == {"access_token", "token_type", "expires_in", "scope", "state"}
+    assert (fragment["token_type"], fragment["expires_in"], fragment["scope"], fragment["state"]) == ("bearer", "86400", "openapi", "st-imp")
+    answer = await sim.get(OPENAPI_PATH, headers=bearer(fragment["access_token"]))
+    assert answer.status_code == 200 and answer.json()["ret_code"] == 0
 
 
 async def test_the_consent_page_approves_and_denies(sim: httpx.AsyncClient) -> None:
@@ -332,6 +347,19 @@ async def test_a_wrong_signature_is_10004(sim: httpx.AsyncClient, clock: FakeClo
     assert (await v5(sim, EARNINGS_PATH, query="limit=5", key=other_key, clock=clock)).json()["retCode"] == 10004
 
 
+async def test_error_messages_carry_bybits_diagnostic_tails(sim: httpx.AsyncClient, clock: FakeClock) -> None:
+    """Users debug with these: 10004 shows the string that was signed (no secret), 10002 both clocks."""
+    bad_sign = await v5(sim, EARNINGS_PATH, query="limit=5", signature="0" * 64, clock=clock)
+    ts = bad_sign.request.headers["X-BAPI-TIMESTAMP"]
+    assert bad_sign.json()["retMsg"] == f"error sign! origin_string[{ts}{KEY.api_key}5000limit=5]"
+    assert KEY.api_secret not in bad_sign.text
+    now = int(clock() * 1000)
+    stale = await v5(sim, EARNINGS_PATH, query="limit=5", timestamp=now - 6000)
+    message = stale.json()["retMsg"]
+    assert stale.json()["retCode"] == 10002
+    assert message.endswith(f"req_timestamp[{now - 6000}],server_timestamp[{now}],recv_window[5000]")
+
+
 async def test_the_signature_covers_the_raw_query_as_sent(sim: httpx.AsyncClient, clock: FakeClock) -> None:
     """An unsorted query signed as sent is fine; the same parameters signed in another order are not,
     because the simulator never re-serialises what it received."""
@@ -375,7 +403,8 @@ async def test_a_missing_header_is_http_401_with_bybits_code(
 async def test_unknown_keys_bad_windows_and_non_brokers(sim: httpx.AsyncClient, clock: FakeClock) -> None:
     stranger = BrokerKey("NOBODY000000000000", "x" * 36, 1)
     unknown = await v5(sim, ACCOUNT_INFO_PATH, key=stranger, clock=clock)
-    assert (unknown.status_code, unknown.json()["retCode"]) == (401, 10003)
+    # SDK logs show an unknown key as 10003 with HTTP 200 (a missing header stays 401).
+    assert (unknown.status_code, unknown.json()["retCode"], unknown.json()["retMsg"]) == (200, 10003, "API key is invalid.")
     assert (await v5(sim, ACCOUNT_INFO_PATH, window="soon", clock=clock)).json()["retCode"] == 10001
     assert (await v5(sim, ACCOUNT_INFO_PATH, key=RETAIL, clock=clock)).json()["retCode"] == 10005
     assert [e["retCode"] for e in app_of(sim).state.v5_errors] == [10003, 10001, 10005]

@@ -25,6 +25,7 @@ import pytest
 from broker_gateway import validation
 from broker_gateway.errors import (
     AccessTokenRejected,
+    ConfigError,
     FieldTooLarge,
     GatewayError,
     InsufficientScope,
@@ -556,6 +557,25 @@ async def test_token_request_authenticates_and_sends_verifier(method: str) -> No
     else:
         assert "authorization" not in sent.headers
         assert form["client_id"] == ["client:1"] and form["client_secret"] == ["se+cret"]
+
+
+@pytest.mark.parametrize(("encoding", "expected"), [("form", "client%3A1:se%2Bcret+x"), ("percent", "client%3A1:se%2Bcret%20x")])
+async def test_client_secret_basic_encoding_setting(encoding: str, expected: str) -> None:
+    """Why: servers that only percent-decode (Authlib among them) read RFC 6749's form-encoded space
+    as "+"; ``client_secret_basic_encoding = "percent"`` sends %20 instead. Default: RFC 6749."""
+    recorder = Recorder(httpx.Response(200, json=good()))
+    settings = {} if encoding == "form" else {"client_secret_basic_encoding": encoding}
+    provider, http = make_provider(recorder, client_secret="se+cret x", **settings)
+    async with http:
+        await provider.exchange_code("code-1", redirect_uri=REDIRECT_URI, code_verifier=None, scopes=(), callback_params={})
+    (sent,) = recorder.requests
+    assert base64.b64decode(sent.headers["authorization"].removeprefix("Basic ")).decode() == expected
+
+
+def test_client_secret_basic_encoding_is_validated() -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_provider(Recorder(), client_secret_basic_encoding="plain")
+    assert "client_secret_basic_encoding: expected one of form, percent" in str(raised.value.problems)
 
 
 async def test_token_response_with_huge_integer_expires_in_is_not_a_crash() -> None:

@@ -6,7 +6,7 @@ statuses, and keep-alive of idle connections with a controllable clock.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,6 +16,7 @@ import pytest
 from broker_gateway.ratelimit import RateLimiter
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
+from broker_gateway_okx import signing
 from broker_gateway_okx.sandbox import TOKEN_PATH, BrokerKey
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure
 from google.protobuf import json_format
@@ -427,3 +428,37 @@ async def test_user_info_honours_okx_s_limit_on_account_config(okx_gateway: Gate
     )
     other = await connect(okx_gateway, okx, username="victor")  # counted per user
     await okx_gateway.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=other.connection_id), timeout=10)
+
+
+# -- a key created through the gateway, then used (issue 17) ------------------------------------------
+
+
+async def test_a_sub_account_key_created_through_the_gateway_signs_its_own_calls(okx_gateway: GatewayHarness, okx: Okx) -> None:
+    """The documented path: the gateway creates the key (dma.create_subaccount_api_key); the caller
+    keeps apiKey, secretKey and passphrase and signs OKX's account and trade endpoints itself, as
+    python-okx does (its signer's vectors are those of broker_gateway_okx.signing)."""
+    created = await invoke(
+        okx_gateway, "dma.create_subaccount_api_key",
+        {"subAcct": "brokerTest5", "label": "bot", "passphrase": "Passw0rd!", "perm": "read_only,trade"}, request_id="e2e-key",
+    )
+    key = created[0]
+    order = b'{"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "market", "sz": "1", "tag": "%s"}' % BROKER_CODE.encode()
+    async with httpx.AsyncClient(base_url=okx.base_url) as http:
+        for method, path, body in (("GET", "/api/v5/account/balance?ccy=BTC", b""), ("POST", "/api/v5/trade/order", order)):
+            ts = signing.timestamp(datetime.fromtimestamp(okx.sim.clock(), tz=UTC))
+            headers = signing.signed_headers(
+                api_key=key["apiKey"], secret_key=key["secretKey"], passphrase=key["passphrase"], ts=ts,
+                method=method, request_path=path, body=body,
+            )
+            response = await http.request(method, path, content=body or None, headers={**headers, "Content-Type": "application/json"})
+            assert (response.status_code, response.json()["code"]) == (200, "0"), response.text
+    assert okx.sim.orders[-1]["uid"] == okx.sim.subaccounts["brokerTest5"].uid
+
+
+async def test_the_token_endpoint_under_api_works_as_token_path(tmp_path: Path, okx: Okx, clock: FakeClock) -> None:
+    """OKX's changelog prints /api/v5/users/oauth/token: setting token_path to it works end to end."""
+    async with okx_gateway_for(tmp_path, okx, clock, okx.provider_config(token_path="/api" + TOKEN_PATH)) as harness:
+        connection = await connect(harness, okx)
+        assert connection.status == connection_pb2.CONNECTION_STATUS_ACTIVE
+        await harness.stub.Refresh(api.RefreshRequest(connection_id=connection.connection_id), timeout=10)
+    assert okx.request_log.count("refresh_token") == 1

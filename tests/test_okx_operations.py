@@ -235,10 +235,10 @@ def retry_delay(failure: Any) -> float:
 BURSTS = [
     # (operation, params, documented requests per window, window seconds, burst size)
     ("dma.get_subaccount_api_key", {"subAcct": "brokerTest1"}, 1, 1.0, 4),
-    ("dma.list_subaccounts", {}, 1, 1.0, 3),
+    ("dma.list_subaccounts", {}, 10, 1.0, 12),
     ("dma.set_subaccount_level", {"subAcct": "brokerTest5", "acctLv": "2"}, 5, 2.0, 8),
     ("dma.get_deposit_history", {}, 5, 2.0, 8),
-    ("fd.get_rebate_info", {"apiKey": "k1"}, 5, 2.0, 7),
+    ("fd.get_rebate_info", {"apiKey": "k1"}, 2, 1.0, 4),
     ("fd.get_rebate_download_link", {"type": "true"}, 2, 60.0, 4),
     ("fd.create_rebate_download_link", {"begin": "20240101", "end": "20240102"}, 1, 3600.0, 3),
 ]

@@ -31,6 +31,7 @@ from broker_gateway_okx.sandbox import (
     OkxClient,
     create_okx_app,
 )
+from broker_gateway_okx.sandbox.uids import uid_of
 
 REDIRECT = "https://app.example/oauth/callback"
 APP = OkxClient("app-code", "app-code-secret", (REDIRECT,))
@@ -408,7 +409,24 @@ async def test_a_correctly_signed_request_is_answered(sim: Sim) -> None:
     assert body["code"] == "0" and body["msg"] == "" and isinstance(body["data"], list)
     page = body["data"][0]
     assert set(page) == {"details", "page", "totalPage"} and (page["page"], page["totalPage"]) == ("1", "2")
-    assert set(page["details"][0]) == {"acctLv", "canTransOut", "mainAcct", "enable", "frozenFunc", "label", "subAcct", "ts", "uid"}
+    # The current docs' firstLvSubAcct and subAcctLv, and 001's mainAcct kept beside them.
+    first = page["details"][0]
+    assert set(first) == {
+        "acctLv", "canTransOut", "mainAcct", "firstLvSubAcct", "subAcctLv", "enable", "frozenFunc", "label", "subAcct", "ts", "uid",
+    }
+    assert (first["firstLvSubAcct"], first["subAcctLv"], first["mainAcct"]) == (first["subAcct"], "1", "")
+
+
+async def test_the_fee_rates_carry_the_current_field_names(sim: Sim) -> None:
+    detail = (await broker(sim, "GET", "/api/v5/broker/dma/subaccount-trade-fee?subAcct=brokerTest1")).json()["data"][0]["details"][0]
+    assert (detail["firstLvSubAcct"], detail["subAcctLv"], detail["mainAcct"]) == ("brokerTest1", "1", "")
+    assert {"maker", "taker", "type"} == set(detail["feeRates"][0])
+
+
+async def test_the_sub_account_list_allows_ten_a_second(sim: Sim) -> None:
+    """The current docs' limit (001 said 1/s)."""
+    codes = [(await broker(sim, "GET", LIST)).json()["code"] for _ in range(11)]
+    assert codes == ["0"] * 10 + ["50011"]
 
 
 async def test_a_wrong_signature_is_50113(sim: Sim) -> None:
@@ -475,13 +493,14 @@ async def test_live_and_demo_keys_answer_only_their_environment() -> None:
 
 
 async def test_per_endpoint_rate_limits_answer_50011(sim: Sim) -> None:
-    # subaccount-info: 1 request per second (001).
-    assert (await broker(sim, "GET", LIST)).json()["code"] == "0"
-    assert okx_code(await broker(sim, "GET", LIST)) == (429, "50011")
+    # subaccount-trade-fee: 1 request per second.
+    fee = "/api/v5/broker/dma/subaccount-trade-fee"
+    assert (await broker(sim, "GET", fee)).json()["code"] == "0"
+    assert okx_code(await broker(sim, "GET", fee)) == (429, "50011")
     # Another endpoint has its own budget.
-    assert (await broker(sim, "GET", "/api/v5/broker/dma/subaccount-trade-fee")).json()["code"] == "0"
-    sim.rate_clock.advance(1.0)
     assert (await broker(sim, "GET", LIST)).json()["code"] == "0"
+    sim.rate_clock.advance(1.0)
+    assert (await broker(sim, "GET", fee)).json()["code"] == "0"
     # set-subaccount-level: 5 requests per 2 seconds.
     body = json.dumps({"subAcct": "brokerTest1", "acctLv": "2"}).encode()
     results = [(await broker(sim, "POST", "/api/v5/broker/dma/set-subaccount-level", body)).json()["code"] for _ in range(6)]
@@ -607,3 +626,66 @@ async def test_the_request_log_names_operations_and_holds_no_secret(sim: Sim) ->
     text = json.dumps(log)
     for secret in (tokens["access_token"], tokens["refresh_token"], APP.client_secret or "", KEY.passphrase):
         assert secret not in text
+
+
+# -- API keys the simulator issued sign the user endpoints ------------------------------------------
+
+BALANCE, ORDER = "/api/v5/account/balance", "/api/v5/trade/order"
+ORDER_BODY = json.dumps({"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "market", "sz": "1", "tag": BROKER_CODE}).encode()
+
+
+async def dma_key(sim: Sim, perm: str, ip: str | None = None, sub: str = "brokerTest1") -> BrokerKey:
+    body = {"subAcct": sub, "label": "gw", "passphrase": "Sub-Pass-1!", "perm": perm, **({"ip": ip} if ip else {})}
+    created = (await broker(sim, "POST", "/api/v5/broker/dma/subaccount/apikey", json.dumps(body).encode())).json()["data"][0]
+    return BrokerKey(created["apiKey"], created["secretKey"], created["passphrase"])
+
+
+async def test_a_dma_key_signs_the_account_and_trade_endpoints_with_its_permissions(sim: Sim) -> None:
+    """Create a key, then use it: a read-only key reads its sub-account's balance and config and gets
+    50120 on trading; a trading key places an order recorded for the sub-account's UID."""
+    reader = await dma_key(sim, "read_only")
+    assert okx_code(await broker(sim, "GET", BALANCE + "?ccy=BTC", key=reader)) == (200, "0")
+    config = (await broker(sim, "GET", "/api/v5/account/config", key=reader)).json()["data"][0]
+    assert (config["uid"], config["perm"]) == (sim.state.subaccounts["brokerTest1"].uid, "read_only")
+    assert okx_code(await broker(sim, "POST", ORDER, ORDER_BODY, key=reader)) == (200, "50120")
+    trader = await dma_key(sim, "read_only,trade")
+    assert okx_code(await broker(sim, "POST", ORDER, ORDER_BODY, key=trader)) == (200, "0")
+    assert sim.state.orders[-1]["uid"] == sim.state.subaccounts["brokerTest1"].uid
+    # A sub-account's key is not the broker's: the broker endpoints refuse it.
+    assert okx_code(await broker(sim, "GET", LIST, key=trader)) == (200, "50120")
+
+
+async def test_a_key_bound_to_other_ips_is_50110(sim: Sim) -> None:
+    bound_elsewhere = await dma_key(sim, "read_only,trade", ip="10.0.0.1")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=bound_elsewhere)) == (401, "50110")
+    bound_here = await dma_key(sim, "read_only", ip="10.0.0.1,127.0.0.1")  # httpx's ASGI transport calls from 127.0.0.1
+    assert okx_code(await broker(sim, "GET", BALANCE, key=bound_here)) == (200, "0")
+
+
+async def test_signed_user_calls_are_checked_like_broker_calls(sim: Sim) -> None:
+    key = await dma_key(sim, "read_only")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=BrokerKey("unknown-key", key.secret_key, key.passphrase))) == (401, "50111")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=BrokerKey(key.api_key, "WRONG", key.passphrase))) == (401, "50113")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=BrokerKey(key.api_key, key.secret_key, "Other-Pass-1!"))) == (401, "50105")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=key, skew=31.0)) == (401, "50102")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=key, **{"x-simulated-trading": "1"})) == (401, "50101")
+    # Fast API endpoints take OAuth tokens only.
+    body = json.dumps({"label": "bot", "passphrase": "Abcdef1!", "perm": "trade"}).encode()
+    assert okx_code(await broker(sim, "POST", "/api/v5/users/oauth/apikey", body, key=key)) == (200, "50120")
+
+
+async def test_a_fast_api_key_signs_as_its_user_until_deleted(sim: Sim) -> None:
+    access = (await login(sim, "erin", scope="fast_api"))["access_token"]
+    body = {"label": "bot", "passphrase": "Abcdef1!", "perm": "read_only,trade"}
+    created = (await bearer(sim.http, access, "/api/v5/users/oauth/apikey", method="POST", body=body)).json()["data"][0]
+    key = BrokerKey(created["apiKey"], created["secretKey"], created["passphrase"])
+    assert okx_code(await broker(sim, "POST", ORDER, ORDER_BODY, key=key)) == (200, "0")
+    assert sim.state.orders[-1]["uid"] == uid_of("erin")
+    assert okx_code(await bearer(sim.http, access, "/api/v5/users/oauth/delete-apikey", method="POST", body={})) == (200, "0")
+    assert okx_code(await broker(sim, "GET", BALANCE, key=key)) == (401, "50111")
+
+
+async def test_the_token_endpoint_also_answers_under_api(sim: Sim) -> None:
+    callback = await get_code(sim.http)
+    response = await sim.http.post("/api" + TOKEN_PATH, json=code_body(callback["code"]))
+    assert response.status_code == 200 and response.json()["token_type"] == "bearer"

@@ -113,6 +113,48 @@ SET_RATE_LIMIT = _object(
     required=["list"],
 )
 
+EARNING_RECORD = _object(
+    {
+        "bizType": {"type": "string", "enum": RATE_LIMIT_BIZ_TYPES, "description": "Business type: SPOT, DERIVATIVES or OPTIONS."},
+        "startTime": {**MILLIS, "description": "Start (ms); give endTime too."},
+        "endTime": {**MILLIS, "description": "End (ms); give startTime too."},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Page size, 1-1000 (default 1000)."},
+        "cursor": CURSOR,
+    },
+    allOf=_both_or_neither("startTime", "endTime"),
+    description="Deprecated by Bybit for broker.get_earnings; data covers the past 6 months up to yesterday.",
+)
+
+#: Voucher, user and broker ids: Bybit's examples are digits ("80209", "2846381") and "v-28478".
+_VOUCHER_ID = {"type": "string", "pattern": "^[0-9]{1,20}$", "description": "Voucher ID."}
+_ACCOUNT_ID = {**UID, "description": "The user's UID."}
+#: specCode: a unique code of the broker's, up to 8 characters.
+_SPEC_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,8}$", "description": "Unique spec code, up to 8 letters, digits, - or _."}
+#: amount: spot vouchers take up to 16 decimals, the others up to 4 (exchanges.md 4.3); Bybit checks
+#: which applies.
+_AMOUNT = {"type": "string", "pattern": "^(?:0|[1-9][0-9]{0,15})(?:\\.[0-9]{1,16})?$", "description": "Amount, a decimal string."}
+
+VOUCHER_SPEC = _object({"id": _VOUCHER_ID}, required=["id"])
+ISSUE_VOUCHER = _object(
+    {
+        "accountId": _ACCOUNT_ID,
+        "awardId": _VOUCHER_ID,
+        "specCode": _SPEC_CODE,
+        "amount": _AMOUNT,
+        "brokerId": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$", "description": "The broker ID Bybit gave you."},
+    },
+    required=["accountId", "awardId", "specCode", "amount", "brokerId"],
+)
+ISSUED_VOUCHER = _object(
+    {
+        "accountId": _ACCOUNT_ID,
+        "awardId": _VOUCHER_ID,
+        "specCode": _SPEC_CODE,
+        "withUsedAmount": {"type": "boolean", "description": "Also return the amount the user used."},
+    },
+    required=["accountId", "awardId", "specCode"],
+)
+
 
 # -- the operations ---------------------------------------------------------------------------------
 
@@ -158,6 +200,12 @@ def _deposit_rules(params: Mapping[str, Any]) -> None:
             raise InvalidArgument(
                 "params.endTime", "params.endTime must be less than 30 days after params.startTime", metadata={"rule": "span"}
             )
+
+
+def _time_order_rules(params: Mapping[str, Any]) -> None:
+    start, end = params.get("startTime"), params.get("endTime")
+    if start is not None and end is not None and end < start:
+        raise InvalidArgument("params.endTime", "params.endTime must not be before params.startTime", metadata={"rule": "order"})
 
 
 OAUTH_OPENAPI_PATH = "/oauth/v1/resource/restrict/openapi"
@@ -236,6 +284,50 @@ SPECS: tuple[Spec, ...] = (
         SET_RATE_LIMIT,
         False,
         RateLimit(1, 1.0),
+    ),
+    # Bybit documents no limit for these [I]: the exchange-broker default of 10/s for the deprecated
+    # earnings, 5/s for the vouchers. The voucher endpoints are POSTs, but only the issue writes.
+    Spec(
+        "broker.get_earning_record",
+        "Deprecated by Bybit (use broker.get_earnings): broker earnings per trade (GET /v5/broker/earning-record).",
+        OperationAuth.BROKER_KEY,
+        "GET",
+        "/v5/broker/earning-record",
+        EARNING_RECORD,
+        True,
+        RateLimit(10, 1.0),
+        _time_order_rules,
+    ),
+    Spec(
+        "broker.get_voucher_spec",
+        "A voucher's spec: coin, unit, product line, total and used amounts (POST /v5/broker/award/info).",
+        OperationAuth.BROKER_KEY,
+        "POST",
+        "/v5/broker/award/info",
+        VOUCHER_SPEC,
+        True,
+        RateLimit(5, 1.0),
+    ),
+    Spec(
+        "broker.issue_voucher",
+        "Issue a voucher to a user (POST /v5/broker/award/distribute-award); specCode is the broker's unique "
+        "code for this issue. A write: sent at most once per request_id.",
+        OperationAuth.BROKER_KEY,
+        "POST",
+        "/v5/broker/award/distribute-award",
+        ISSUE_VOUCHER,
+        False,
+        RateLimit(5, 1.0),
+    ),
+    Spec(
+        "broker.get_issued_voucher",
+        "The record of a voucher issued to a user (POST /v5/broker/award/distribution-record).",
+        OperationAuth.BROKER_KEY,
+        "POST",
+        "/v5/broker/award/distribution-record",
+        ISSUED_VOUCHER,
+        True,
+        RateLimit(5, 1.0),
     ),
 )
 

@@ -27,7 +27,9 @@ RFC 7636 and the OAuth 2.1 draft where they have an answer:
   ``invalid_grant`` 400, ``unsupported_grant_type`` 400. Repeated parameters are ``invalid_request``.
 - Client authentication: ``client_secret`` in the body (client_secret_post) or HTTP Basic
   (client_secret_basic, with RFC 6749 section 2.3.1 form-encoding of id and secret); using both at
-  once is ``invalid_request``.
+  once is ``invalid_request``. ``basic_decoding="percent"`` makes it decode Basic credentials the way
+  some widely used servers (Authlib among them) do: percent-decoding only, so a form-encoded ``+``
+  stays a ``+``.
 - Codes live 10 minutes (the RFC 6749 section 4.1.2 maximum) and are single use. Presenting a code
   consumes it even if the request then fails (wrong ``redirect_uri`` or verifier), and presenting a
   used code revokes the tokens issued from it (RFC 6749 section 4.1.2 "SHOULD").
@@ -66,7 +68,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from broker_gateway import simkit
 from starlette.applications import Starlette
@@ -254,7 +256,12 @@ def _invalid_client(description: str) -> Response:
     return _token_error("invalid_client", description, 401, basic_challenge=True)
 
 
-def _basic_credentials(header: str) -> tuple[str, str] | None:
+#: How Basic client credentials are decoded: RFC 6749 section 2.3.1 form-decoding, or percent-decoding
+#: only (as some servers do).
+BASIC_DECODERS = {"form": unquote_plus, "percent": unquote}
+
+
+def _basic_credentials(header: str, decoding: str) -> tuple[str, str] | None:
     """Decode ``Basic base64(urlencode(id) ":" urlencode(secret))`` (RFC 6749 section 2.3.1)."""
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
@@ -266,16 +273,17 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     client_id, colon, secret = decoded.partition(":")
     if not colon:
         return None
-    return unquote_plus(client_id), unquote_plus(secret)
+    decode = BASIC_DECODERS[decoding]
+    return decode(client_id), decode(secret)
 
 
 def _authenticate(
-    request: Request, form: dict[str, str], clients: dict[str, WalletClient]
+    request: Request, form: dict[str, str], clients: dict[str, WalletClient], basic_decoding: str
 ) -> WalletClient | Response:
     """client_secret_basic or client_secret_post; exactly one of them."""
     header = request.headers.get("authorization")
     if header is not None:
-        credentials = _basic_credentials(header)
+        credentials = _basic_credentials(header, basic_decoding)
         if credentials is None:
             return _invalid_client("Malformed Authorization header; expected HTTP Basic client credentials.")
         if "client_secret" in form:
@@ -331,13 +339,18 @@ def _check_clients(clients: Sequence[WalletClient]) -> dict[str, WalletClient]:
     return by_id
 
 
-def create_wallet_app(clients: Sequence[WalletClient], *, clock: simkit.Clock = time.time) -> Starlette:
-    """Build the wallet simulator for these registered applications.
+def create_wallet_app(
+    clients: Sequence[WalletClient], *, clock: simkit.Clock = time.time, basic_decoding: str = "form"
+) -> Starlette:
+    """Build the wallet simulator for these registered applications; ``basic_decoding`` is ``form``
+    (RFC 6749) or ``percent`` (``BASIC_DECODERS``).
 
     ``app.state.grants`` (a ``simkit.GrantStore``) and ``app.state.request_log`` are exposed for
     in-process tests.
     """
     registered = _check_clients(clients)
+    if basic_decoding not in BASIC_DECODERS:
+        raise ValueError("basic_decoding: expected form or percent")
     grants = simkit.GrantStore(
         clock=clock, code_ttl=CODE_TTL, access_ttl=ACCESS_TOKEN_TTL, refresh_ttl=REFRESH_TOKEN_TTL
     )
@@ -419,7 +432,7 @@ def create_wallet_app(clients: Sequence[WalletClient], *, clock: simkit.Clock = 
         if grant_type not in _GRANT_TYPES:
             return _token_error("unsupported_grant_type", "Supported: authorization_code, refresh_token.")
         log.tag(request, grant_type)
-        client = _authenticate(request, form, registered)
+        client = _authenticate(request, form, registered, basic_decoding)
         if isinstance(client, Response):
             return client
 

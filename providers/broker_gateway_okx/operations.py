@@ -2,7 +2,9 @@
 
 One table serves the provider (which builds each ``Operation`` and its JSON Schema from it) and the
 simulator (which enforces the same paths, limits and rules upstream-side). Sources: the DMA and FD
-sections of sources/001 (paths, limits and parameter rules exactly as documented there),
+sections of sources/001 (paths, limits and parameter rules as documented there, except the two limits
+OKX's current docs changed: the sub-account list 10/s, if-rebate 2/s; docs/providers/okx.md lists
+every difference),
 reference/exchanges.md 2.2 for the two DMA endpoints 001 lacks (``dma.get_rebate_download_link``,
 ``dma.create_trades_link``), and exchanges.md 3.2 for Fast API. The limits of the user-token
 endpoints come from OKX's V5 docs (balance 10/2 s, order 60/2 s per user); the Fast API endpoints
@@ -134,7 +136,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "dma.list_subaccounts",
         "DMA: list the broker's sub-accounts (GET /api/v5/broker/dma/subaccount-info).",
-        "GET", "/api/v5/broker/dma/subaccount-info", OperationAuth.BROKER_KEY, _LIST, rate=(1, 1.0),
+        "GET", "/api/v5/broker/dma/subaccount-info", OperationAuth.BROKER_KEY, _LIST, rate=(10, 1.0),  # current docs (001: 1/s)
     ),
     Endpoint(
         "dma.get_subaccount_trade_fee",
@@ -226,7 +228,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "fd.get_rebate_info",
         "FD: whether a user's trades earn the broker a rebate (GET /api/v5/broker/fd/if-rebate).",
         "GET", "/api/v5/broker/fd/if-rebate", OperationAuth.BROKER_KEY,
-        {"apiKey": API_KEY, "brokerType": BROKER_TYPE}, required=("apiKey",), rate=(5, 2.0),
+        {"apiKey": API_KEY, "brokerType": BROKER_TYPE}, required=("apiKey",), rate=(2, 1.0),  # current docs (001: 5/2 s)
     ),
     # -- with the user's OAuth token --
     Endpoint(

@@ -47,6 +47,11 @@ DEFAULT_EXPIRES_IN = 3600
 #: Lifetimes beyond this are treated as this: a huge ``expires_in`` is a provider bug, not a promise.
 MAX_EXPIRES_IN = 400 * 24 * 3600
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+#: How client_secret_basic encodes the id and secret before base64: ``form`` is RFC 6749 §2.3.1
+#: (application/x-www-form-urlencoded, a space becomes ``+``); ``percent`` is plain RFC 3986
+#: percent-encoding (a space becomes ``%20``), for servers that only percent-decode (Authlib among
+#: them), where a form-encoded ``+`` would stay a ``+``.
+BASIC_ENCODINGS = ("form", "percent")
 
 
 def new_state() -> str:
@@ -92,14 +97,20 @@ def _quote(text: str) -> str:
     return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
 
 
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """The Basic header value of RFC 6749 §2.3.1: each part form-urlencoded before base64."""
-    pair = f"{_form_encode(client_id)}:{_form_encode(client_secret)}"
+def basic_credentials(client_id: str, client_secret: str, encoding: str = "form") -> str:
+    """The Basic header value of RFC 6749 §2.3.1: each part form-urlencoded before base64
+    (``encoding="percent"``: percent-encoded instead, see ``BASIC_ENCODINGS``)."""
+    encode = _form_encode if encoding == "form" else _percent_encode
+    pair = f"{encode(client_id)}:{encode(client_secret)}"
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 def _form_encode(value: str) -> str:
     return urlencode({"": value})[1:]
+
+
+def _percent_encode(value: str) -> str:
+    return quote(value, safe="")
 
 
 def expires_at(now: datetime, value: Any, default: int | None) -> datetime | None:
@@ -253,7 +264,8 @@ class OAuth2Provider(Provider):
     Settings: ``client_id``, ``client_secret``, ``authorization_endpoint``, ``token_endpoint``,
     optional ``userinfo_endpoint`` and ``revocation_endpoint``, ``scopes`` (the allowed set),
     ``default_scopes``, ``scope_separator`` (default a space), ``token_endpoint_auth_method``
-    (``client_secret_basic`` or ``client_secret_post``), ``pkce`` (default true), ``issuer`` and
+    (``client_secret_basic`` or ``client_secret_post``), ``client_secret_basic_encoding`` (``form``,
+    the default, or ``percent``: see ``BASIC_ENCODINGS``), ``pkce`` (default true), ``issuer`` and
     ``require_iss``, ``allowed_extra_params``, ``claims`` (which user-info claims are the subject,
     username and email), ``refresh_token_ttl_seconds`` (the documented refresh-token lifetime, for
     servers whose token responses do not state it) and ``keepalive_before_seconds`` (refresh idle
@@ -274,6 +286,9 @@ class OAuth2Provider(Provider):
         self.auth_method = settings.get("token_endpoint_auth_method", "client_secret_basic")
         if self.auth_method not in CLIENT_AUTH_METHODS:
             problems.append(f"token_endpoint_auth_method: expected one of {', '.join(CLIENT_AUTH_METHODS)}")
+        self.basic_encoding = settings.get("client_secret_basic_encoding", "form")
+        if self.basic_encoding not in BASIC_ENCODINGS:
+            problems.append(f"client_secret_basic_encoding: expected one of {', '.join(BASIC_ENCODINGS)}")
         self.pkce = bool(settings.get("pkce", True))
         self._issuer: str | None = settings.get("issuer")
         self._requires_iss = bool(settings.get("require_iss", False))
@@ -470,7 +485,7 @@ class OAuth2Provider(Provider):
         headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
         body = dict(form)
         if self.auth_method == "client_secret_basic":
-            headers["Authorization"] = basic_credentials(self.client_id, self.client_secret)
+            headers["Authorization"] = basic_credentials(self.client_id, self.client_secret, self.basic_encoding)
         else:
             body.update(client_id=self.client_id, client_secret=self.client_secret)
         return await self.context.http.request("POST", url, content=urlencode(body).encode(), headers=headers)

@@ -6,7 +6,8 @@ hosts (the OAuth page, the OAuth API ``api2`` and the V5 API).
 
 Documented behaviour reproduced:
 
-- ``GET /en/oauth`` (also ``/oauth``): ``client_id``, ``response_type=code``, ``redirect_uri``,
+- ``GET /en/oauth`` (also ``/oauth``): ``client_id``, ``response_type=code`` (or ``token``, which the
+  help centre allows: served implicit-style, see ``authorization``), ``redirect_uri``,
   ``scope`` (``openapi``; ``ai-account`` where the client was granted it), ``state``; PKCE
   ``code_challenge`` with ``code_challenge_method=S256``. A ``redirect_uri`` that is absent or not
   registered **falls back to the first registered one, silently** ([C] B1), unless the simulator is
@@ -23,7 +24,9 @@ Documented behaviour reproduced:
   ``{"ret_code":0,"ret_msg":"success","result":{"api_key","api_secret"}}``.
 - V5 broker endpoints ``/v5/broker/earnings-info``, ``/v5/broker/account-info``,
   ``/v5/broker/asset/query-sub-member-deposit-record``, ``/v5/broker/apilimit/query-all``,
-  ``/v5/broker/apilimit/query-cap`` and ``POST /v5/broker/apilimit/set``, with their documented
+  ``/v5/broker/apilimit/query-cap``, ``POST /v5/broker/apilimit/set``, the deprecated
+  ``/v5/broker/earning-record`` and the voucher endpoints ``POST /v5/broker/award/info``,
+  ``/distribute-award`` and ``/distribution-record`` (``awards``), with their documented
   parameters, answers (``{retCode, retMsg, result, retExtInfo, time}``) and rate limits. Requests are
   authenticated with ``X-BAPI-API-KEY``, ``X-BAPI-TIMESTAMP``, ``X-BAPI-SIGN`` and optional
   ``X-BAPI-RECV-WINDOW`` (default 5000): the signature is checked over the **raw** query string or
@@ -47,7 +50,8 @@ Choices where Bybit documents nothing (each also in docs/providers/bybit.md):
 - The redirect after approval is a 302 (decision 7); the user denying redirects with
   ``error=access_denied`` and the state. Other authorization errors show an HTML page naming the code.
 - V5 failures: missing ``X-BAPI-API-KEY`` / ``X-BAPI-TIMESTAMP`` / ``X-BAPI-SIGN`` give HTTP 401 with
-  10003 / 10002 / 10004; an unknown key HTTP 401 with 10003; a bad ``X-BAPI-RECV-WINDOW`` 10001; a
+  10003 / 10002 / 10004; an unknown key 10003 (HTTP 200, as SDK logs show); the 10002 and 10004
+  messages end in Bybit's diagnostic tails (``v5_auth``); a bad ``X-BAPI-RECV-WINDOW`` 10001; a
   timestamp outside the window 10002; a wrong signature 10004; a key that is not an exchange broker's
   10005; a rate limit 10006 (with ``X-Bapi-Limit``, ``X-Bapi-Limit-Status`` and
   ``X-Bapi-Limit-Reset-Timestamp``, also sent on success); a parameter breaking a documented rule
@@ -56,7 +60,7 @@ Choices where Bybit documents nothing (each also in docs/providers/bybit.md):
 
 Sandbox conventions shared with the other simulators (``broker_gateway.simkit``): the consent page is a
 real form; ``approve=<username>`` approves at once; ``GET``/``DELETE /_sandbox/requests``. In-process
-tests also find ``app.state.tokens``, ``app.state.codes`` and ``app.state.v5_errors`` (every V5 error
+tests also find ``app.state.tokens``, ``app.state.codes``, ``app.state.awards`` and ``app.state.v5_errors`` (every V5 error
 answered, as ``{"operation", "retCode"}``).
 
 This module builds the app; each part lives in its own module: ``authorization`` (the OAuth page),
@@ -76,12 +80,17 @@ from starlette.applications import Starlette
 
 from .accounts import BrokerKey, BybitClient, bybit_uid, index_clients
 from .authorization import CODE_TTL, SCOPES, AuthorizationPage
+from .awards import SEEDED_VOUCHERS, AwardDesk, broker_id_of
 from .broker_endpoints import BrokerEndpoints
 from .paths import (
     ACCOUNT_INFO_PATH,
     AUTHORIZE_PATH,
     AUTHORIZE_PATHS,
+    AWARD_DISTRIBUTE_PATH,
+    AWARD_INFO_PATH,
+    AWARD_RECORD_PATH,
     DEPOSITS_PATH,
+    EARNING_RECORD_PATH,
     EARNINGS_PATH,
     OPENAPI_PATH,
     QUERY_ALL_PATH,
@@ -102,9 +111,13 @@ __all__ = [
     "ACCOUNT_INFO_PATH",
     "AUTHORIZE_PATH",
     "AUTHORIZE_PATHS",
+    "AWARD_DISTRIBUTE_PATH",
+    "AWARD_INFO_PATH",
+    "AWARD_RECORD_PATH",
     "CODE_TTL",
     "DEPOSITS_PATH",
     "EARNINGS_PATH",
+    "EARNING_RECORD_PATH",
     "OPENAPI_PATH",
     "QUERY_ALL_PATH",
     "QUERY_CAP_PATH",
@@ -112,11 +125,13 @@ __all__ = [
     "REFRESH_PATH",
     "REFRESH_TOKEN_TTL",
     "SCOPES",
+    "SEEDED_VOUCHERS",
     "SET_LIMIT_PATH",
     "TOKEN_PATH",
     "UID_PATH",
     "BrokerKey",
     "BybitClient",
+    "broker_id_of",
     "bybit_uid",
     "create_bybit_app",
     "openapi_key_pair",
@@ -144,8 +159,9 @@ def create_bybit_app(
     limiter = RateLimiter({**RATE_LIMITS, **(rate_limits or {})}, clock)
     v5 = V5Api({key.api_key: key for key in broker_keys}, limiter, clock)
     broker = BrokerEndpoints(clock)
+    awards = AwardDesk(clock)
     routes = [
-        *AuthorizationPage(registered, codes, strict_redirect_uri=strict_redirect_uri).routes(),
+        *AuthorizationPage(registered, codes, tokens, strict_redirect_uri=strict_redirect_uri).routes(),
         *TokenEndpoint(registered, codes, tokens).routes(),
         *OAuthResources(tokens, key_secret=jwt_key).routes(),
         v5.route(EARNINGS_PATH, "GET", "v5.earnings-info", broker.earnings),
@@ -154,5 +170,10 @@ def create_bybit_app(
         v5.route(QUERY_ALL_PATH, "GET", "v5.apilimit.query-all", broker.query_all),
         v5.route(QUERY_CAP_PATH, "GET", "v5.apilimit.query-cap", broker.query_cap),
         v5.route(SET_LIMIT_PATH, "POST", "v5.apilimit.set", broker.set_limit),
+        v5.route(EARNING_RECORD_PATH, "GET", "v5.earning-record", broker.earning_record),
+        v5.route(AWARD_INFO_PATH, "POST", "v5.award.info", awards.spec),
+        v5.route(AWARD_DISTRIBUTE_PATH, "POST", "v5.award.distribute-award", awards.distribute),
+        v5.route(AWARD_RECORD_PATH, "POST", "v5.award.distribution-record", awards.record),
     ]
-    return simkit.create_app(routes, state={"tokens": tokens, "codes": codes, "v5_errors": v5.errors})
+    state = {"tokens": tokens, "codes": codes, "v5_errors": v5.errors, "awards": awards}
+    return simkit.create_app(routes, state=state)

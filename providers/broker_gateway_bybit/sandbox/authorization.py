@@ -1,5 +1,10 @@
 """The OAuth page: checks an authorization request, asks the user (or takes ``approve=``), and
-redirects back with a single-use code."""
+redirects back with a single-use code.
+
+``response_type=token`` (the help centre, sources/000, allows it besides ``code``) is served
+implicit-style (RFC 6749 4.2): the redirect carries ``access_token``, ``token_type``,
+``expires_in``, ``scope`` and ``state`` in its fragment, and no refresh token. Bybit documents
+nothing more of it, so the shape is RFC 6749's [I]. PKCE makes no sense there and is refused."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from broker_gateway import simkit
 from starlette.requests import Request
@@ -16,6 +22,7 @@ from starlette.routing import Route
 from .accounts import BybitClient
 from .forms import RepeatedParameter, single_valued
 from .paths import AUTHORIZE_PATH, AUTHORIZE_PATHS
+from .tokens import ACCESS_TOKEN_TTL, JwtTokenStore
 
 #: Scopes Bybit knows: ``openapi`` for brokers, ``ai-account`` for its own agent client (B3).
 SCOPES = {"openapi": "your OpenAPI key (trade through the broker)", "ai-account": "your AI sub-accounts"}
@@ -35,14 +42,18 @@ class _Authorization:
     redirect_uri: str
     scopes: tuple[str, ...]
     code_challenge: str | None
+    implicit: bool = False
 
 
 class AuthorizationPage:
     """``GET`` shows the consent form or approves at once; ``POST`` is the form's answer."""
 
-    def __init__(self, clients: Mapping[str, BybitClient], codes: simkit.GrantStore, *, strict_redirect_uri: bool) -> None:
+    def __init__(
+        self, clients: Mapping[str, BybitClient], codes: simkit.GrantStore, tokens: JwtTokenStore, *, strict_redirect_uri: bool
+    ) -> None:
         self._clients = clients
         self._codes = codes
+        self._tokens = tokens
         self._strict_redirect_uri = strict_redirect_uri
 
     def routes(self) -> list[Route]:
@@ -91,8 +102,9 @@ class AuthorizationPage:
             if self._strict_redirect_uri:
                 return simkit.error_page("10001: redirect_uri is not registered for this application.")
             redirect_uri = client.redirect_uris[0]  # Bybit's silent fallback [C] B1
-        if params.get("response_type") != "code":
-            return simkit.error_page("10001: response_type must be code.")
+        response_type = params.get("response_type")
+        if response_type not in ("code", "token"):
+            return simkit.error_page("10001: response_type must be code or token.")
         scopes: list[str] = []
         for scope in params.get("scope", "").replace(" ", ",").split(","):
             if scope and scope not in scopes:
@@ -105,10 +117,14 @@ class AuthorizationPage:
         pkce = challenge is not None or method is not None
         if pkce and (method != "S256" or challenge is None or not PKCE_VALUE.fullmatch(challenge)):
             return simkit.error_page("10001: PKCE needs a code_challenge with code_challenge_method=S256.")
-        return _Authorization(client, redirect_uri, tuple(scopes), challenge)
+        if pkce and response_type == "token":
+            return simkit.error_page("10001: PKCE applies to response_type=code only.")
+        return _Authorization(client, redirect_uri, tuple(scopes), challenge, implicit=response_type == "token")
 
     def _approved(self, auth: _Authorization, state: str | None, user: str) -> Response:
         client_id = auth.client.client_id
+        if auth.implicit:
+            return self._implicit(auth, state, user)
         code = self._codes.issue_code(
             client_id=client_id,
             redirect_uri=auth.redirect_uri,
@@ -120,6 +136,16 @@ class AuthorizationPage:
             auth.redirect_uri,
             {"response_type": "code", "code": code, "scope": ",".join(auth.scopes), "state": state, "client_id": client_id},
         )
+
+    def _implicit(self, auth: _Authorization, state: str | None, user: str) -> Response:
+        """RFC 6749 4.2.2: the access token in the redirect's fragment, no refresh token."""
+        issued = self._tokens.issue(client_id=auth.client.client_id, user=user, scopes=auth.scopes)
+        fields = {
+            "access_token": issued.access_token, "token_type": "bearer", "expires_in": str(ACCESS_TOKEN_TTL),
+            "scope": ",".join(auth.scopes), **({"state": state} if state is not None else {}),
+        }
+        location = f"{auth.redirect_uri}#{urlencode(fields, quote_via=quote)}"
+        return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     def _consent(self, auth: _Authorization, params: Mapping[str, str], *, error: str | None = None) -> Response:
         return simkit.consent_page(

@@ -67,6 +67,26 @@ class BrokerEndpoints:
             "nextPageCursor": cursor,
         }
 
+    def earning_record(self, key: BrokerKey, params: dict[str, str]) -> dict[str, Any]:
+        """``GET /v5/broker/earning-record`` (deprecated for ``earnings-info``, still served): ``bizType``
+        SPOT, DERIVATIVES or OPTIONS, ``startTime``/``endTime`` in ms (both or neither), a flat ``list``."""
+        biz = params.get("bizType")
+        if biz is not None and biz not in ("SPOT", "DERIVATIVES", "OPTIONS"):
+            raise ParamError("bizType", "is not a business type")
+        start = int_param(params, "startTime", 0, 10**14, None)
+        end = int_param(params, "endTime", 0, 10**14, None)
+        if (start is None) != (end is None):
+            raise ParamError("startTime/endTime", "must be given together")
+        limit = int_param(params, "limit", 1, 1000, 1000)
+        rows = [
+            {name: row[name] for name in ("userId", "bizType", "symbol", "coin", "earning", "orderId", "execTime")}
+            for row in earning_rows(key, self._today())
+            if (biz is None or row["bizType"] == biz)
+            and (start is None or end is None or start <= int(row["execTime"]) <= end)
+        ]
+        found, cursor = page(rows, params, limit)
+        return {"list": found, "nextPageCursor": cursor}
+
     def account_info(self, key: BrokerKey, params: dict[str, str]) -> dict[str, Any]:
         """``GET /v5/broker/account-info``: takes no parameters."""
         return {

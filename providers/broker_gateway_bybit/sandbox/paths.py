@@ -19,3 +19,7 @@ DEPOSITS_PATH = "/v5/broker/asset/query-sub-member-deposit-record"
 QUERY_ALL_PATH = "/v5/broker/apilimit/query-all"
 QUERY_CAP_PATH = "/v5/broker/apilimit/query-cap"
 SET_LIMIT_PATH = "/v5/broker/apilimit/set"
+EARNING_RECORD_PATH = "/v5/broker/earning-record"  # deprecated, still served
+AWARD_INFO_PATH = "/v5/broker/award/info"
+AWARD_DISTRIBUTE_PATH = "/v5/broker/award/distribute-award"
+AWARD_RECORD_PATH = "/v5/broker/award/distribution-record"

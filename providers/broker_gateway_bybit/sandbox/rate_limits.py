@@ -1,4 +1,4 @@
-"""Bybit's documented V5 rate limits, counted in fixed windows per key and endpoint, and the
+"""Bybit's documented V5 rate limits (and the ones chosen where it documents none), counted in fixed windows per key and endpoint, and the
 ``X-Bapi-Limit*`` headers that report them on every answer."""
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from broker_gateway import simkit
 
 from .paths import (
     ACCOUNT_INFO_PATH,
+    AWARD_DISTRIBUTE_PATH,
+    AWARD_INFO_PATH,
+    AWARD_RECORD_PATH,
     DEPOSITS_PATH,
+    EARNING_RECORD_PATH,
     EARNINGS_PATH,
     QUERY_ALL_PATH,
     QUERY_CAP_PATH,
@@ -25,6 +29,12 @@ RATE_LIMITS: dict[str, tuple[int, float]] = {
     QUERY_ALL_PATH: (1, 1.0),
     QUERY_CAP_PATH: (5, 1.0),
     SET_LIMIT_PATH: (1, 1.0),
+    # Bybit documents no limit for these [I]: the exchange-broker default of 10/s for the deprecated
+    # earnings, 5/s for the vouchers.
+    EARNING_RECORD_PATH: (10, 1.0),
+    AWARD_INFO_PATH: (5, 1.0),
+    AWARD_DISTRIBUTE_PATH: (5, 1.0),
+    AWARD_RECORD_PATH: (5, 1.0),
 }
 
 

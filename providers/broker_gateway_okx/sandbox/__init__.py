@@ -8,6 +8,8 @@ implements, and the choices it makes where the documents are silent ([I] in exch
 - ``tokens``: the token and revoke endpoints in both modes; ``clients``: the registered applications;
 - ``grants``: codes and tokens, what OKX binds them to (site, ``TERMID``), the bearer-token check;
 - ``broker_auth``: the ``OK-ACCESS-*`` signature, timestamp window, passphrase and live/demo checks;
+- ``api_keys``: the keys it knows (the broker's, and the DMA and Fast API keys it issued, which sign
+  the account and trade endpoints with their permissions and bound IPs);
 - ``ratelimit``: documented rate limits as sliding windows; ``params``: parameter parsing and rules;
 - ``dma``, ``rebates``, ``user``: the endpoints and their response shapes; ``uids``: the UIDs;
 - ``responses``: OKX's envelope and the documented HTTP status of each code;

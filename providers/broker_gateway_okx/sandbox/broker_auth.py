@@ -1,4 +1,5 @@
-"""Authentication of the broker API calls (DMA, FD), which are signed with the broker's API key.
+"""Authentication of signed calls: the broker API (DMA, FD), signed with the broker's API key, and
+the user endpoints signed with a sub-account's or a Fast API key (``api_keys``).
 
 From the documents (sources/001, reference/exchanges.md 1.1-1.2): requests are signed
 (``OK-ACCESS-KEY/SIGN/TIMESTAMP/PASSPHRASE``); the signature is verified over the raw request target
@@ -11,6 +12,7 @@ absence against a demo key) 50101.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker_gateway import simkit
@@ -35,9 +37,11 @@ class BrokerKey:
     demo: bool = False
 
 
-async def check_signature(request: Request, key: BrokerKey, *, clock: simkit.Clock, window: float) -> Response | None:
-    """Check the OK-ACCESS-* headers against the broker key, over the raw bytes received; None when
-    the request is the broker's."""
+async def check_signature(
+    request: Request, lookup: Callable[[str], BrokerKey | None], *, clock: simkit.Clock, window: float
+) -> Response | None:
+    """Check the OK-ACCESS-* headers against the key ``lookup`` finds for OK-ACCESS-KEY, over the raw
+    bytes received; None when the request is signed by that key."""
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
@@ -53,7 +57,8 @@ async def check_signature(request: Request, key: BrokerKey, *, clock: simkit.Clo
     ):
         if not value:
             return okx_error(code, f"Request header {what} can not be empty.")
-    if not hmac.compare_digest(api_key.encode(), key.api_key.encode()):
+    key = lookup(api_key)
+    if key is None:
         return okx_error("50111", "Invalid OK-ACCESS-KEY.")
     moment = signing.parse_timestamp(ts)
     if moment is None:

@@ -1,8 +1,11 @@
 """The DMA broker's sub-account endpoints of the simulated OKX (sub-accounts, their fee rates, API
 keys, account level, deposit addresses and deposit history) and the data behind them.
 
-From the documents (sources/001): the response shapes of 001, with fee rates spelled ``maker``, not
-the docs' ``marker``.
+From the documents (sources/001 and OKX's current DMA docs): the response shapes of 001, with fee
+rates spelled ``maker``, not the docs' ``marker``. The sub-account list and the fee rates carry the
+current docs' ``firstLvSubAcct`` and ``subAcctLv`` and keep 001's ``mainAcct`` ("" for a first-level
+sub-account, which all seeded ones are). A key created here signs the user endpoints as its
+sub-account, with its permissions and bound IPs (``api_keys``).
 
 Choices where the documents are silent ([I] in exchanges.md):
 
@@ -22,6 +25,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from .api_keys import KeyRing, SigningKey, parse_ips, parse_perms
+from .broker_auth import BrokerKey
 from .responses import envelope, okx_error
 from .uids import uid_of
 
@@ -50,11 +55,12 @@ class SubAccount:
 
 class DmaDesk:
     """The seeded sub-accounts and deposits, and the handlers of the DMA sub-account endpoints. Every
-    API key made is added to ``issued_keys``."""
+    API key made is added to ``keys`` (demo keys when the broker's is)."""
 
-    def __init__(self, subaccounts: Sequence[str], *, now_ms: Callable[[], int], issued_keys: set[str]) -> None:
+    def __init__(self, subaccounts: Sequence[str], *, now_ms: Callable[[], int], keys: KeyRing, demo: bool) -> None:
         self._now_ms = now_ms
-        self._issued_keys = issued_keys
+        self._keys = keys
+        self._demo = demo
         self._lock = threading.Lock()
         now = now_ms()
         self.subaccounts = {
@@ -98,8 +104,8 @@ class DmaDesk:
     def list_subaccounts(self, params: dict[str, Any]) -> Response:
         details = [
             {
-                "acctLv": a.acct_lv, "canTransOut": False, "mainAcct": "", "enable": True, "frozenFunc": [],
-                "label": a.label, "subAcct": a.name, "ts": str(a.ts), "uid": a.uid,
+                "acctLv": a.acct_lv, "canTransOut": False, "mainAcct": "", "firstLvSubAcct": a.name, "subAcctLv": "1",
+                "enable": True, "frozenFunc": [], "label": a.label, "subAcct": a.name, "ts": str(a.ts), "uid": a.uid,
             }
             for a in self._listed(params)
         ]
@@ -110,7 +116,7 @@ class DmaDesk:
         details = [
             {
                 "feeRates": [{"maker": maker, "taker": taker, "type": str(index + 1)} for index, (maker, taker) in enumerate(rates)],
-                "mainAcct": "", "subAcct": a.name, "ts": str(a.ts), "uid": a.uid,
+                "mainAcct": "", "firstLvSubAcct": a.name, "subAcctLv": "1", "subAcct": a.name, "ts": str(a.ts), "uid": a.uid,
             }
             for a in self._listed(params)
         ]
@@ -123,10 +129,11 @@ class DmaDesk:
         perms = ["read_only"] + [p for p in dict.fromkeys(params.get("perm", "").split(",")) if p and p != "read_only"]
         api_key = str(uuid.uuid4())
         record = {"label": params["label"], "apiKey": api_key, "perm": ",".join(perms), "ip": params.get("ip", ""), "ts": str(self._now_ms())}
+        secret = secrets.token_hex(16).upper()
         with self._lock:
             account.keys.append(record)
-            self._issued_keys.add(api_key)
-        secret = secrets.token_hex(16).upper()
+        credentials = BrokerKey(api_key, secret, params["passphrase"], demo=self._demo)
+        self._keys.add(SigningKey(credentials, account.uid, parse_perms(record["perm"]), parse_ips(record["ip"])))
         return envelope([{"subAcct": account.name, **record, "secretKey": secret, "passphrase": params["passphrase"]}])
 
     def get_subaccount_api_key(self, params: dict[str, Any]) -> Response:

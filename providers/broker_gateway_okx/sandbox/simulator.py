@@ -2,14 +2,18 @@
 endpoints, and the routes.
 
 Every endpoint of ``operations.py`` is served at its documented path. A broker call is checked in
-this order: signature (``broker_auth``), rate limit, parameters; a user call: bearer token
-(``grants``), scope (53013), rate limit, parameters. Each endpoint enforces its documented rate limit
+this order: signature (``broker_auth``), the key being the broker's (50120), rate limit, parameters;
+a user call: bearer token (``grants``), scope (53013), rate limit, parameters. A user call may instead
+be signed with an API key (``OK-ACCESS-KEY`` present), as OKX allows on its account and trade
+endpoints: signature, the key's IP binding (50110), its permissions (50120: ``trade`` to trade; Fast
+API endpoints take OAuth tokens only), rate limit, parameters; it acts for the key's account. Each endpoint enforces its documented rate limit
 per key (broker calls) or per UID (user calls) as a sliding window (``ratelimit``). A method the path
 does not serve is 50115 (HTTP 405).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -21,16 +25,18 @@ from starlette.routing import Route
 
 from ..oauth import USER_INFO_PATH
 from ..operations import ENDPOINTS, Endpoint, by_route
+from .api_keys import KeyRing, SigningKey
 from .authorize import AUTHORIZE_PATH, AuthorizationEndpoint
 from .broker_auth import TIMESTAMP_WINDOW, BrokerKey, check_signature
 from .clients import OkxClient
 from .dma import DEFAULT_SUBACCOUNTS, DmaDesk
-from .grants import OkxGrants
+from .grants import GrantFacts, OkxGrants
 from .params import ParameterReader
 from .ratelimit import SlidingWindows, rate_limited
 from .rebates import FILES_PATH, RebateDesk
-from .responses import okx_error
+from .responses import okx_error, origin
 from .tokens import REVOKE_PATH, TOKEN_PATH, TokenEndpoints
+from .uids import uid_of
 from .user import USER_INFO_RATE, UserDesk
 
 __all__ = ["OkxSimulator"]
@@ -40,7 +46,7 @@ _Handler = Callable[[Request], Awaitable[Response]]
 
 class OkxSimulator:
     """The state and handlers of one simulated OKX; ``create_okx_app`` serves it. In-process tests
-    read ``grants``, ``subaccounts``, ``orders`` and ``issued_keys`` here."""
+    read ``grants``, ``subaccounts``, ``orders``, ``issued_keys`` and ``keys`` (the live API keys) here."""
 
     def __init__(
         self,
@@ -71,9 +77,13 @@ class OkxSimulator:
         self._params = ParameterReader(ENDPOINTS)
         #: Every API key this simulator issued (sub-account and Fast API keys).
         self.issued_keys: set[str] = set()
-        self.dma = DmaDesk(subaccounts, now_ms=self.now_ms, issued_keys=self.issued_keys)
+        broker = SigningKey(broker_key, uid_of("broker"), frozenset({"read_only", "trade", "withdraw"}), broker=True)
+        self.keys = KeyRing(broker, self.issued_keys)
+        self.dma = DmaDesk(subaccounts, now_ms=self.now_ms, keys=self.keys, demo=broker_key.demo)
         self.rebates = RebateDesk(broker_code=broker_code, broker_types=broker_types, now_ms=self.now_ms, issued_keys=self.issued_keys)
-        self.user = UserDesk(clients=self.clients, bind_app_enabled=bind_app_enabled, now_ms=self.now_ms, issued_keys=self.issued_keys)
+        self.user = UserDesk(
+            clients=self.clients, bind_app_enabled=bind_app_enabled, now_ms=self.now_ms, keys=self.keys, demo=broker_key.demo
+        )
         self.subaccounts = self.dma.subaccounts
         self.orders = self.user.orders
 
@@ -82,14 +92,42 @@ class OkxSimulator:
 
     # -- request pipelines -------------------------------------------------------------------------
 
+    def _signing_key(self, api_key: str) -> BrokerKey | None:
+        found = self.keys.get(api_key)
+        return found.key if found is not None else None
+
+    async def _signed_user(self, request: Request, endpoint: Endpoint | None) -> tuple[simkit.TokenGrant, GrantFacts] | Response:
+        """A user call signed with an API key: the key's account stands in for the token's grant."""
+        failure = await check_signature(request, self._signing_key, clock=self.clock, window=self.timestamp_window)
+        if failure is not None:
+            return failure
+        key = self.keys.get(request.headers["ok-access-key"])
+        if key is None:  # deleted since the signature check
+            return okx_error("50111", "Invalid OK-ACCESS-KEY.")
+        if not key.allows_ip(request.client.host if request.client else ""):
+            return okx_error("50110", "Your IP is not included in your API key's IP whitelist.")
+        if endpoint is not None and endpoint.needs_scope and not set(endpoint.needs_scope) & key.perms:
+            return okx_error("50120", "API key doesn't have permission to use this function.")
+        grant = simkit.TokenGrant(
+            grant_id=f"apikey:{key.key.api_key}", client_id="", user=key.uid, scopes=tuple(sorted(key.perms)), expires_at=math.inf
+        )
+        return grant, GrantFacts(site=origin(request), termid=None, uid=key.uid)
+
     async def user_endpoint(self, request: Request, endpoint: Endpoint | None, handler: Callable[..., Response]) -> Response:
-        """A bearer call: token, scope, rate limit, parameters, then ``handler(grant, facts, params)``."""
-        authorized = self.oauth_grants.authenticate_bearer(request)
-        if isinstance(authorized, Response):
-            return authorized
-        grant, facts = authorized
-        if endpoint is not None and endpoint.needs_scope and not set(endpoint.needs_scope) & set(grant.scopes):
-            return okx_error("53013", "No permission for this API")
+        """A bearer or signed call: credentials, scope or permission, rate limit, parameters, then
+        ``handler(grant, facts, params)``."""
+        if "ok-access-key" in request.headers:
+            authorized = await self._signed_user(request, endpoint)
+            if isinstance(authorized, Response):
+                return authorized
+            grant, facts = authorized
+        else:
+            authorized = self.oauth_grants.authenticate_bearer(request)
+            if isinstance(authorized, Response):
+                return authorized
+            grant, facts = authorized
+            if endpoint is not None and endpoint.needs_scope and not set(endpoint.needs_scope) & set(grant.scopes):
+                return okx_error("53013", "No permission for this API")
         name, rate = (endpoint.name, endpoint.rate) if endpoint is not None else ("account.config", USER_INFO_RATE)
         if not self._buckets.take((name, facts.uid), *rate):
             return rate_limited()
@@ -100,9 +138,12 @@ class OkxSimulator:
 
     async def broker_endpoint(self, request: Request, endpoint: Endpoint, handler: Callable[[dict[str, Any]], Response]) -> Response:
         """A signed call: signature, rate limit, parameters, then ``handler(params)``."""
-        failure = await check_signature(request, self.broker_key, clock=self.clock, window=self.timestamp_window)
+        failure = await check_signature(request, self._signing_key, clock=self.clock, window=self.timestamp_window)
         if failure is not None:
             return failure
+        signer = self.keys.get(request.headers["ok-access-key"])
+        if signer is None or not signer.broker:
+            return okx_error("50120", "API key doesn't have permission to use this function.")
         if not self._buckets.take((endpoint.name, self.broker_key.api_key), *endpoint.rate):
             return rate_limited()
         params = await self._params.read(request, endpoint)
@@ -159,6 +200,8 @@ class OkxSimulator:
         return [
             Route(AUTHORIZE_PATH, self._authorization.authorize, methods=["GET", "POST"]),
             Route(TOKEN_PATH, self._tokens.token, methods=["POST"]),
+            # OKX's changelog prints the token endpoint under /api as well: both are served.
+            Route("/api" + TOKEN_PATH, self._tokens.token, methods=["POST"]),
             Route(REVOKE_PATH, self._tokens.revoke, methods=["POST"]),
             Route(FILES_PATH, rebates.file, methods=["GET"]),
             *(self._dispatcher(path, handlers) for path, handlers in by_path.items()),

@@ -5,7 +5,8 @@ From the documents (sources/001, reference/exchanges.md 3): ``GET /api/v5/accoun
 order is recorded with its ``tag`` so tests see the broker code), Fast API ``POST
 /api/v5/users/oauth/apikey`` and ``/delete-apikey`` (fast_api; one key per app and user, 50116;
 ``bindApp`` needs the broker's IP sharing, 50118; no key to delete, 59506). A token without the scope
-gets 53013.
+gets 53013. A Fast API key signs the account and trade endpoints as its user (``api_keys``) until it is
+deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from broker_gateway import simkit
 from starlette.responses import JSONResponse, Response
 
+from .api_keys import KeyRing, SigningKey, parse_ips, parse_perms
+from .broker_auth import BrokerKey
 from .clients import OkxClient
 from .grants import GrantFacts
 from .responses import envelope, okx_error
@@ -32,21 +35,22 @@ USER_INFO_RATE = (5, 2.0)
 class UserDesk:
     """Every order received (``orders``, with the tag it carried), the Fast API keys by (client_id,
     uid) (``fast_keys``), and the handlers of the user endpoints, each called as
-    ``handler(grant, facts, params)``. Fast API keys are added to ``issued_keys``."""
+    ``handler(grant, facts, params)``. Fast API keys are added to ``keys``."""
 
     def __init__(
-        self, *, clients: Mapping[str, OkxClient], bind_app_enabled: bool, now_ms: Callable[[], int], issued_keys: set[str]
+        self, *, clients: Mapping[str, OkxClient], bind_app_enabled: bool, now_ms: Callable[[], int], keys: KeyRing, demo: bool
     ) -> None:
         self._clients = clients
         self._bind_app_enabled = bind_app_enabled
         self._now_ms = now_ms
-        self._issued_keys = issued_keys
+        self._keys = keys
+        self._demo = demo
         self._lock = threading.Lock()
         self.orders: list[dict[str, Any]] = []
         self.fast_keys: dict[tuple[str, str], dict[str, Any]] = {}
 
     def account_config(self, grant: simkit.TokenGrant, facts: GrantFacts, params: dict[str, Any]) -> Response:
-        perm = ",".join(s for s in ("read_only", "trade") if s in grant.scopes) or "read_only"
+        perm = ",".join(s for s in ("read_only", "trade", "withdraw") if s in grant.scopes) or "read_only"
         return envelope(
             [
                 {
@@ -97,7 +101,8 @@ class UserDesk:
                 "passphrase": params["passphrase"], "perm": params["perm"], "bindApp": bool(params.get("bindApp", False)),
             }
             self.fast_keys[key] = record
-            self._issued_keys.add(record["apiKey"])
+        credentials = BrokerKey(record["apiKey"], record["secretKey"], record["passphrase"], demo=self._demo)
+        self._keys.add(SigningKey(credentials, facts.uid, parse_perms(record["perm"]), parse_ips(params.get("ip", ""))))
         return envelope([dict(record)])
 
     def delete_fast_api_key(self, grant: simkit.TokenGrant, facts: GrantFacts, params: dict[str, Any]) -> Response:
@@ -105,4 +110,5 @@ class UserDesk:
             record = self.fast_keys.pop((grant.client_id, facts.uid), None)
         if record is None:
             return okx_error("59506", "APIKey does not exist.")
+        self._keys.remove(record["apiKey"])
         return envelope([{"result": True}])
