@@ -23,6 +23,7 @@ class GenericOAuth2Provider(OAuth2Provider):
     """A standard authorization server configured by endpoints or discovered from its issuer."""
 
     type = "generic-oauth2"
+    settings_keys = (OAuth2Provider.settings_keys or frozenset()) | {"discovery_url"}
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         self.discover = "authorization_endpoint" not in settings

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import __version__, telemetry
-from .config import Config, RateLimitsConfig
+from .config import Config, RateLimitsConfig, unknown_keys
 from .errors import ConfigError
 from .gateway import ConfiguredProvider, Gateway
 from .plugins import plugin_manager, provider_types
@@ -62,6 +62,8 @@ def instantiate_providers(
             known = ", ".join(sorted(registry)) or "none"
             problems.append(f"providers[{entry.id}].type: no provider type {entry.type!r} is registered (registered: {known})")
             continue
+        if provider_class.settings_keys is not None:
+            unknown_keys(entry.settings, provider_class.settings_keys, f"providers[{entry.id}]", problems)
         context = ProviderContext(
             provider_id=entry.id,
             http=UpstreamClient(http, entry.id, tracer=tracer),

@@ -178,6 +178,9 @@ class Provider:
 
     #: The name configuration entries use in ``type``; unique among registered providers.
     type: ClassVar[str]
+    #: Every setting this type reads: any other key of its table is refused by name (with the known
+    #: key it was probably meant to be). None leaves unknown keys to the provider itself.
+    settings_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         self.context = context
