@@ -5,6 +5,7 @@ be exactly one problem."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -140,3 +141,56 @@ def test_serve_refuses_in_one_line_without_a_traceback(broken: dict[str, str], l
     assert "Traceback" not in result.stderr, result.stderr
     assert f"broker-gateway: {line}" in result.stderr, result.stderr
     assert not (tmp_path / "data").exists(), "serve left a half-made store behind"
+
+
+def test_a_port_in_use_is_one_line_naming_the_address_and_leaves_no_store(tmp_path: Path) -> None:
+    path = write(tmp_path, {})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [str(CLI), "serve", "--config", str(path), "--listen", address],
+            env=environment(), capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"broker-gateway: cannot listen on {address}: Address already in use (another process holds it: stop that one, "
+        "or choose another address with --listen or [server] listen)"
+    ]
+    assert not (tmp_path / "data").exists(), "serve left a half-made store behind"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        (["--log-level", "verbose", "generate-key"], "argument --log-level: expected one of DEBUG, INFO"),
+        (["serve", "--config", "x.toml", "--log-level", "loud"], "argument --log-level: expected one of DEBUG, INFO"),
+        (["serve", "--config", "x.toml", "--listen", "127.0.0.1:notaport"], "argument --listen: expected HOST:PORT"),
+    ],
+)
+def test_bad_arguments_are_one_line_of_usage(arguments: list[str], complaint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(arguments)
+    assert exited.value.code == 2
+    assert complaint in capsys.readouterr().err
+
+
+def test_log_level_is_accepted_after_the_subcommand_too(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate-key", "--log-level", "debug"]) == 0
+    assert main(["--log-level", "warning", "generate-key"]) == 0
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("broker-gateway ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "`" not in top
+    for command in ("check-config", "rewrap"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "CONFIG " in text and "configuration file" in text, text

@@ -42,6 +42,7 @@ from .private_files import make_private_dir, restrict, write_private_bytes, writ
 from .server import RunningServer, start_server, termination_signal
 from .store.crypto import decode_key, generate_key
 from .tls import TlsConfig
+from .workers import cannot_listen, reserve_port
 
 DEFAULT_DATA_DIR = ".broker-gateway"
 DEFAULT_CALLBACK = "127.0.0.1:8765"
@@ -83,7 +84,11 @@ def _bind(address: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if int(port):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host or "127.0.0.1", int(port)))
+    try:
+        sock.bind((host or "127.0.0.1", int(port)))
+    except OSError as error:
+        sock.close()
+        raise cannot_listen(address, error, "--callback-listen") from None
     return sock
 
 
@@ -182,9 +187,10 @@ async def start_sandbox(
 ) -> Sandbox:
     """Start every registered simulator, the callback page and the gateway; write sandbox.json. With
     ``secure``, the gateway serves TLS and needs the API key sandbox.json holds, as in production."""
+    reserve_port(listen)[0].close()  # ports in use fail here, before anything is made in data_dir
+    callback_socket = _bind(callback)
     make_private_dir(data_dir)
     manager = plugin_manager()
-    callback_socket = _bind(callback)
     redirect_uri = f"{_url(callback_socket)}/callback"
     servers, providers, upstreams = await _start_simulators(manager, redirect_uri)
     tls: TlsConfig | None = None
