@@ -155,8 +155,8 @@ def test_a_port_in_use_is_one_line_naming_the_address_and_leaves_no_store(tmp_pa
         )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"broker-gateway: cannot listen on {address}: Address already in use (another process holds it: stop that one, "
-        "or choose another address with --listen or [server] listen)"
+        (f"broker-gateway: cannot listen on {address}: Address already in use (another process holds it: stop that one, "
+        "or choose another address with --listen or [server] listen)")
     ]
     assert not (tmp_path / "data").exists(), "serve left a half-made store behind"
 

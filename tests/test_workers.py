@@ -183,8 +183,8 @@ def test_workers_that_cannot_listen_fail_in_one_line(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"broker-gateway: cannot listen on {address}: Address already in use (another process holds it: stop that one, "
-        "or choose another address with --listen or [server] listen)"
+        (f"broker-gateway: cannot listen on {address}: Address already in use (another process holds it: stop that one, "
+        "or choose another address with --listen or [server] listen)")
     ]
 
 
