@@ -27,7 +27,7 @@ JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
 .PHONY: run test generate lint python-lint breaking release-api deps redis-server-installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/broker-gateway sandbox
+	$(VENV)/bin/broker-gateway sandbox $(SANDBOX_ARGS)
 
 # A deployment of several replicas on loopback to watch work (docs/deploy.md): PostgreSQL, Redis, the
 # sandbox's simulators and three gateway replicas with --workers; Ctrl-C stops it all.
