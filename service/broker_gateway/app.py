@@ -24,7 +24,8 @@ from .provider import Provider, ProviderContext
 from .ratelimit import Limiter, RateLimiter, RedisRateLimiter
 from .spans import gateway_tracer
 from .store import open_store
-from .store.crypto import Keyring
+from .store.base import Store
+from .store.crypto import Keyring, key_check_problems, key_check_value
 from .upstream import UpstreamClient
 from .vault import Vault
 
@@ -137,6 +138,7 @@ async def build_application(
             raise ConfigError(
                 [f"encryption.keys: stored tokens were sealed with keys not in the keyring: {', '.join(sorted(missing))}"]
             )
+        await check_keys(store, config.encryption_keys)
         rate_limiter = rate_limiter_of(config)
         await rate_limiter.start()
     except BaseException:
@@ -152,6 +154,16 @@ async def build_application(
         rate_limiter=rate_limiter,
     )
     return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider, tracer=tracer)
+
+
+async def check_keys(store: Store, keys: Sequence[tuple[str, bytes]]) -> None:
+    """Refuse keys whose bytes differ from those the store was used with under the same id (closing the
+    store), and record the check values of keys it has not seen yet."""
+    problems = key_check_problems(await store.key_check_values(), keys)
+    if problems:
+        await store.close()
+        raise ConfigError(problems)
+    await store.record_key_check_values({key_id: key_check_value(key) for key_id, key in keys})
 
 
 def rate_limiter_of(config: Config) -> Limiter:
