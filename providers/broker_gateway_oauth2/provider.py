@@ -38,6 +38,7 @@ class GenericOAuth2Provider(OAuth2Provider):
         #: The background discovery while the issuer could not be reached at start; None once discovered.
         self._discovery: asyncio.Task[None] | None = None
         self._next_discovery = 0.0
+        self._discovery_error = ""
 
     def _required_endpoints(self) -> tuple[str, ...]:
         return () if self.discover else super()._required_endpoints()
@@ -51,6 +52,7 @@ class GenericOAuth2Provider(OAuth2Provider):
         try:
             self._apply_metadata(await self._fetch_metadata())
         except ProviderUnavailable as error:
+            self._discovery_error = error.message
             self.context.logger.warning(
                 "provider %s: discovery at %s failed (%s); serving the other providers and retrying in the background",
                 self.context.provider_id, self.issuer or self.settings.get("discovery_url"), error.message,
@@ -74,6 +76,12 @@ class GenericOAuth2Provider(OAuth2Provider):
             self.context.logger.info("provider %s: discovery succeeded; serving it", self.context.provider_id)
             self._discovery = None
             return
+
+    @property
+    def start_problem(self) -> str | None:
+        if self._discovery is None:
+            return None
+        return f"discovery at {self.issuer or self.settings.get('discovery_url')} failed: {self._discovery_error}"
 
     def _require_discovery(self) -> None:
         """Refuse while discovery has not succeeded yet: UNAVAILABLE, retry when the next attempt is done."""

@@ -64,6 +64,10 @@ class OKXProvider(OkxOAuth):
         "keepalive", "keepalive_before_seconds", "rate_limits",
     })
 
+    def probe_endpoints(self) -> Mapping[str, str]:
+        site = self.sites.get(self.default_site)
+        return {} if site is None else {"token_path": site + self.token_path}
+
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         super().__init__(context, settings)
         problems: list[str] = []

@@ -11,12 +11,15 @@ import resource
 import sys
 from pathlib import Path
 
+import httpx
+
 from . import __version__, audit
 from .app import build_application, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
 from .config import Config, address_problem, load_config, read_config
 from .errors import ConfigError, GatewayError, StoreUnavailable
 from .plugins import PluginError, plugin_manager, provider_types
+from .provider import Provider
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
 from .server import check_exposure, start_server, termination_signal
 from .store import open_store
@@ -119,19 +122,26 @@ def _run_worker(config: Config, listen: str | None, link: ParentLink) -> int:
     return 0
 
 
-async def _check_config(config_path: str) -> list[str]:
-    """Every problem of the configuration, including each provider's settings."""
+async def _check_config(config_path: str, *, probe: bool = False) -> tuple[list[str], list[str]]:
+    """Every problem of the configuration, including each provider's settings; with ``probe``, also
+    what reaching each provider found (and its failures among the problems)."""
     config, problems = read_config(config_path)
     if config is None:
-        return problems
+        return problems, []
     if not problems:
         try:
             check_exposure(config.server.listen, config)
         except ConfigError as error:
             problems += error.problems
+    found: list[str] = []
     http = http_client()
     try:
-        instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
+        providers = instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
+        if probe and not problems:
+            # A provider's start logs what serving would do about a failure; here its problem line says it.
+            logging.getLogger("broker_gateway.providers").setLevel(logging.ERROR)
+            for item in providers:
+                found += await _probe(item.provider, http, problems)
     except ConfigError as error:
         problems += error.problems
     finally:
@@ -140,7 +150,34 @@ async def _check_config(config_path: str) -> list[str]:
         from .store.postgres import check_store
 
         problems += await check_store(config.store_url)
-    return problems
+    return problems, found
+
+
+async def _probe(provider: Provider, http: httpx.AsyncClient, problems: list[str]) -> list[str]:
+    """Start one provider (its discovery) and reach each of its endpoints: any HTTP answer means
+    reachable (nothing is authenticated, so 4xx is expected); what was found, one line each."""
+    where = f"providers[{provider.context.provider_id}]"
+    try:
+        await provider.start()
+    except ConfigError as error:
+        problems.extend(f"{where}.{problem}" for problem in error.problems)
+        return []
+    if provider.start_problem is not None:
+        problems.append(f"{where}: {provider.start_problem}")
+        return []
+    found = [f"{where}: started ({provider.type}, issuer {provider.issuer or 'none'})"]
+    for name, url in provider.probe_endpoints().items():
+        try:
+            response = await http.request("GET", url, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as error:
+            problems.append(f"{where}.{name}: cannot reach {url} ({type(error).__name__})")
+            continue
+        found.append(f"{where}.{name}: {url} answers (HTTP {response.status_code})")
+    return found
+
+
+#: How long --probe waits for each endpoint.
+PROBE_TIMEOUT = 10.0
 
 
 async def _rewrap(config_path: str) -> RewrapReport:
@@ -326,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         elif args.command == "check-config":
-            problems = asyncio.run(_check_config(args.config))
+            problems, found = asyncio.run(_check_config(args.config, probe=args.probe))
+            for line in found:
+                print(line)
             for problem in problems:
                 print(problem, file=sys.stderr)
             print(f"{args.config}: {len(problems)} problem(s)" if problems else f"{args.config}: OK")

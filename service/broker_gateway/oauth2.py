@@ -367,6 +367,9 @@ class OAuth2Provider(Provider):
 
     # -- flows -------------------------------------------------------------------------------------
 
+    def probe_endpoints(self) -> Mapping[str, str]:
+        return {name: url for name, url in self.endpoints.items() if url and name != "authorization_endpoint"}
+
     def authorization_url(self, request: AuthorizationRequest) -> str:
         params = {
             **request.extra_params,

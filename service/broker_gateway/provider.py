@@ -190,6 +190,17 @@ class Provider:
         """Called once before serving, for work such as OIDC discovery."""
 
     @property
+    def start_problem(self) -> str | None:
+        """Why ``start`` could not finish (an issuer unreachable, say) while the provider still serves
+        its UNAVAILABLE answers; None when it did. ``check-config --probe`` reports it."""
+        return None
+
+    def probe_endpoints(self) -> Mapping[str, str]:
+        """The upstream endpoints ``check-config --probe`` checks are reachable, by setting name (after
+        ``start``, so discovered ones are included)."""
+        return {}
+
+    @property
     def capabilities(self) -> Capabilities:
         return Capabilities()
 
