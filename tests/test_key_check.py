@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from broker_gateway.app import build_application
+from broker_gateway.cli import main
 from broker_gateway.config import Config
 from broker_gateway.errors import ConfigError
 from broker_gateway.store import open_store
@@ -58,3 +59,13 @@ async def test_rotation_with_rewrap_keeps_working(tmp_path: Path, wallet: Wallet
         }
     finally:
         await application.close()
+
+
+def test_rewrap_refuses_a_wrong_key_under_a_known_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    original, wrong = generate_key(), generate_key()
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[store]\npath = "gateway.db"\n[[encryption.keys]]\nid = "k1"\nkey = "{original}"\n')
+    assert main(["rewrap", "--config", str(config)]) == 0  # records k1's check value
+    config.write_text(config.read_text().replace(original, wrong))
+    assert main(["rewrap", "--config", str(config)]) == 2
+    assert "the key with id 'k1' is not the key the store was used with" in capsys.readouterr().err

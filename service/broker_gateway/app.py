@@ -138,7 +138,11 @@ async def build_application(
             raise ConfigError(
                 [f"encryption.keys: stored tokens were sealed with keys not in the keyring: {', '.join(sorted(missing))}"]
             )
-        await check_keys(store, config.encryption_keys)
+        try:
+            await check_keys(store, config.encryption_keys)
+        except ConfigError:
+            await store.close()
+            raise
         rate_limiter = rate_limiter_of(config)
         await rate_limiter.start()
     except BaseException:
@@ -157,11 +161,10 @@ async def build_application(
 
 
 async def check_keys(store: Store, keys: Sequence[tuple[str, bytes]]) -> None:
-    """Refuse keys whose bytes differ from those the store was used with under the same id (closing the
-    store), and record the check values of keys it has not seen yet."""
+    """Refuse keys whose bytes differ from those the store was used with under the same id, and record
+    the check values of keys it has not seen yet."""
     problems = key_check_problems(await store.key_check_values(), keys)
     if problems:
-        await store.close()
         raise ConfigError(problems)
     await store.record_key_check_values({key_id: key_check_value(key) for key_id, key in keys})
 

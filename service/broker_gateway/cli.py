@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from . import __version__, audit
-from .app import build_application, http_client, instantiate_providers, utc_now
+from .app import build_application, check_keys, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
 from .config import Config, address_problem, load_config, read_config
 from .errors import ConfigError, GatewayError, StoreUnavailable
@@ -184,6 +184,7 @@ async def _rewrap(config_path: str) -> RewrapReport:
     config = load_config(config_path)
     store = await open_store(config)
     try:
+        await check_keys(store, config.encryption_keys)
         return await Vault(Keyring(config.encryption_keys)).rewrap(store)
     finally:
         await store.close()
@@ -207,6 +208,8 @@ async def _copy_store(from_path: str, to_path: str) -> CopyReport:
     try:
         target = await open_store(target_config)
         try:
+            await check_keys(source, source_config.encryption_keys)
+            await check_keys(target, target_config.encryption_keys)
             problems = keyring_problems(
                 await source.key_ids_in_use(), dict(source_config.encryption_keys), dict(target_config.encryption_keys)
             )
