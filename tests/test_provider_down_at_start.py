@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import uvicorn
+from broker_gateway.app import build_application
 from broker_gateway.config import ProviderConfig
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import REDIRECT_URI, Wallet, expect_failure, gateway_config, running_gateway
@@ -68,3 +69,24 @@ async def test_an_unreachable_issuer_is_retried_while_the_rest_serves(tmp_path: 
         finally:
             server.should_exit = True
             await serving
+
+
+async def test_closing_the_gateway_ends_the_background_discovery(tmp_path: Path) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    idp = ProviderConfig(
+        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
+        settings={"issuer": f"http://127.0.0.1:{closed.getsockname()[1]}", "client_id": "c", "client_secret": "s"},
+    )
+    try:
+        application = await build_application(gateway_config(tmp_path, [idp]))
+        assert application.gateway.providers["idp"].provider.start_problem is not None
+
+        def retrying() -> list[asyncio.Task[object]]:
+            return [task for task in asyncio.all_tasks() if "_discover_until_done" in repr(task.get_coro())]
+
+        assert retrying(), "no discovery is retried in the background"
+        await application.close()
+        assert retrying() == []
+    finally:
+        closed.close()

@@ -10,6 +10,7 @@ fetch metadata from somewhere other than the issuer's well-known paths.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -58,6 +59,12 @@ class GenericOAuth2Provider(OAuth2Provider):
                 self.context.provider_id, self.issuer or self.settings.get("discovery_url"), error.message,
             )
             self._discovery = asyncio.get_running_loop().create_task(self._discover_until_done())
+
+    async def stop(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
 
     async def _discover_until_done(self) -> None:
         """Retry discovery with exponential backoff (1 s doubling to 60 s) until it succeeds. Hand-written:

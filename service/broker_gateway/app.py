@@ -105,6 +105,8 @@ class Application:
 
     async def close(self) -> None:
         await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
+        for item in self.gateway.providers.values():
+            await item.provider.stop()
         await self.http.aclose()
         await self.gateway.store.close()
         await self.gateway.rate_limiter.close()

@@ -189,6 +189,9 @@ class Provider:
     async def start(self) -> None:
         """Called once before serving, for work such as OIDC discovery."""
 
+    async def stop(self) -> None:
+        """Called once when the gateway closes, to end background work ``start`` began."""
+
     @property
     def start_problem(self) -> str | None:
         """Why ``start`` could not finish (an issuer unreachable, say) while the provider still serves
