@@ -27,7 +27,7 @@ JAVA_STUBS := clients/java/src/main/java/io/github/brokergateway/v1
 .PHONY: run test generate lint python-lint breaking release-api deps redis-server-installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/broker-gateway sandbox
+	$(VENV)/bin/broker-gateway sandbox $(SANDBOX_ARGS)
 
 # A deployment of several replicas on loopback to watch work (docs/deploy.md): PostgreSQL, Redis, the
 # sandbox's simulators and three gateway replicas with --workers; Ctrl-C stops it all.
@@ -88,10 +88,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# `npm install`, not `npm ci`: buf's per-platform optional packages for other systems are not all on
-# the registry mirror CI uses, and `npm ci` refuses a lock without them. The lock still pins buf.
+# `npm ci`, never `npm install`: install rewrites package-lock.json (it adds what this machine resolves
+# differently), so a test run would leave the clone changed. The lock holds every platform's buf package.
 $(BUF): tools/node/package.json tools/node/package-lock.json
-	cd tools/node && npm install --no-audit --no-fund --loglevel=error
+	cd tools/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 tests/oidc_provider/node_modules/.installed: tests/oidc_provider/package.json tests/oidc_provider/package-lock.json

@@ -160,7 +160,9 @@ def free_port() -> int:
 @contextmanager
 def running_sandbox(data_dir: Path, *, secure: bool = False) -> Iterator[dict[str, Any]]:
     """`broker-gateway sandbox` on free loopback ports; yields its sandbox.json (gateway, redirect_uri, ...,
-    and with ``secure`` the ca_file and api_key of its TLS and its caller)."""
+    and with ``secure`` the ca_file and api_key of its TLS and its caller). What it prints goes to
+    ``sandbox_console(data_dir)``."""
+    console = sandbox_console(data_dir).open("w")
     process = subprocess.Popen(
         [
             str(BIN / "broker-gateway"),
@@ -173,23 +175,32 @@ def running_sandbox(data_dir: Path, *, secure: bool = False) -> Iterator[dict[st
             "127.0.0.1:0",
             *(["--secure"] if secure else []),
         ],
-        stdout=subprocess.PIPE,
+        stdout=console,
         stderr=subprocess.STDOUT,
         text=True,
     )
     description = data_dir / "sandbox.json"
     deadline = time.monotonic() + 30
-    while not description.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the sandbox did not start:\n{process.stdout.read() if process.stdout else ''}")
-        time.sleep(0.1)
     try:
-        yield json.loads(description.read_text())
+        while not description.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                pytest.fail(f"the sandbox did not start:\n{sandbox_console(data_dir).read_text()}")
+            time.sleep(0.1)
+        try:
+            yield json.loads(description.read_text())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)
+            assert process.returncode == 0, sandbox_console(data_dir).read_text()
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-        assert process.returncode == 0, output
+        console.close()
+
+
+def sandbox_console(data_dir: Path) -> Path:
+    """Where ``running_sandbox`` keeps what the sandbox printed (its start-up hint among it)."""
+    return data_dir / "console.log"
 
 
 @pytest.fixture(scope="module")

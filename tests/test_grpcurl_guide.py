@@ -57,11 +57,12 @@ class Command:
     secure: bool
 
 
-def commands() -> list[Command]:
-    """The guide's ```sh blocks, in order, each with the expect-failure marker right before it, if any."""
-    text = GUIDE.read_text()
+def commands(text: str | None = None) -> list[Command]:
+    """The ```sh blocks of ``text`` (the guide by default), in order, each with the expect-failure marker
+    right before it, if any; those after the secure-sandbox marker, if any, are ``secure``."""
+    text = GUIDE.read_text() if text is None else text
     secure_from = text.find(SECURE_MARKER)
-    assert secure_from >= 0, f"docs/grpcurl.md has no {SECURE_MARKER}"
+    secure_from = len(text) if secure_from < 0 else secure_from
     found = []
     pattern = r"(?:<!-- expect-failure: (?P<reason>[A-Z_]+) -->\n)?```sh\n(?P<script>.*?)```"
     for match in re.finditer(pattern, text, re.DOTALL):
@@ -80,6 +81,19 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 def secure_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with running_sandbox(tmp_path_factory.mktemp("secure-sandbox"), secure=True) as description:
         yield description
+
+
+def run_script(script: str, variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one block as a reader would paste it into a terminal with ``.venv/bin`` on PATH (where
+    `make test` installs grpcurl) and ``variables`` set."""
+    return subprocess.run(
+        ["bash", "-u", "-o", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **variables},
+        check=False,
+    )
 
 
 def capture(output: str, variables: dict[str, str]) -> None:
@@ -121,18 +135,10 @@ def test_every_command_in_the_guide_runs(sandbox: dict[str, Any], secure_sandbox
         "BROKER_GATEWAY_CA_FILE": secure_sandbox["ca_file"],
         "BROKER_GATEWAY_API_KEY": secure_sandbox["api_key"],
     }
-    # The guide's `grpcurl` is the real binary from the virtualenv (installed by `make test`).
-    path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    assert any(c.secure for c in found), f"docs/grpcurl.md has no {SECURE_MARKER}"
     for command in found:
         where = f"docs/grpcurl.md line {command.line}:\n{command.script}"
-        result = subprocess.run(
-            ["bash", "-u", "-o", "pipefail", "-c", command.script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PATH": path, **variables, **(secure_variables if command.secure else {})},
-            check=False,
-        )
+        result = run_script(command.script, {**variables, **(secure_variables if command.secure else {})})
         output = result.stdout + result.stderr
         if command.expect_failure is None:
             assert result.returncode == 0, f"{where}\nfailed with {result.returncode}:\n{output}"

@@ -94,8 +94,7 @@ async def test_authorize_works_again_once_the_pending_rows_expire(
 async def test_rows_another_process_added_count_from_the_next_recount(
     bounded: Application, tmp_path: Path, wallet: Wallet, clock: FakeClock
 ) -> None:
-    config = gateway_config(tmp_path, [wallet.provider_config()], settings=limits(total=5, per_tenant=3))
-    other = await build_application(config, clock=clock.now)
+    other = await build_application(bounded.config, clock=clock.now)  # the same store and keys: another process
     try:
         await authorize(bounded.gateway, "tenant-a")  # counted here: 1 of 3
         for _ in range(2):

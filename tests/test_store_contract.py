@@ -340,6 +340,13 @@ async def test_sealed_connections_iterates_all(store: Store) -> None:
     assert all(item.sealed_tokens for item in [c async for c in store.sealed_connections()])
 
 
+async def test_key_check_values_are_recorded_once_per_key_id(store: Store) -> None:
+    assert await store.key_check_values() == {}
+    await store.record_key_check_values({"key-a": b"a" * 32})
+    await store.record_key_check_values({"key-a": b"x" * 32, "key-b": b"b" * 32})
+    assert await store.key_check_values() == {"key-a": b"a" * 32, "key-b": b"b" * 32}, "a recorded value is never replaced"
+
+
 async def test_key_ids_in_use(store: Store) -> None:
     assert await store.key_ids_in_use() == set()
     await store.insert_connection(connection("conn_a"))

@@ -182,7 +182,10 @@ def test_workers_that_cannot_listen_fail_in_one_line(tmp_path: Path) -> None:
             env=environment(), capture_output=True, text=True, timeout=60, check=False,
         )
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"broker-gateway: cannot listen on {address}: Address already in use"]
+    assert result.stderr.splitlines() == [
+        (f"broker-gateway: cannot listen on {address}: Address already in use (another process holds it: stop that one, "
+        "or choose another address with --listen or [server] listen)")
+    ]
 
 
 def test_workers_that_cannot_start_stop_all_and_say_why_in_one_line(tmp_path: Path) -> None:

@@ -118,6 +118,14 @@ class BybitProvider(OAuth2Provider):
     """
 
     type = "bybit"
+    #: OAuth2Provider's settings but the four it derives from ``oauth_base_url``, and Bybit's own.
+    settings_keys = (OAuth2Provider.settings_keys or frozenset()) - {
+        "token_endpoint", "userinfo_endpoint", "revocation_endpoint", "token_endpoint_auth_method",
+    } | {
+        "environment", "oauth_base_url", "api_base_url", "broker_api_key", "broker_api_secret", "recv_window_ms",
+        "registered_redirect_uris", "require_callback_redirect_uri", "user_info_source", "user_agent", "referer",
+        "rate_limits",
+    }
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         problems: list[str] = []

@@ -57,6 +57,16 @@ class OKXProvider(OkxOAuth):
     """OKX: OAuth broker in code or PKCE mode, DMA and FD broker operations, user trading."""
 
     type = "okx"
+    settings_keys = frozenset({
+        "mode", "client_id", "client_secret", "broker_code", "api_key", "secret_key", "passphrase", "demo_trading",
+        "sites", "default_site", "broker_site", "authorization_endpoint", "token_path", "revocation_path",
+        "token_request_encoding", "scopes", "default_scopes", "allowed_extra_params", "refresh_token_ttl_seconds",
+        "keepalive", "keepalive_before_seconds", "rate_limits",
+    })
+
+    def probe_endpoints(self) -> Mapping[str, str]:
+        site = self.sites.get(self.default_site)
+        return {} if site is None else {"token_path": site + self.token_path}
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         super().__init__(context, settings)

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import __version__, telemetry
-from .config import Config, RateLimitsConfig
+from .config import Config, RateLimitsConfig, unknown_keys
 from .errors import ConfigError
 from .gateway import ConfiguredProvider, Gateway
 from .plugins import plugin_manager, provider_types
@@ -24,7 +24,8 @@ from .provider import Provider, ProviderContext
 from .ratelimit import Limiter, RateLimiter, RedisRateLimiter
 from .spans import gateway_tracer
 from .store import open_store
-from .store.crypto import Keyring
+from .store.base import Store
+from .store.crypto import Keyring, key_check_problems, key_check_value
 from .upstream import UpstreamClient
 from .vault import Vault
 
@@ -62,6 +63,8 @@ def instantiate_providers(
             known = ", ".join(sorted(registry)) or "none"
             problems.append(f"providers[{entry.id}].type: no provider type {entry.type!r} is registered (registered: {known})")
             continue
+        if provider_class.settings_keys is not None:
+            unknown_keys(entry.settings, provider_class.settings_keys, f"providers[{entry.id}]", problems)
         context = ProviderContext(
             provider_id=entry.id,
             http=UpstreamClient(http, entry.id, tracer=tracer),
@@ -102,6 +105,8 @@ class Application:
 
     async def close(self) -> None:
         await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
+        for item in self.gateway.providers.values():
+            await item.provider.stop()
         await self.http.aclose()
         await self.gateway.store.close()
         await self.gateway.rate_limiter.close()
@@ -135,6 +140,11 @@ async def build_application(
             raise ConfigError(
                 [f"encryption.keys: stored tokens were sealed with keys not in the keyring: {', '.join(sorted(missing))}"]
             )
+        try:
+            await check_keys(store, config.encryption_keys)
+        except ConfigError:
+            await store.close()
+            raise
         rate_limiter = rate_limiter_of(config)
         await rate_limiter.start()
     except BaseException:
@@ -150,6 +160,15 @@ async def build_application(
         rate_limiter=rate_limiter,
     )
     return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider, tracer=tracer)
+
+
+async def check_keys(store: Store, keys: Sequence[tuple[str, bytes]]) -> None:
+    """Refuse keys whose bytes differ from those the store was used with under the same id, and record
+    the check values of keys it has not seen yet."""
+    problems = key_check_problems(await store.key_check_values(), keys)
+    if problems:
+        raise ConfigError(problems)
+    await store.record_key_check_values({key_id: key_check_value(key) for key_id, key in keys})
 
 
 def rate_limiter_of(config: Config) -> Limiter:

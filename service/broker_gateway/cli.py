@@ -11,12 +11,15 @@ import resource
 import sys
 from pathlib import Path
 
-from . import audit
-from .app import build_application, http_client, instantiate_providers, utc_now
+import httpx
+
+from . import __version__, audit
+from .app import build_application, check_keys, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
-from .config import Config, load_config, read_config
+from .config import Config, address_problem, load_config, read_config
 from .errors import ConfigError, GatewayError, StoreUnavailable
 from .plugins import PluginError, plugin_manager, provider_types
+from .provider import Provider
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
 from .server import check_exposure, start_server, termination_signal
 from .store import open_store
@@ -54,6 +57,8 @@ def freeze_startup_heap() -> None:
 async def _serve(config: Config, listen: str | None, link: ParentLink | None = None) -> None:
     """One gateway process: alone, or one worker of ``serve --workers`` (``link`` to its parent)."""
     check_exposure(listen or config.server.listen, config)
+    if link is None:  # a port in use fails here, before the store's files are made (a worker's parent holds it)
+        reserve_port(listen or config.server.listen)[0].close()
     if config.audit_file:
         audit.write_to_file(config.audit_file)
     application = await build_application(config)
@@ -117,19 +122,26 @@ def _run_worker(config: Config, listen: str | None, link: ParentLink) -> int:
     return 0
 
 
-async def _check_config(config_path: str) -> list[str]:
-    """Every problem of the configuration, including each provider's settings."""
+async def _check_config(config_path: str, *, probe: bool = False) -> tuple[list[str], list[str]]:
+    """Every problem of the configuration, including each provider's settings; with ``probe``, also
+    what reaching each provider found (and its failures among the problems)."""
     config, problems = read_config(config_path)
     if config is None:
-        return problems
+        return problems, []
     if not problems:
         try:
             check_exposure(config.server.listen, config)
         except ConfigError as error:
             problems += error.problems
+    found: list[str] = []
     http = http_client()
     try:
-        instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
+        providers = instantiate_providers(config, provider_types(plugin_manager()), http, utc_now)
+        if probe and not problems:
+            # A provider's start logs what serving would do about a failure; here its problem line says it.
+            logging.getLogger("broker_gateway.providers").setLevel(logging.ERROR)
+            for item in providers:
+                found += await _probe(item.provider, http, problems)
     except ConfigError as error:
         problems += error.problems
     finally:
@@ -138,13 +150,41 @@ async def _check_config(config_path: str) -> list[str]:
         from .store.postgres import check_store
 
         problems += await check_store(config.store_url)
-    return problems
+    return problems, found
+
+
+async def _probe(provider: Provider, http: httpx.AsyncClient, problems: list[str]) -> list[str]:
+    """Start one provider (its discovery) and reach each of its endpoints: any HTTP answer means
+    reachable (nothing is authenticated, so 4xx is expected); what was found, one line each."""
+    where = f"providers[{provider.context.provider_id}]"
+    try:
+        await provider.start()
+    except ConfigError as error:
+        problems.extend(f"{where}.{problem}" for problem in error.problems)
+        return []
+    if provider.start_problem is not None:
+        problems.append(f"{where}: {provider.start_problem}")
+        return []
+    found = [f"{where}: started ({provider.type}, issuer {provider.issuer or 'none'})"]
+    for name, url in provider.probe_endpoints().items():
+        try:
+            response = await http.request("GET", url, timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError as error:
+            problems.append(f"{where}.{name}: cannot reach {url} ({type(error).__name__})")
+            continue
+        found.append(f"{where}.{name}: {url} answers (HTTP {response.status_code})")
+    return found
+
+
+#: How long --probe waits for each endpoint.
+PROBE_TIMEOUT = 10.0
 
 
 async def _rewrap(config_path: str) -> RewrapReport:
     config = load_config(config_path)
     store = await open_store(config)
     try:
+        await check_keys(store, config.encryption_keys)
         return await Vault(Keyring(config.encryption_keys)).rewrap(store)
     finally:
         await store.close()
@@ -168,6 +208,8 @@ async def _copy_store(from_path: str, to_path: str) -> CopyReport:
     try:
         target = await open_store(target_config)
         try:
+            await check_keys(source, source_config.encryption_keys)
+            await check_keys(target, target_config.encryption_keys)
             problems = keyring_problems(
                 await source.key_ids_in_use(), dict(source_config.encryption_keys), dict(target_config.encryption_keys)
             )
@@ -180,21 +222,69 @@ async def _copy_store(from_path: str, to_path: str) -> CopyReport:
         await source.close()
 
 
+DESCRIPTION = """BrokerGateway: one gRPC service that runs OAuth 2.0 flows for exchanges (Bybit, OKX) and any
+OAuth 2.0 / OpenID Connect provider, keeps the tokens encrypted and fresh, and calls the exchanges'
+broker APIs. To try it: broker-gateway sandbox (README.md, "Trying the sandbox")."""
+
+
+def _log_level(text: str) -> str:
+    """A logging level name, checked here so a typo is one line of usage, not a traceback."""
+    level = text.upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _listen(text: str) -> str:
+    problem = address_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="broker-gateway", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway")
+    # --log-level is accepted before or after the subcommand: each subcommand knows it too, without a
+    # default of its own, so it overrides the top-level value only when given there.
+    log_level = argparse.ArgumentParser(add_help=False)
+    log_level.add_argument(
+        "--log-level", type=_log_level, default=argparse.SUPPRESS, help=f"logging level: {', '.join(LOG_LEVELS)} (default INFO)"
+    )
+    parser = argparse.ArgumentParser(prog="broker-gateway", description=DESCRIPTION, parents=[log_level])
+    parser.set_defaults(log_level="INFO")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description, parents=[log_level])
+
+    serve = command(
+        "serve", "run the gateway",
+        "Run the gateway from a configuration file (README.md: Running it for real); stops gracefully on SIGTERM.",
+    )
     serve.add_argument("--config", required=True, help="TOML configuration file")
-    serve.add_argument("--listen", help="HOST:PORT to listen on (default: the configuration's, else 127.0.0.1:50051)")
+    serve.add_argument(
+        "--listen", type=_listen, help="HOST:PORT to listen on (default: the configuration's, else 127.0.0.1:50051)"
+    )
     serve.add_argument(
         "--workers", type=_positive, help="gateway processes sharing the port, one core each (default: [server] workers, else 1)"
     )
     serve.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)  # set by the parent of --workers
-    sandbox = commands.add_parser("sandbox", help="run the gateway against local simulators")
-    sandbox.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT for the gateway (default 127.0.0.1:50051)")
+    sandbox = command(
+        "sandbox", "run the gateway against local simulators",
+        "Run the gateway on SQLite against local simulators of every built-in provider (bybit, okx, wallet), "
+        "with a callback page; writes sandbox.json with everything a client needs.",
+    )
+    sandbox.add_argument(
+        "--listen", type=_listen, default="127.0.0.1:50051", help="HOST:PORT for the gateway (default 127.0.0.1:50051)"
+    )
     sandbox.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"where state is kept (default {DEFAULT_DATA_DIR})")
-    sandbox.add_argument("--callback-listen", default=DEFAULT_CALLBACK, help=f"HOST:PORT of the callback page (default {DEFAULT_CALLBACK})")
+    sandbox.add_argument(
+        "--callback-listen", type=_listen, default=DEFAULT_CALLBACK,
+        help=f"HOST:PORT of the callback page (default {DEFAULT_CALLBACK})",
+    )
     sandbox.add_argument(
         "--secure", action="store_true",
         help="serve TLS (a throwaway CA in the data dir) and require a caller API key (printed, and in sandbox.json)",
@@ -204,19 +294,38 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the simulators and the callback page but no gateway (--listen is then where gateways will be)",
     )
     sandbox.add_argument("--write-config", metavar="FILE", help="with --simulators-only: write a gateway configuration for them here")
-    check = commands.add_parser("check-config", help="report every problem of a configuration file")
-    check.add_argument("config")
-    rewrap = commands.add_parser("rewrap", help="re-encrypt stored tokens under the newest key")
-    rewrap.add_argument("--config", required=True)
-    migrate = commands.add_parser("migrate", help="bring a PostgreSQL store's schema up to date (SQLite needs none)")
-    migrate.add_argument("--config", required=True)
-    copy = commands.add_parser(
-        "copy-store", help="copy every connection (still encrypted) from one configuration's store to another's"
+    check = command(
+        "check-config", "report every problem of a configuration file",
+        "Report every problem of a configuration file at once, one line each, including each provider's settings; "
+        "exit status 1 when there is any.",
+    )
+    check.add_argument("config", metavar="CONFIG", help="TOML configuration file to check")
+    check.add_argument(
+        "--probe", action="store_true",
+        help="also reach each provider (discovery, token endpoint) and report what was found",
+    )
+    rewrap = command(
+        "rewrap", "re-encrypt stored tokens under the newest key",
+        "Re-encrypt every stored token under the first key of [[encryption.keys]], so older keys can be removed.",
+    )
+    rewrap.add_argument("--config", required=True, metavar="CONFIG", help="TOML configuration file of the store to rewrap")
+    migrate = command(
+        "migrate", "bring a PostgreSQL store's schema up to date (SQLite needs none)",
+        "Bring a PostgreSQL store's schema up to date; run it before the first start and after each upgrade.",
+    )
+    migrate.add_argument("--config", required=True, metavar="CONFIG", help="TOML configuration file naming the store")
+    copy = command(
+        "copy-store", "copy every connection (still encrypted) from one configuration's store to another's",
+        "Copy every connection, still encrypted, from one store to another (SQLite to PostgreSQL, say); both "
+        "configurations need the keys the tokens are sealed with. Rerunning copies only what changed.",
     )
     copy.add_argument("--from", dest="source", required=True, metavar="CONFIG", help="configuration of the store to copy")
     copy.add_argument("--to", dest="target", required=True, metavar="CONFIG", help="configuration of the store to fill")
-    commands.add_parser("generate-key", help="print a new random encryption key")
-    commands.add_parser("new-caller-key", help="print a new API key for a caller and the key_sha256 line for its [[callers]] entry")
+    command("generate-key", "print a new random encryption key", "Print a new random AES-256 key, base64, for [[encryption.keys]].")
+    command(
+        "new-caller-key", "print a new API key for a caller and the key_sha256 line for its [[callers]] entry",
+        "Print a new API key for a caller and the key_sha256 line of its [[callers]] entry; the key is stored nowhere.",
+    )
     return parser
 
 
@@ -231,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A worker's lines name its process, so the log tells which worker said what.
     who = "[worker %(process)d] " if getattr(args, "worker_fd", None) is not None else ""
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
     # httpx logs every request's full URL, query included, at INFO; upstream queries can carry
     # personal or signed parameters, so only its warnings are kept.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -257,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         elif args.command == "check-config":
-            problems = asyncio.run(_check_config(args.config))
+            problems, found = asyncio.run(_check_config(args.config, probe=args.probe))
+            for line in found:
+                print(line)
             for problem in problems:
                 print(problem, file=sys.stderr)
             print(f"{args.config}: {len(problems)} problem(s)" if problems else f"{args.config}: OK")
@@ -287,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except StoreUnavailable as error:
         print(f"broker-gateway: {error.message}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a file or directory that cannot be made or read: one line, not a traceback
+        print(f"broker-gateway: {one_line(error)}", file=sys.stderr)
         return 1
     return 0
 

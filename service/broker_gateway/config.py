@@ -15,6 +15,7 @@ password may itself be a reference (``postgresql://gw:env:GW_DB_PASSWORD@db/gw``
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -165,7 +166,7 @@ def _providers(entries: Any, problems: list[str]) -> tuple[ProviderConfig, ...]:
                 type=provider_type,
                 redirect_uris=tuple(u for u in redirect_uris if isinstance(u, str)),
                 settings=_resolve_all(settings, where, problems),
-                allow_insecure_http=bool(entry.get("allow_insecure_http", False)),
+                allow_insecure_http=_flag(entry, "allow_insecure_http", where, problems),
             )
         )
     return tuple(providers)
@@ -273,6 +274,37 @@ def _flag(table: Mapping[str, Any], key: str, where: str, problems: list[str]) -
     return value
 
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def address_problem(address: Any) -> str | None:
+    """Why ``address`` is not a HOST:PORT listen address (an IPv4 address, ``[IPv6]`` or a host name, and
+    a port from 0 to 65535), or None when it is one."""
+    expected = "expected HOST:PORT, e.g. 127.0.0.1:50051 or [::1]:50051"
+    if not isinstance(address, str):
+        return expected
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        return f"{expected} (the port is a number from 0 to 65535)"
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return expected
+        return None
+    if not _HOSTNAME.fullmatch(host):
+        return expected
+    return None
+
+
+def _address(value: Any, where: str, problems: list[str], default: str) -> str:
+    problem = address_problem(value)
+    if problem is not None:
+        problems.append(f"{where}: {problem}")
+        return default
+    return str(value)
+
+
 def _keys(entries: Any, problems: list[str]) -> tuple[tuple[str, bytes], ...]:
     override = os.environ.get("BROKER_GATEWAY_ENCRYPTION_KEYS")
     if override is not None:
@@ -286,6 +318,7 @@ def _keys(entries: Any, problems: list[str]) -> tuple[tuple[str, bytes], ...]:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not isinstance(entry.get("key"), str):
             problems.append(f"{where}: expected a table with string id and key")
             continue
+        unknown_keys(entry, frozenset({"id", "key"}), where, problems)
         known = len(problems)
         secret = resolve_secret(entry["key"], f"{where}.key", problems)
         if len(problems) > known:
@@ -315,6 +348,15 @@ def _count(table: Mapping[str, Any], key: str, default: int, where: str, problem
     return value
 
 
+def _table(document: Mapping[str, Any], name: str, problems: list[str]) -> Mapping[str, Any]:
+    """The table ``[name]`` (empty when absent); anything else is a problem, read as empty."""
+    table = document.get(name, {})
+    if not isinstance(table, dict):
+        problems.append(f"{name}: expected a table ([{name}])")
+        return {}
+    return table
+
+
 def parse_config(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -> Config:
     """A Config from a parsed TOML document; raises ConfigError listing every problem."""
     config, problems = _parse(document, base_dir)
@@ -326,23 +368,31 @@ def parse_config(document: Mapping[str, Any], *, base_dir: Path = Path(".")) -> 
 def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[str]]:
     """The config with whatever parts are valid, and every problem found."""
     problems: list[str] = []
-    server_table = document.get("server", {})
-    store_table = document.get("store", {})
-    refresh_table = document.get("refresh", {})
-    limits_table = document.get("limits", {})
+    server_table = _table(document, "server", problems)
+    store_table = _table(document, "store", problems)
+    refresh_table = _table(document, "refresh", problems)
+    limits_table = _table(document, "limits", problems)
     unknown_keys(document, _TOP_LEVEL, "", problems)
     for name, table, known in (("server", server_table, _SERVER_KEYS), ("refresh", refresh_table, _REFRESH_KEYS),
                                ("limits", limits_table, _LIMITS_KEYS)):
         unknown_keys(table, known, name, problems)
     defaults = ServerConfig()
     tls = _tls(server_table.get("tls"), problems)
+    listen_override = os.environ.get("BROKER_GATEWAY_LISTEN")
     server = ServerConfig(
-        listen=os.environ.get("BROKER_GATEWAY_LISTEN", server_table.get("listen", DEFAULT_LISTEN)),
-        reflection=bool(server_table.get("reflection", True)),
-        max_receive_message_bytes=int(
-            _number(server_table, "max_receive_message_bytes", defaults.max_receive_message_bytes, "server", problems)
+        listen=_address(
+            server_table.get("listen", DEFAULT_LISTEN) if listen_override is None else listen_override,
+            "server.listen" if listen_override is None else "BROKER_GATEWAY_LISTEN",
+            problems,
+            DEFAULT_LISTEN,
         ),
-        max_concurrent_rpcs=server_table.get("max_concurrent_rpcs"),
+        reflection=_flag(server_table, "reflection", "server", problems) if "reflection" in server_table else True,
+        max_receive_message_bytes=_count(
+            server_table, "max_receive_message_bytes", defaults.max_receive_message_bytes, "server", problems
+        ),
+        max_concurrent_rpcs=(
+            _count(server_table, "max_concurrent_rpcs", 1, "server", problems) if "max_concurrent_rpcs" in server_table else None
+        ),
         shutdown_grace_seconds=_number(server_table, "shutdown_grace_seconds", defaults.shutdown_grace_seconds, "server", problems),
         max_connection_idle_seconds=_number(
             server_table, "max_connection_idle_seconds", defaults.max_connection_idle_seconds, "server", problems
@@ -360,6 +410,9 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         workers=_count(server_table, "workers", defaults.workers, "server", problems),
     )
     store_path = os.environ.get("BROKER_GATEWAY_STORE_PATH", store_table.get("path", ".broker-gateway/gateway.db"))
+    if not isinstance(store_path, str) or not store_path:
+        problems.append("store.path: expected a file path")
+        store_path = ".broker-gateway/gateway.db"
     if store_path != ":memory:" and not Path(store_path).is_absolute():
         store_path = str(base_dir / store_path)
     store_url = _store_url(store_table, problems)
@@ -385,7 +438,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
     config = Config(
         server=server,
         store_path=store_path,
-        encryption_keys=_keys(document.get("encryption", {}).get("keys"), problems),
+        encryption_keys=_keys(_encryption(document.get("encryption", {}), problems).get("keys"), problems),
         providers=_providers(document.get("providers", []), problems),
         gateway=settings,
         callers=_callers(document.get("callers", []), problems, mutual_tls=tls is not None and tls.client_ca is not None),
@@ -394,6 +447,15 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         rate_limits=_rate_limits(document.get("rate_limits"), problems),
     )
     return config, problems
+
+
+def _encryption(table: Any, problems: list[str]) -> Mapping[str, Any]:
+    """``[encryption]``: only ``keys`` (``[[encryption.keys]]``)."""
+    if not isinstance(table, dict):
+        problems.append("encryption: expected a table ([[encryption.keys]] with id and key)")
+        return {}
+    unknown_keys(table, frozenset({"keys"}), "encryption", problems)
+    return table
 
 
 def _store_url(table: Mapping[str, Any], problems: list[str]) -> str | None:

@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import (
@@ -273,6 +273,11 @@ class OAuth2Provider(Provider):
     """
 
     _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint")
+    settings_keys: ClassVar[frozenset[str] | None] = frozenset({
+        *_ENDPOINTS, "client_id", "client_secret", "scopes", "default_scopes", "scope_separator",
+        "token_endpoint_auth_method", "pkce", "issuer", "require_iss", "allowed_extra_params",
+        "refresh_token_ttl_seconds", "keepalive_before_seconds", "claims",
+    })
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         super().__init__(context, settings)
@@ -376,6 +381,9 @@ class OAuth2Provider(Provider):
         return None if self.keepalive_before is None else timedelta(seconds=self.keepalive_before)
 
     # -- flows -------------------------------------------------------------------------------------
+
+    def probe_endpoints(self) -> Mapping[str, str]:
+        return {name: url for name, url in self.endpoints.items() if url and name != "authorization_endpoint"}
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
         params = {

@@ -178,6 +178,9 @@ class Provider:
 
     #: The name configuration entries use in ``type``; unique among registered providers.
     type: ClassVar[str]
+    #: Every setting this type reads: any other key of its table is refused by name (with the known
+    #: key it was probably meant to be). None leaves unknown keys to the provider itself.
+    settings_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         self.context = context
@@ -185,6 +188,20 @@ class Provider:
 
     async def start(self) -> None:
         """Called once before serving, for work such as OIDC discovery."""
+
+    async def stop(self) -> None:
+        """Called once when the gateway closes, to end background work ``start`` began."""
+
+    @property
+    def start_problem(self) -> str | None:
+        """Why ``start`` could not finish (an issuer unreachable, say) while the provider still serves
+        its UNAVAILABLE answers; None when it did. ``check-config --probe`` reports it."""
+        return None
+
+    def probe_endpoints(self) -> Mapping[str, str]:
+        """The upstream endpoints ``check-config --probe`` checks are reachable, by setting name (after
+        ``start``, so discovered ones are included)."""
+        return {}
 
     @property
     def capabilities(self) -> Capabilities:

@@ -28,7 +28,7 @@ import pluggy
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -42,6 +42,7 @@ from .private_files import make_private_dir, restrict, write_private_bytes, writ
 from .server import RunningServer, start_server, termination_signal
 from .store.crypto import decode_key, generate_key
 from .tls import TlsConfig
+from .workers import cannot_listen, reserve_port
 
 DEFAULT_DATA_DIR = ".broker-gateway"
 DEFAULT_CALLBACK = "127.0.0.1:8765"
@@ -83,7 +84,11 @@ def _bind(address: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if int(port):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host or "127.0.0.1", int(port)))
+    try:
+        sock.bind((host or "127.0.0.1", int(port)))
+    except OSError as error:
+        sock.close()
+        raise cannot_listen(address, error, "--callback-listen") from None
     return sock
 
 
@@ -100,23 +105,34 @@ def grpcurl_prefix(description: Mapping[str, Any]) -> str:
     return f"grpcurl -cacert {description['ca_file']} -H \"authorization: Bearer $BROKER_GATEWAY_API_KEY\""
 
 
-def callback_app(description: Mapping[str, Any]) -> Starlette:
-    """The page at the sandbox redirect URI: shows the callback and the command that completes it."""
-    prefix, gateway_address = grpcurl_prefix(description), description["gateway"]
+def exchange_command(description: Mapping[str, Any], params: Mapping[str, str]) -> str:
+    """The grpcurl command completing the Exchange for a callback with these query parameters."""
+    rest = dict(params)
+    state, code, iss = rest.pop("state", ""), rest.pop("code", ""), rest.pop("iss", "")
+    body = {"state": state, "code": code, **({"iss": iss} if iss else {}), "callback_params": rest}
+    return f"{grpcurl_prefix(description)} -d '{json.dumps(body)}' {description['gateway']} broker_gateway.v1.BrokerGateway/Exchange"
 
-    async def callback(request: Request) -> HTMLResponse:
+
+def callback_app(description: Mapping[str, Any], announce: Callable[[str], None] | None = None) -> Starlette:
+    """The page at the sandbox redirect URI: shows the callback and the command that completes it, as
+    HTML to a browser and as plain text (ready to paste) to anything else, such as curl; ``announce``
+    also prints the command to the sandbox's console."""
+
+    async def callback(request: Request) -> Response:
         params = dict(request.query_params)
-        state, code = params.pop("state", ""), params.pop("code", "")
-        iss = params.pop("iss", "")
-        body = {"state": state, "code": code, **({"iss": iss} if iss else {}), "callback_params": params}
-        command = f"{prefix} -d '{json.dumps(body)}' {gateway_address} broker_gateway.v1.BrokerGateway/Exchange"
+        command = exchange_command(description, params)
+        if announce is not None:
+            announce(f"Callback received; complete the Exchange with:\n  {command}")
+        headers = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"}
+        if "text/html" not in request.headers.get("accept", ""):
+            text = f"The provider redirected back. Complete the exchange with:\n\n{command}\n"
+            return PlainTextResponse(text, headers=headers)
         page = (
             "<!doctype html><meta charset=utf-8><title>BrokerGateway sandbox callback</title>"
             "<h1>Authorization callback</h1>"
-            f"<p>The provider redirected back with these parameters:</p><pre>{html.escape(json.dumps(body, indent=2))}</pre>"
+            f"<p>The provider redirected back with these parameters:</p><pre>{html.escape(json.dumps(params, indent=2))}</pre>"
             f"<p>Complete the exchange with:</p><pre>{html.escape(command)}</pre>"
         )
-        headers = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'"}
         return HTMLResponse(page, headers=headers)
 
     return Starlette(routes=[Route("/callback", callback)])
@@ -179,12 +195,14 @@ async def start_sandbox(
     callback: str = DEFAULT_CALLBACK,
     gateway_settings: GatewaySettings | None = None,
     secure: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> Sandbox:
     """Start every registered simulator, the callback page and the gateway; write sandbox.json. With
     ``secure``, the gateway serves TLS and needs the API key sandbox.json holds, as in production."""
+    reserve_port(listen)[0].close()  # ports in use fail here, before anything is made in data_dir
+    callback_socket = _bind(callback)
     make_private_dir(data_dir)
     manager = plugin_manager()
-    callback_socket = _bind(callback)
     redirect_uri = f"{_url(callback_socket)}/callback"
     servers, providers, upstreams = await _start_simulators(manager, redirect_uri)
     tls: TlsConfig | None = None
@@ -205,7 +223,7 @@ async def start_sandbox(
     running = await start_server(application, listen)
     gateway_address = f"{listen.rpartition(':')[0]}:{running.port}"
     description = {"gateway": gateway_address, "redirect_uri": redirect_uri, **access, "upstreams": upstreams}
-    servers.append(await _serve_asgi(callback_app(description), callback_socket))
+    servers.append(await _serve_asgi(callback_app(description, announce), callback_socket))
     write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
     return Sandbox(running, description, servers)
 
@@ -291,7 +309,9 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
     """How to try the flow, printed when the sandbox is up."""
     gateway, redirect_uri = description["gateway"], description["redirect_uri"]
     provider = "wallet" if "wallet" in description["upstreams"] else next(iter(description["upstreams"]), "wallet")
-    authorize = json.dumps({"provider": provider, "redirect_uri": redirect_uri})
+    # The protobuf text format, for the request too (-format text applies to both): its output prints
+    # the URL as it is, where JSON would escape each & as \u0026.
+    authorize = f'provider: "{provider}" redirect_uri: "{redirect_uri}"'
     secure = (
         [f"TLS with the CA in {description['ca_file']}; calls need the caller key:",
          f"  export BROKER_GATEWAY_API_KEY={description['api_key']}", ""]
@@ -307,7 +327,8 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
             "Try the flow:",
             f"  {grpcurl_prefix(description)} -format text -d '{authorize}' {gateway} broker_gateway.v1.BrokerGateway/Authorize",
             "  Open the authorization_url in a browser and approve (or append &approve=alice to it);",
-            f"  the page at {redirect_uri} then shows the grpcurl command that completes the Exchange.",
+            f"  the page at {redirect_uri} then shows the grpcurl command that completes the Exchange,",
+            "  and this console prints it too.",
             "",
             "Stop with Ctrl-C.",
         ]
@@ -331,7 +352,7 @@ async def run_sandbox(
     listen: str, data_dir: Path, callback: str, announce: Callable[[str], None] = print, *, secure: bool = False
 ) -> None:
     """Run the sandbox until SIGTERM or SIGINT."""
-    sandbox = await start_sandbox(listen=listen, data_dir=data_dir, callback=callback, secure=secure)
+    sandbox = await start_sandbox(listen=listen, data_dir=data_dir, callback=callback, secure=secure, announce=announce)
     try:
         announce(instructions(sandbox.description, data_dir))
         await termination_signal()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -97,8 +98,15 @@ def reserve_port(address: str) -> tuple[socket.socket, str]:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind((where[0], port, *where[2:]))
     except (OSError, ValueError) as error:
-        raise ServeFailed(f"cannot listen on {address}: {getattr(error, 'strerror', None) or error}") from None
+        raise cannot_listen(address, error, "--listen or [server] listen") from None
     return holder, f"{host}:{port}"
+
+
+def cannot_listen(address: str, error: OSError | ValueError, option: str) -> ServeFailed:
+    """The one line for an address that cannot be listened on, with the fix when it is in use."""
+    hint = f" (another process holds it: stop that one, or choose another address with {option})"
+    in_use = getattr(error, "errno", None) == errno.EADDRINUSE
+    return ServeFailed(f"cannot listen on {address}: {getattr(error, 'strerror', None) or error}{hint if in_use else ''}")
 
 
 @dataclass

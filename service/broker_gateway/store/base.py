@@ -151,6 +151,14 @@ class Store(Protocol):
     def all_connections(self) -> AsyncIterator[StoredConnection]:
         """Every connection of every tenant in creation order, for copying one store into another."""
 
+    async def key_check_values(self) -> dict[str, bytes]:
+        """The key check value recorded per key id (crypto.key_check_value)."""
+        ...
+
+    async def record_key_check_values(self, values: dict[str, bytes]) -> None:
+        """Record the values of key ids that have none yet; a recorded value is never replaced."""
+        ...
+
     async def key_ids_in_use(self) -> set[str]:
         """The ids of every key some stored ciphertext was sealed with (tokens, the verifiers of
         pending authorizations, and replayable operation results)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import json
 import os
 from collections.abc import Sequence
@@ -50,6 +52,27 @@ def envelope_key_id(blob: bytes) -> str:
     if len(blob) < 2 or blob[0] != VERSION:
         raise TokenDecryptFailed("a stored ciphertext has an unknown format")
     return blob[2 : 2 + blob[1]].decode("ascii", "replace")
+
+
+#: The fixed string a key check value is the MAC of: the same key always gives the same value, and the
+#: value tells nothing about the key (HMAC-SHA256 is a PRF).
+_CHECK_MESSAGE = b"broker-gateway key check value v1"
+
+
+def key_check_value(key: bytes) -> bytes:
+    """A value the store keeps per key id so that a key with a known id but other bytes is caught at
+    start, instead of failing every later read as an altered token. Never the key itself."""
+    return hmac.new(key, _CHECK_MESSAGE, hashlib.sha256).digest()
+
+
+def key_check_problems(stored: dict[str, bytes], keys: Sequence[tuple[str, bytes]]) -> list[str]:
+    """One line per configured key whose bytes differ from those the store recorded under its id."""
+    return [
+        f"encryption.keys: the key with id {key_id!r} is not the key the store was used with under that id "
+        "(wrong bytes: restore the original key, or give the new key a new id)"
+        for key_id, key in keys
+        if key_id in stored and not hmac.compare_digest(stored[key_id], key_check_value(key))
+    ]
 
 
 class Keyring:

@@ -445,6 +445,15 @@ class PostgresStore:
                 yield _connection(row)
             after = rows[-1][0]
 
+    async def key_check_values(self) -> dict[str, bytes]:
+        return {row[0]: bytes(row[1]) for row in await self._fetchall("SELECT key_id, check_value FROM key_check_values")}
+
+    async def record_key_check_values(self, values: dict[str, bytes]) -> None:
+        for key_id, value in values.items():
+            await self._execute(
+                "INSERT INTO key_check_values (key_id, check_value) VALUES (%s, %s) ON CONFLICT (key_id) DO NOTHING", (key_id, value)
+            )
+
     async def key_ids_in_use(self) -> set[str]:
         rows = await self._fetchall("SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL")
         sealed = await self._fetchall(

@@ -69,6 +69,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    # 2 is another branch's (connection events); if it is absent at merge, renumber this one.
+    (
+        3,
+        """
+        CREATE TABLE key_check_values (
+            key_id TEXT PRIMARY KEY,
+            check_value BYTEA NOT NULL
+        );
+        """,
+    ),
 )
 
 #: The schema version this code needs.

@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS leases (
     expire_time REAL NOT NULL,
     PRIMARY KEY (tenant, connection_id)
 );
+CREATE TABLE IF NOT EXISTS key_check_values (
+    key_id TEXT PRIMARY KEY,
+    check_value BLOB NOT NULL
+);
 """
 
 _CONNECTION_COLUMNS = (
@@ -379,6 +383,13 @@ class SQLiteStore:
             for row in rows:
                 yield _connection(row)
             after = rows[-1]["seq"]
+
+    async def key_check_values(self) -> dict[str, bytes]:
+        return {row["key_id"]: bytes(row["check_value"]) for row in self._execute("SELECT key_id, check_value FROM key_check_values")}
+
+    async def record_key_check_values(self, values: dict[str, bytes]) -> None:
+        for key_id, value in values.items():
+            self._execute("INSERT OR IGNORE INTO key_check_values (key_id, check_value) VALUES (?, ?)", (key_id, value))
 
     async def key_ids_in_use(self) -> set[str]:
         rows = self._execute("SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL").fetchall()

@@ -1,0 +1,92 @@
+"""A provider whose issuer cannot be reached at start does not stop the gateway: it answers UNAVAILABLE
+(PROVIDER_UNAVAILABLE, metadata cause = discovery) with a RetryInfo, the other providers and health
+serve as usual, and discovery is retried in the background until the issuer answers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import grpc
+import uvicorn
+from broker_gateway.app import build_application
+from broker_gateway.config import ProviderConfig
+from broker_gateway.v1 import broker_gateway_service_pb2 as api
+from conftest import REDIRECT_URI, Wallet, expect_failure, gateway_config, running_gateway
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+def discovery_app(issuer: str) -> Starlette:
+    async def document(request: Request) -> JSONResponse:
+        return JSONResponse({
+            "issuer": issuer,
+            "authorization_endpoint": issuer + "/authorize",
+            "token_endpoint": issuer + "/token",
+            "code_challenge_methods_supported": ["S256"],
+        })
+
+    return Starlette(routes=[Route("/.well-known/openid-configuration", document)])
+
+
+async def test_an_unreachable_issuer_is_retried_while_the_rest_serves(tmp_path: Path, wallet: Wallet) -> None:
+    idp_socket = socket.socket()
+    idp_socket.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused until it serves
+    issuer = f"http://127.0.0.1:{idp_socket.getsockname()[1]}"
+    idp = ProviderConfig(
+        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
+        settings={"issuer": issuer, "client_id": "c", "client_secret": "s"},
+    )
+    config = gateway_config(tmp_path, [wallet.provider_config(), idp])
+    async with running_gateway(config) as harness:
+        down = await expect_failure(harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10))
+        assert (down.code, down.reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
+        assert down.metadata["cause"] == "discovery"
+        assert any(detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for detail in down.details)
+
+        await harness.stub.Authorize(api.AuthorizeRequest(provider="wallet", redirect_uri=REDIRECT_URI), timeout=10)
+        health = health_pb2_grpc.HealthStub(harness.channel)
+        assert (await health.Check(health_pb2.HealthCheckRequest(), timeout=10)).status == health_pb2.HealthCheckResponse.SERVING
+
+        server = uvicorn.Server(uvicorn.Config(discovery_app(issuer), log_level="warning", lifespan="off"))
+        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[idp_socket]))
+        try:
+            give_up = time.monotonic() + 90
+            while True:
+                try:
+                    start = await harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10)
+                    break
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < give_up, error
+                await asyncio.sleep(0.5)
+            assert start.authorization_url.startswith(issuer + "/authorize?")
+        finally:
+            server.should_exit = True
+            await serving
+
+
+async def test_closing_the_gateway_ends_the_background_discovery(tmp_path: Path) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    idp = ProviderConfig(
+        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
+        settings={"issuer": f"http://127.0.0.1:{closed.getsockname()[1]}", "client_id": "c", "client_secret": "s"},
+    )
+    try:
+        application = await build_application(gateway_config(tmp_path, [idp]))
+        assert application.gateway.providers["idp"].provider.start_problem is not None
+
+        def retrying() -> list[asyncio.Task[object]]:
+            return [task for task in asyncio.all_tasks() if "_discover_until_done" in repr(task.get_coro())]
+
+        assert retrying(), "no discovery is retried in the background"
+        await application.close()
+        assert retrying() == []
+    finally:
+        closed.close()
