@@ -366,9 +366,10 @@ def test_python_example(sandbox: dict[str, Any], tmp_path: Path) -> None:
 
 def test_rust_example(sandbox: dict[str, Any]) -> None:
     rust = CLIENTS / "rust"
-    # --locked: the checked-in Cargo.lock must be complete as it is. The target directory stays in
-    # clients/rust/target (ignored by git), so later runs build incrementally.
-    run(["cargo", "build", "--locked", "--quiet", "--example", "flow"], cwd=rust, timeout=RUST_BUILD_TIMEOUT)
+    # `cargo test` runs the crate's unit tests and builds the examples. --locked: the checked-in
+    # Cargo.lock must be complete as it is. The target directory stays in clients/rust/target (ignored
+    # by git), so later runs build incrementally.
+    run(["cargo", "test", "--locked", "--quiet"], cwd=rust, timeout=RUST_BUILD_TIMEOUT)
     command = [str(rust / "target" / "debug" / "examples" / "flow")]
     printed = run_example(command, cwd=rust, sandbox=sandbox, username="ferris")
     check_flow(printed, sandbox, "ferris")

@@ -34,9 +34,16 @@ async fn main() -> Result<(), Error> {
     let address = env("BROKER_GATEWAY_ADDRESS", "127.0.0.1:50051");
     let redirect_uri = env("BROKER_GATEWAY_REDIRECT_URI", "http://127.0.0.1:8765/callback");
     let username = env("BROKER_GATEWAY_USERNAME", "alice");
-    let mut client = connect(&address, &env("BROKER_GATEWAY_CA_FILE", ""), &env("BROKER_GATEWAY_API_KEY", ""))?;
+    let mut client = connect(
+        &address,
+        &env("BROKER_GATEWAY_CA_FILE", ""),
+        &env("BROKER_GATEWAY_API_KEY", ""),
+    )?;
 
-    let providers = client.list_providers(deadline(ListProvidersRequest::default())).await?.into_inner();
+    let providers = client
+        .list_providers(deadline(ListProvidersRequest::default()))
+        .await?
+        .into_inner();
     for provider in providers.providers {
         println!("provider: {} ({})", provider.id, provider.r#type);
     }
@@ -68,10 +75,15 @@ async fn main() -> Result<(), Error> {
         .connection
         .ok_or("Exchange returned no connection")?;
     println!("connection_id: {}", connection.connection_id);
-    println!("status: {}", ConnectionStatus::try_from(connection.status)?.as_str_name());
+    println!(
+        "status: {}",
+        ConnectionStatus::try_from(connection.status)?.as_str_name()
+    );
 
     let info = client
-        .get_user_info(deadline(GetUserInfoRequest { connection_id: connection.connection_id.clone() }))
+        .get_user_info(deadline(GetUserInfoRequest {
+            connection_id: connection.connection_id.clone(),
+        }))
         .await?
         .into_inner()
         .user_info
@@ -81,11 +93,16 @@ async fn main() -> Result<(), Error> {
 
     // The token is a secret: the example shows only its type and expiry.
     let token = client
-        .get_access_token(deadline(GetAccessTokenRequest { connection_id: connection.connection_id.clone() }))
+        .get_access_token(deadline(GetAccessTokenRequest {
+            connection_id: connection.connection_id.clone(),
+        }))
         .await?
         .into_inner();
     println!("token_type: {}", token.token_type);
-    println!("token_expire_seconds: {}", token.expire_time.map(|time| time.seconds).unwrap_or_default());
+    println!(
+        "token_expire_seconds: {}",
+        token.expire_time.map(|time| time.seconds).unwrap_or_default()
+    );
 
     // A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo whose
     // reason is AUTHZ_TRANSACTION_INVALID.
@@ -139,10 +156,20 @@ async fn approve(authorization_url: &str, username: &str) -> Result<HashMap<Stri
     if response.status() != StatusCode::FOUND {
         return Err(format!("expected a 302 from the simulator, got {}", response.status()).into());
     }
-    let location: Uri = response.headers().get(header::LOCATION).ok_or("the 302 has no Location")?.to_str()?.parse()?;
-    Ok(form_urlencoded::parse(location.query().unwrap_or("").as_bytes()).into_owned().collect())
+    let location: Uri = response
+        .headers()
+        .get(header::LOCATION)
+        .ok_or("the 302 has no Location")?
+        .to_str()?
+        .parse()?;
+    Ok(form_urlencoded::parse(location.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect())
 }
 
 fn env(name: &str, fallback: &str) -> String {
-    std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| fallback.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| fallback.to_owned())
 }

@@ -47,7 +47,9 @@ pub fn connect_insecure(address: &str) -> Result<Client, Error> {
 /// It connects at the first call (call it inside a Tokio runtime).
 pub fn connect_tls(address: &str, tls: ClientTlsConfig, api_key: Option<&str>) -> Result<Client, Error> {
     let authorization = api_key.map(|key| format!("Bearer {key}").parse()).transpose()?;
-    let channel = Endpoint::from_shared(format!("https://{address}"))?.tls_config(tls)?.connect_lazy();
+    let channel = Endpoint::from_shared(format!("https://{address}"))?
+        .tls_config(tls)?
+        .connect_lazy();
     Ok(Client::new(InterceptedService::new(channel, ApiKey(authorization))))
 }
 
@@ -96,7 +98,9 @@ pub struct ErrorDetails {
 /// The BrokerGateway `google.rpc.ErrorInfo` of a failed call, or `None` when it carries none (a
 /// transport failure before the gateway answered, for instance).
 pub fn error_info(status: &Status) -> Option<ErrorInfo> {
-    status.get_details_error_info().filter(|info| info.domain == ERROR_DOMAIN)
+    status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
 }
 
 /// The details of a failed call: its code, message, ErrorInfo reason and metadata, and the
@@ -115,4 +119,66 @@ pub fn error_details(status: &Status) -> Option<ErrorDetails> {
 /// The ErrorInfo reason of a failed call, or `""` when it carries none.
 pub fn reason(status: &Status) -> String {
     error_info(status).map(|info| info.reason).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::ErrorDetails as Details;
+
+    fn failure(domain: &str, retry_delay: Option<Duration>) -> Status {
+        let mut details = Details::new();
+        details.set_error_info(
+            "PROVIDER_UNAVAILABLE",
+            domain,
+            HashMap::from([("provider".to_owned(), "wallet".to_owned())]),
+        );
+        if retry_delay.is_some() {
+            details.set_retry_info(retry_delay);
+        }
+        Status::with_error_details(Code::Unavailable, "provider wallet is unavailable", details)
+    }
+
+    #[test]
+    fn a_failure_gives_its_reason_metadata_and_retry_delay() {
+        let status = failure(ERROR_DOMAIN, Some(Duration::from_millis(1500)));
+        let expected = ErrorDetails {
+            code: Code::Unavailable,
+            message: "provider wallet is unavailable".to_owned(),
+            reason: "PROVIDER_UNAVAILABLE".to_owned(),
+            metadata: HashMap::from([("provider".to_owned(), "wallet".to_owned())]),
+            retry_delay: Some(Duration::from_millis(1500)),
+        };
+        assert_eq!(error_details(&status), Some(expected));
+        assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
+    }
+
+    #[test]
+    fn without_a_retry_info_there_is_no_delay() {
+        let details = error_details(&failure(ERROR_DOMAIN, None)).expect("an ErrorInfo of our domain");
+        assert_eq!(details.retry_delay, None);
+    }
+
+    #[test]
+    fn another_domains_error_info_or_none_is_not_ours() {
+        for status in [failure("example.com", None), Status::unavailable("connection refused")] {
+            assert!(error_info(&status).is_none());
+            assert_eq!(error_details(&status), None);
+            assert_eq!(reason(&status), "");
+        }
+    }
+
+    #[test]
+    fn a_key_is_sent_as_a_bearer_authorization() {
+        let mut with_key = ApiKey(Some("Bearer bgk_example".parse().unwrap()));
+        let request = with_key.call(Request::new(())).unwrap();
+        assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer bgk_example");
+        let mut without_key = ApiKey(None);
+        assert!(without_key
+            .call(Request::new(()))
+            .unwrap()
+            .metadata()
+            .get("authorization")
+            .is_none());
+    }
 }
