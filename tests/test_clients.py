@@ -356,7 +356,9 @@ def test_python_example(sandbox: dict[str, Any], tmp_path: Path) -> None:
     assert {"broker-gateway-client", "grpcio", "grpcio-status", "protobuf"} <= installed, installed
     assert installed - VENV_SEED <= PYTHON_CLIENT_DISTRIBUTIONS, f"server dependencies pulled in: {sorted(installed - VENV_SEED - PYTHON_CLIENT_DISTRIBUTIONS)}"
 
-    # Run from the temporary directory, so only the installed package can be imported.
+    # The example runs on the installed package, not on the checkout's src/.
+    imported = run([python, "-c", "import broker_gateway_client; print(broker_gateway_client.__file__)"], cwd=tmp_path, timeout=RUN_TIMEOUT)
+    assert Path(imported.strip()).is_relative_to(venv), imported
     command = [python, str(CLIENTS / "python" / "examples" / "flow.py")]
     printed = run_example(command, cwd=tmp_path, sandbox=sandbox, username="pythonista")
     check_flow(printed, sandbox, "pythonista")
