@@ -1,8 +1,9 @@
-"""The Go, TypeScript and Java clients: generated from protos/, reproducible, and run against a live gateway.
+"""The Go, TypeScript, Java, Python and Rust clients: generated from protos/, reproducible, and run against
+a live gateway.
 
 - Generation: each language's buf template (``buf.gen.<lang>.yaml``) reproduces the checked-in stubs
-  byte for byte, with plugins at the versions the packages' runtimes pin (the Python stubs are checked
-  the same way in test_protos.py).
+  byte for byte, with plugins at the versions the packages' runtimes pin (the Python stubs, the server's
+  and the Python client's, are checked the same way in test_protos.py).
 - Compatibility: ``buf breaking`` passes against the last released API (``protos-released/``) and
   fails on a deliberately breaking change.
 - Examples: one sandbox gateway with TLS and a caller key (the real CLI, as a user starts it:
@@ -11,9 +12,12 @@
   approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info and
   then reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
   gateway itself. Given a key the gateway does not know, each fails at its first call, UNAUTHENTICATED.
+  The Python and Rust examples also read an access token (printing only its type and expiry). The
+  Python client is installed into a fresh venv, which must hold no server dependency.
 
-The first Maven build downloads the Java dependencies into ~/.m2 and the first Go build fills the Go
-module and build caches; later runs reuse them, hence the generous timeouts.
+The first Maven build downloads the Java dependencies into ~/.m2, the first Go build fills the Go
+module and build caches and the first Cargo build compiles the Rust crates into clients/rust/target;
+later runs reuse them, hence the generous timeouts.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +54,11 @@ GENERATED = {
     "go": ("buf.gen.go.yaml", "clients/go/gen"),
     "typescript": ("buf.gen.typescript.yaml", "clients/typescript/src/gen"),
     "java": ("buf.gen.java.yaml", "clients/java/src/main/java/io/github/brokergateway/v1"),
+    "rust": ("buf.gen.rust.yaml", "clients/rust/src/gen"),
 }
 
 BUILD_TIMEOUT = 900  # seconds; a first Maven build downloads a few dozen megabytes
+RUST_BUILD_TIMEOUT = 2400  # a first Cargo build compiles tonic, rustls and hyper on two busy cores
 RUN_TIMEOUT = 120
 
 
@@ -115,6 +122,17 @@ def test_generators_match_the_runtimes_the_packages_pin() -> None:
     assert java_runtime and grpc_java
     assert re.search(rf"^PROTOC_VERSION\s*:?=\s*{re.escape(java_runtime.group(1))}$", makefile, re.MULTILINE)
     assert re.search(rf"^GRPC_JAVA_VERSION\s*:?=\s*{re.escape(grpc_java.group(1))}$", makefile, re.MULTILINE)
+
+    # The Python client's floors are what its stubs check at import.
+    requirements = tomllib.loads((CLIENTS / "python" / "pyproject.toml").read_text())["project"]["dependencies"]
+    stubs = CLIENTS / "python" / "src" / "broker_gateway_client" / "v1"
+    grpc_generated = re.search(r"^GRPC_GENERATED_VERSION = '([^']+)'$", (stubs / "broker_gateway_service_pb2_grpc.py").read_text(), re.MULTILINE)
+    protobuf_generated = re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),", (stubs / "connection_pb2.py").read_text())
+    assert grpc_generated and protobuf_generated
+    assert f"grpcio>={grpc_generated.group(1)}" in requirements, requirements
+    assert f"grpcio-status>={grpc_generated.group(1)}" in requirements, requirements
+    protobuf_floor = ".".join(protobuf_generated.groups())
+    assert any(r.startswith(f"protobuf>={protobuf_floor},<{int(protobuf_generated.group(1)) + 1}") for r in requirements), requirements
 
 
 # --- Compatibility with the last release --------------------------------------------------------------
@@ -250,6 +268,12 @@ def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) 
     assert connection.subject == printed["subject"] and connection.provider == "wallet"
 
 
+def check_access_token(printed: dict[str, str]) -> None:
+    """The example read an access token (it prints only the type and the expiry: the token is a secret)."""
+    assert printed["token_type"] == "Bearer", printed
+    assert int(printed["token_expire_seconds"]) > time.time(), printed
+
+
 def caller_channel(sandbox: dict[str, Any]) -> grpc.Channel:
     """A channel to the secure sandbox as its caller: TLS to its CA, the key on every call."""
     credentials = grpc.composite_channel_credentials(
@@ -313,3 +337,54 @@ def test_java_example(sandbox: dict[str, Any]) -> None:
     printed = run_example(command, cwd=java, sandbox=sandbox, username="duke")
     check_flow(printed, sandbox, "duke")
     check_refused(command, cwd=java, sandbox=sandbox, unauthenticated="StatusRuntimeException: UNAUTHENTICATED")
+
+
+# What `pip install ./clients/python` may bring into a fresh venv: the client, its three dependencies and
+# theirs (googleapis-common-protos for google.rpc, typing-extensions for grpcio), and the venv's own pip
+# and setuptools. Nothing of the server (cryptography, Starlette, OpenTelemetry, ...).
+PYTHON_CLIENT_DISTRIBUTIONS = {
+    "broker-gateway-client",
+    "grpcio",
+    "grpcio-status",
+    "protobuf",
+    "googleapis-common-protos",
+    "typing-extensions",
+}
+VENV_SEED = {"pip", "setuptools"}
+
+
+def test_python_example(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, timeout=BUILD_TIMEOUT)
+    python = str(venv / "bin" / "python")
+    # From a copy: an in-tree build would leave build/ behind in the checkout, whose stale files a later
+    # build could package.
+    source = tmp_path / "client"
+    shutil.copytree(CLIENTS / "python", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)], cwd=tmp_path, timeout=BUILD_TIMEOUT)
+    listed = run([python, "-c", "import importlib.metadata as m; print(*(d.metadata['Name'] for d in m.distributions()))"], cwd=tmp_path, timeout=RUN_TIMEOUT)
+    installed = {re.sub(r"[-_.]+", "-", name).lower() for name in listed.split()}
+    assert {"broker-gateway-client", "grpcio", "grpcio-status", "protobuf"} <= installed, installed
+    assert installed - VENV_SEED <= PYTHON_CLIENT_DISTRIBUTIONS, f"server dependencies pulled in: {sorted(installed - VENV_SEED - PYTHON_CLIENT_DISTRIBUTIONS)}"
+
+    # The example runs on the installed package, not on the checkout's src/.
+    imported = run([python, "-c", "import broker_gateway_client; print(broker_gateway_client.__file__)"], cwd=tmp_path, timeout=RUN_TIMEOUT)
+    assert Path(imported.strip()).is_relative_to(venv), imported
+    command = [python, str(CLIENTS / "python" / "examples" / "flow.py")]
+    printed = run_example(command, cwd=tmp_path, sandbox=sandbox, username="pythonista")
+    check_flow(printed, sandbox, "pythonista")
+    check_access_token(printed)
+    check_refused(command, cwd=tmp_path, sandbox=sandbox, unauthenticated="StatusCode.UNAUTHENTICATED")
+
+
+def test_rust_example(sandbox: dict[str, Any]) -> None:
+    rust = CLIENTS / "rust"
+    # `cargo test` runs the crate's unit tests and builds the examples. --locked: the checked-in
+    # Cargo.lock must be complete as it is. The target directory stays in clients/rust/target (ignored
+    # by git), so later runs build incrementally.
+    run(["cargo", "test", "--locked", "--quiet"], cwd=rust, timeout=RUST_BUILD_TIMEOUT)
+    command = [str(rust / "target" / "debug" / "examples" / "flow")]
+    printed = run_example(command, cwd=rust, sandbox=sandbox, username="ferris")
+    check_flow(printed, sandbox, "ferris")
+    check_access_token(printed)
+    check_refused(command, cwd=rust, sandbox=sandbox, unauthenticated="code: Unauthenticated")

@@ -1,8 +1,10 @@
-"""The API definition: buf lint passes, and the checked-in stubs are exactly what generation makes."""
+"""The API definition: buf lint passes, and the checked-in stubs are exactly what generation makes (the
+server's and the Python client's own copy, which may be loaded together)."""
 
 from __future__ import annotations
 
 import filecmp
+import importlib
 import os
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUF = ROOT / "tools" / "node" / "node_modules" / ".bin" / "buf"
 STUBS = ROOT / "service" / "broker_gateway" / "v1"
+# Where buf.gen.yaml writes each copy of the Python stubs (relative to the repository root).
+PYTHON_STUBS = ["service/broker_gateway/v1", "clients/python/src/broker_gateway_client/v1"]
 
 
 def buf(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,12 +31,26 @@ def test_buf_lint_passes() -> None:
 def test_checked_in_python_stubs_match_generation(tmp_path: Path) -> None:
     result = buf("generate", "--output", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    generated = tmp_path / "service" / "broker_gateway" / "v1"
-    names = sorted(p.name for p in generated.iterdir())
-    checked_in = sorted(p.name for p in STUBS.iterdir() if "_pb2" in p.name)
-    assert names == checked_in, "stub files differ; run `make generate`"
-    _, mismatch, errors = filecmp.cmpfiles(generated, STUBS, names, shallow=False)
-    assert not mismatch and not errors, f"stale stubs {mismatch + errors}; run `make generate`"
+    written = sorted({p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()})
+    assert written == sorted(PYTHON_STUBS), "buf.gen.yaml writes elsewhere than the two copies of the stubs"
+    for directory in PYTHON_STUBS:
+        generated, stubs = tmp_path / directory, ROOT / directory
+        names = sorted(p.name for p in generated.iterdir())
+        checked_in = sorted(p.name for p in stubs.iterdir() if "_pb2" in p.name)
+        assert names == checked_in, f"stub files differ in {directory}; run `make generate`"
+        _, mismatch, errors = filecmp.cmpfiles(generated, stubs, names, shallow=False)
+        assert not mismatch and not errors, f"stale stubs {mismatch + errors} in {directory}; run `make generate`"
+
+
+def test_the_python_clients_stubs_describe_the_same_api_and_load_beside_the_servers() -> None:
+    """Only the Python module paths differ: the embedded descriptors are the server's byte for byte, so
+    one process can import both copies and their messages are the same classes."""
+    for path in sorted(STUBS.glob("*_pb2.py")):
+        server = importlib.import_module(f"broker_gateway.v1.{path.stem}")
+        client = importlib.import_module(f"broker_gateway_client.v1.{path.stem}")
+        assert client.DESCRIPTOR.serialized_pb == server.DESCRIPTOR.serialized_pb, path.name
+        for name in server.DESCRIPTOR.message_types_by_name:
+            assert getattr(client, name) is getattr(server, name), f"{path.stem}.{name}"
 
 
 def test_every_error_reason_the_code_raises_is_declared() -> None:

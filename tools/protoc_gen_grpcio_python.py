@@ -4,8 +4,15 @@ grpcio-tools bundles protoc's Python and .pyi generators and the gRPC Python gen
 extension rather than as plugin binaries buf could call. This plugin hands the descriptors buf parsed to
 that bundled compiler and returns its files, so the stubs come from the grpcio-tools version pinned in
 pyproject.toml and match what `python -m grpc_tools.protoc` writes.
+
+The option `package=NAME` (buf's `opt:`) places the stubs under the Python package NAME instead of the
+proto's own path: `broker_gateway/v1/x.proto` becomes `NAME/v1/x_pb2.py`, importing its siblings from
+`NAME.v1`. The Python client (clients/python) carries its own copy that way, so it needs no server
+package. Only the Python module paths change; the embedded descriptors stay byte for byte the same,
+so both copies can be loaded in one process (the descriptor pool accepts an identical file twice).
 """
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -15,8 +22,23 @@ from google.protobuf.compiler import plugin_pb2
 from grpc_tools import protoc
 
 
+def relocate(name: str, content: str, package: str) -> tuple[str, str]:
+    """Move one generated file from the proto's top-level directory to `package`.
+
+    Written here rather than with protoletariat (which rewrites imports after generation, as a separate
+    step over files on disk): the module paths sit in two places the generator always spells the same
+    way, the imports of sibling stubs and the module name given to the message builder, and the plugin
+    already holds every file it returns.
+    """
+    root, _, rest = name.partition("/")
+    module_path = re.compile(rf"(?<![\w./]){re.escape(root)}(?=\.\w+(?: import |\.\w+_pb2'))")
+    return f"{package}/{rest}", module_path.sub(package, content)
+
+
 def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
     """Run the bundled compiler over the request's descriptors and collect what it writes."""
+    options = dict(option.partition("=")[::2] for option in request.parameter.split(",") if option)
+    package = options.get("package")
     response = plugin_pb2.CodeGeneratorResponse(
         supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
     )
@@ -41,7 +63,10 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
             response.error = f"grpc_tools.protoc exited with {status}"
             return response
         for path in sorted(p for p in out.rglob("*") if p.is_file()):
-            response.file.add(name=path.relative_to(out).as_posix(), content=path.read_text())
+            name, content = path.relative_to(out).as_posix(), path.read_text()
+            if package:
+                name, content = relocate(name, content, package)
+            response.file.add(name=name, content=content)
     return response
 
 
