@@ -11,10 +11,10 @@ import resource
 import sys
 from pathlib import Path
 
-from . import audit
+from . import audit, logs
 from .app import build_application, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
-from .config import Config, load_config, read_config
+from .config import LOG_FORMATS, Config, load_config, read_config
 from .errors import ConfigError, GatewayError, StoreUnavailable
 from .plugins import PluginError, plugin_manager, provider_types
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
@@ -80,9 +80,15 @@ async def _until_stopped(link: ParentLink | None) -> None:
 def _serve_command(args: argparse.Namespace) -> int:
     """``serve``: one process, a worker (``--worker-fd``), or the parent of ``--workers`` (N > 1)."""
     config = load_config(args.config)
+    log_format = args.log_format or config.logging.format
+    if args.log_format is None and log_format != "text":
+        logs.configure(args.log_level, log_format, worker=args.worker_fd is not None)
     if args.worker_fd is not None:
         return _run_worker(config, args.listen, ParentLink(args.worker_fd))
     workers = args.workers or config.server.workers
+    if workers > 1 and config.metrics.listen is not None:
+        # Each process has its own instruments, and one port cannot be scraped per process.
+        raise ConfigError(["metrics.listen: one process's endpoint; with several workers export by OTLP (OTEL_METRICS_EXPORTER=otlp)"])
     if workers == 1:
         try:
             asyncio.run(_serve(config, args.listen))
@@ -92,7 +98,8 @@ def _serve_command(args: argparse.Namespace) -> int:
     address = args.listen or config.server.listen
     check_exposure(address, config)
     holder, address = reserve_port(address)
-    command = [sys.executable, "-m", "broker_gateway.cli", "--log-level", args.log_level, "serve", "--config", args.config]
+    command = [sys.executable, "-m", "broker_gateway.cli", "--log-level", args.log_level, "--log-format", log_format,
+               "serve", "--config", args.config]
     # A worker's graceful stop: the calls' grace, then the running refreshes' budget (server.py, app.py).
     stop_timeout = config.server.shutdown_grace_seconds + config.gateway.upstream_budget + 5.0
     try:
@@ -183,6 +190,10 @@ async def _copy_store(from_path: str, to_path: str) -> CopyReport:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="broker-gateway", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS,
+        help="text (human-readable) or json (one object per line); default: [logging] format, else text",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="TOML configuration file")
@@ -229,12 +240,7 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # A worker's lines name its process, so the log tells which worker said what.
-    who = "[worker %(process)d] " if getattr(args, "worker_fd", None) is not None else ""
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
-    # httpx logs every request's full URL, query included, at INFO; upstream queries can carry
-    # personal or signed parameters, so only its warnings are kept.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(args.log_level, args.log_format or "text", worker=getattr(args, "worker_fd", None) is not None)
     if args.command in ("serve", "sandbox"):
         raise_open_file_limit()
     try:
