@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Callable
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -16,11 +19,17 @@ import pytest
 from broker_gateway import __version__
 from broker_gateway.callers import RPC_PERMISSIONS, CallerConfig, Permission, key_sha256, new_key
 from broker_gateway.config import Config, MetricsConfig
+from broker_gateway.errors import ConfigError
+from broker_gateway.metrics_export import start_metrics
 from broker_gateway.store.base import ConnectionStatus
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from conftest import FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure, gateway_config, running_gateway
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_service
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from prometheus_client.parser import text_string_to_metric_families
+from test_cli import CLI, VALID, environment, free_port, wait_until_serving
+from test_config_keys import problems_of
 from test_okx_harness import Okx, invocation, okx  # noqa: F401
 
 SERVICE = "broker_gateway.v1.BrokerGateway"
@@ -198,3 +207,94 @@ async def test_refused_callers_are_counted_by_rpc_and_reason_without_their_keys(
 async def test_metrics_off_means_no_instruments_and_no_endpoint(wallet_gateway: GatewayHarness) -> None:
     assert wallet_gateway.application.metrics is None and wallet_gateway.application.metrics_export is None
     assert wallet_gateway.application.gateway.metrics is None
+
+
+class MetricsSink(metrics_grpc.MetricsServiceServicer):
+    """An OTLP/gRPC metrics collector keeping what it receives: a thread-pool server, since the
+    gateway's final export runs on its event loop's thread when it stops."""
+
+    def __init__(self) -> None:
+        self.requests: list[metrics_service.ExportMetricsServiceRequest] = []
+
+    def Export(self, request: metrics_service.ExportMetricsServiceRequest, context: object) -> metrics_service.ExportMetricsServiceResponse:
+        self.requests.append(request)
+        return metrics_service.ExportMetricsServiceResponse()
+
+    def names(self) -> set[str]:
+        return {metric.name for request in self.requests for resource in request.resource_metrics
+                for scope in resource.scope_metrics for metric in scope.metrics}
+
+
+@pytest.fixture
+def metrics_sink() -> Iterator[tuple[MetricsSink, int]]:
+    sink = MetricsSink()
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    metrics_grpc.add_MetricsServiceServicer_to_server(sink, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield sink, port
+    finally:
+        server.stop(grace=None)
+
+
+async def test_otlp_export_sends_the_instruments_to_a_collector(
+    tmp_path: Path, wallet: Wallet, clock: FakeClock, metrics_sink: tuple[MetricsSink, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink, port = metrics_sink
+    for name, value in {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{port}",
+                        "OTEL_EXPORTER_OTLP_METRICS_INSECURE": "true"}.items():
+        monkeypatch.setenv(name, value)
+    async with running_gateway(gateway_config(tmp_path, [wallet.provider_config()]), clock) as harness:
+        assert harness.application.metrics_export is not None and harness.application.metrics_export.port is None
+        connection = await connect_wallet(harness, wallet)
+        await harness.stub.GetAccessToken(api.GetAccessTokenRequest(connection_id=connection.connection_id), timeout=10)
+    # Stopping the gateway exports what was recorded since the last interval.
+    assert {"rpc.server.duration", "http.client.request.duration"} <= sink.names()
+    assert connection.connection_id.encode() not in b"".join(request.SerializeToString() for request in sink.requests)
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ('[metrics]\nlisten = "9464"', 'metrics.listen: expected HOST:PORT, e.g. "127.0.0.1:9464"'),
+        ("[metrics]\nconnections_interval_seconds = 0", "metrics.connections_interval_seconds: expected a positive number"),
+        ('[metrics]\nport = "9464"', "metrics.port: unknown setting"),
+    ],
+)
+def test_a_wrong_metrics_setting_is_refused(extra: str, problem: str) -> None:
+    assert problem in problems_of(extra)
+
+
+def test_an_unknown_metrics_exporter_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "statsd")
+    with pytest.raises(ConfigError) as refused:
+        start_metrics(None)
+    assert refused.value.problems == ["OTEL_METRICS_EXPORTER: unknown exporter 'statsd' (otlp, console or none)"]
+
+
+def test_serve_answers_scrapes_and_refuses_a_scrape_port_with_workers(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(VALID + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n')
+    address = f"127.0.0.1:{free_port()}"
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = subprocess.Popen([str(CLI), "serve", "--config", str(config), "--listen", address],
+                                   env=environment(), stdout=log, stderr=log)
+        try:
+            wait_until_serving(process, address)
+            with grpc.insecure_channel(address) as channel:
+                api_grpc.BrokerGatewayStub(channel).ListProviders(api.ListProvidersRequest(), timeout=10)
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert scraped.status_code == 200
+    assert "process_resident_memory_bytes" in scraped.text and 'service_name="broker-gateway"' in scraped.text
+    assert 'rpc_server_duration_milliseconds_count{' in scraped.text and 'rpc_method="ListProviders"' in scraped.text
+    refused = subprocess.run([str(CLI), "serve", "--config", str(config), "--listen", address, "--workers", "2"],
+                             env=environment(), capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "metrics.listen" in refused.stderr and "OTEL_METRICS_EXPORTER=otlp" in refused.stderr
