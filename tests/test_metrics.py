@@ -22,15 +22,28 @@ from broker_gateway.config import Config, MetricsConfig
 from broker_gateway.errors import ConfigError
 from broker_gateway.metrics_export import start_metrics
 from broker_gateway.store.base import ConnectionStatus
+from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
-from conftest import FakeClock, GatewayHarness, Wallet, connect_wallet, expect_failure, gateway_config, running_gateway
+from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
+from conftest import (
+    REDIRECT_URI,
+    FakeClock,
+    GatewayHarness,
+    Wallet,
+    connect_wallet,
+    expect_failure,
+    gateway_config,
+    running_gateway,
+    serve_asgi,
+)
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import CLI, VALID, environment, free_port, wait_until_serving
 from test_config_keys import problems_of
 from test_okx_harness import Okx, invocation, okx  # noqa: F401
+from test_refresh_concurrency import TokenTap
 
 SERVICE = "broker_gateway.v1.BrokerGateway"
 #: Re-counted this often in the tests, so the gauge catches up within the polling below.
@@ -298,3 +311,28 @@ def test_serve_answers_scrapes_and_refuses_a_scrape_port_with_workers(tmp_path: 
     refused = subprocess.run([str(CLI), "serve", "--config", str(config), "--listen", address, "--workers", "2"],
                              env=environment(), capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2 and "metrics.listen" in refused.stderr and "OTEL_METRICS_EXPORTER=otlp" in refused.stderr
+
+
+async def test_refreshes_left_unanswered_and_refreshes_that_reach_nobody_are_told_apart(tmp_path: Path, clock: FakeClock) -> None:
+    tap = TokenTap()
+    client = WalletClient("wallet-client", "wallet-secret-" + generate_key()[:12], (REDIRECT_URI,))
+    tap.app = app = create_wallet_app([client], clock=clock.epoch)
+    async with serve_asgi(tap) as (base_url, server, task):
+        wallet = Wallet(base_url=base_url, app=app, server=server, task=task, client=client)
+        async with running_gateway(with_metrics(gateway_config(tmp_path, [wallet.provider_config()])), clock) as harness:
+            connection_id = (await connect_wallet(harness, wallet)).connection_id
+            request = api.RefreshRequest(connection_id=connection_id)
+            tap.lose = ["unsent", "unsent"]  # sent, and sent again: no answer either time
+            assert (await expect_failure(harness.stub.Refresh(request, timeout=10))).reason == "PROVIDER_UNAVAILABLE"
+            server.should_exit = True  # the wallet goes away: nothing answers at its address
+            await task
+            assert (await expect_failure(harness.stub.Refresh(request, timeout=10))).reason == "PROVIDER_UNAVAILABLE"
+            result = await scrape(harness)
+    refreshes = "broker_gateway_refreshes_total"
+    assert result.value(refreshes, broker_gateway_provider="wallet", broker_gateway_outcome="outcome_unknown") == 1
+    assert result.value(refreshes, broker_gateway_provider="wallet", broker_gateway_outcome="unavailable") == 1
+    assert result.value(refreshes, broker_gateway_provider="wallet", broker_gateway_outcome="ok") == 0
+    failures = {s.labels["error_type"]: s.value for s in result.samples
+                if s.name == "http_client_request_duration_seconds_count" and s.labels["http_response_status_code"] == ""}
+    assert failures.get("ConnectError") == 1 and sum(failures.values()) == 3, failures  # two answers lost, one refused
+    assert_bounded(result, providers={"wallet"}, operations=set())

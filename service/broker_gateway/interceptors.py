@@ -218,7 +218,7 @@ def _wrap(
                 audit.record(rpc, caller, request, response, failure)
             audit.end(record)
         if meter is not None:
-            meter.record(perf_counter() - started, grpc.StatusCode.OK if failure is None else failure.code)
+            meter.record(perf_counter() - started, failure)
         return response, failure
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -57,11 +57,13 @@ class RpcMeter:
         self._refusals = refusals
         common = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
         self._by_code = {code: {**common, "rpc.grpc.status_code": code.value[0]} for code in grpc.StatusCode}
+        self._ok = self._by_code[grpc.StatusCode.OK]
         self._refused = {reason: {"rpc.method": method, "broker_gateway.reason": reason}
                          for reason in ("CALLER_UNAUTHENTICATED", "CALLER_FORBIDDEN")}
 
-    def record(self, seconds: float, code: grpc.StatusCode) -> None:
-        self._histogram.record(seconds * 1000.0, self._by_code[code])
+    def record(self, seconds: float, failure: GatewayError | None) -> None:
+        """One call, OK or ended by ``failure`` (success skips hashing a status code: the hot path)."""
+        self._histogram.record(seconds * 1000.0, self._ok if failure is None else self._by_code[failure.code])
 
     def refused(self, error: GatewayError) -> None:
         """A call the caller authentication refused (unauthenticated, or lacking the permission)."""
