@@ -1,5 +1,6 @@
-"""The one place where errors become gRPC statuses, each call's deadline is recorded, and (tracing
-on) each call's server span is made: every BrokerGateway handler is wrapped once, at registration.
+"""The one place where errors become gRPC statuses, each call's deadline is recorded, (tracing on)
+each call's server span is made and (metrics on) its duration and status code recorded: every
+BrokerGateway handler is wrapped once, at registration.
 
 Every failure leaves as a status with exactly one ``google.rpc.ErrorInfo`` (AIP-193), a
 ``RetryInfo`` where a retry makes sense, and a ``BadRequest`` naming the field for bad input. Anything
