@@ -49,7 +49,8 @@ SERVICE = "broker_gateway.v1.BrokerGateway"
 #: Re-counted this often in the tests, so the gauge catches up within the polling below.
 COUNT_INTERVAL = 0.1
 
-Labels = dict[str, str]
+#: The metrics docs/operations.md documents, from its table.
+DOCUMENTED = set(re.findall(r"^\| `(\w+)` \(`", (Path(__file__).parent.parent / "docs" / "operations.md").read_text(), re.MULTILINE))
 
 
 def with_metrics(config: Config) -> Config:
@@ -63,6 +64,10 @@ class Scrape:
     def __init__(self, text: str) -> None:
         self.text = text
         self.samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+    def names(self) -> set[str]:
+        """The metrics' names as documented: histograms without their sample suffixes."""
+        return {re.sub(r"_(bucket|count|sum|created)$", "", sample.name) for sample in self.samples}
 
     def value(self, name: str, **labels: str) -> float:
         """The one sample of ``name`` whose labels include ``labels``; 0 when there is none (a
@@ -165,6 +170,9 @@ async def test_a_scripted_flow_shows_in_every_instrument_with_no_user_value_in_a
     for value in planted:
         assert value and value not in result.text
     assert_bounded(result, providers={"wallet", "okx"}, operations={"fd.create_rebate_download_link"})
+    # docs/operations.md names what a scrape shows (caller refusals need callers: the next test).
+    assert {"rpc_server_duration_milliseconds", "http_client_request_duration_seconds", "broker_gateway_connections"} <= DOCUMENTED
+    assert DOCUMENTED - {"broker_gateway_caller_refusals_total"} <= result.names()
 
 
 def assert_bounded(result: Scrape, *, providers: set[str], operations: set[str]) -> None:
@@ -215,6 +223,7 @@ async def test_refused_callers_are_counted_by_rpc_and_reason_without_their_keys(
     for value in (key, wrong_key, key_sha256(key), "planted-"):
         assert value not in result.text
     assert_bounded(result, providers={"wallet"}, operations=set())
+    assert "broker_gateway_caller_refusals_total" in DOCUMENTED & result.names()
 
 
 async def test_metrics_off_means_no_instruments_and_no_endpoint(wallet_gateway: GatewayHarness) -> None:
