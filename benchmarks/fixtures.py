@@ -97,11 +97,13 @@ def write_config(
     callers: Sequence[dict[str, Any]] = (),
     store_url: str | None = None,
     rate_limits_url: str | None = None,
+    metrics_listen: str | None = None,
 ) -> GatewaySetup:
     """A gateway configuration in ``directory`` whose providers all point at ``upstream``; with
     ``tls``, its ``[server.tls]``, and its ``[[callers]]`` (it listens on loopback, so neither is
     required). Its store is SQLite in ``directory``, or the PostgreSQL database at ``store_url``; its
-    rate limits are in memory, or shared through the Redis at ``rate_limits_url``."""
+    rate limits are in memory, or shared through the Redis at ``rate_limits_url``; with ``metrics_listen``,
+    metrics are on, served for scraping there."""
     directory.mkdir(parents=True, exist_ok=True)
     store = directory / "gateway.db"
     key = generate_key()
@@ -111,6 +113,7 @@ def write_config(
         + (_table("server.tls", tls) if tls else "")
         + _table("store", {"url": store_url} if store_url else {"path": str(store)})
         + (_table("rate_limits", {"url": rate_limits_url}) if rate_limits_url else "")
+        + (_table("metrics", {"listen": metrics_listen}) if metrics_listen else "")
         # The Authorize rows send far more than the default limits within a state's ten minutes.
         + _table("limits", {"max_pending_authorizations": 100_000_000, "max_pending_authorizations_per_tenant": 100_000_000})
         + "[[encryption.keys]]\n" + f"id = {_toml_value(KEY_ID)}\nkey = {_toml_value(key)}\n"

@@ -2,7 +2,7 @@
 
     python -m benchmarks.profile [--rpc GetAccessToken,GetUserInfo,Authorize] [--seconds 15] [--native]
 
-Starts nginx and one gateway (tracing off, or on with ``--tracing``) as ``make bench`` does, seeds
+Starts nginx and one gateway (tracing off, or on with ``--tracing``; metrics on with ``--metrics``) as ``make bench`` does, seeds
 connections, and for each RPC runs ghz at concurrency 16 while ``py-spy record`` samples the gateway
 (only the thread holding the GIL: where the Python time goes). Writes collapsed stacks and a
 flame graph per RPC to ``benchmarks/results/profiles/`` (not committed) and prints the functions with
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--native", action="store_true", help="include native (C) frames")
     parser.add_argument("--tracing", action="store_true", help="profile with tracing on (OTLP to a local sink)")
+    parser.add_argument("--metrics", action="store_true", help="profile with metrics on ([metrics] listen, not scraped)")
     parser.add_argument("--tag", default="", help="suffix for the output files")
     args = parser.parse_args(argv)
     spy, ghz = py_spy(), tools.ghz()
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                          cpus=tool_cpus)
             tracing = f"http://127.0.0.1:{sink_port}"
         with_okx = "InvokeOperation" in args.rpc
-        setup = fixtures.write_config(work_dir / "gateway", upstream, with_okx=with_okx)
+        metrics = f"127.0.0.1:{free_port()}" if args.metrics else None
+        setup = fixtures.write_config(work_dir / "gateway", upstream, with_okx=with_okx, metrics_listen=metrics)
         port = free_port()
         gateway = procs.start(
             "gateway",

@@ -50,7 +50,7 @@ class Row:
     """One line family of the table: an RPC (or a floor) on one server."""
 
     key: str
-    server: str  # echo | passthrough | gateway | gateway_traced | one of SECURE_SERVERS or SCALE_SERVERS
+    server: str  # echo | passthrough | gateway | gateway_traced | gateway_metrics | one of SECURE_SERVERS or SCALE_SERVERS
     call: str
     floor: str | None = None
     needs_okx: bool = False
@@ -72,6 +72,8 @@ ROWS = [
     Row("echo", "echo", FLOOR + "Echo", description="floor: bare grpc.aio unary echo, no protobuf work"),
     Row("Authorize", "gateway", GATEWAY + "Authorize", floor="echo", description="no upstream call; one store write"),
     Row("GetAccessToken", "gateway", GATEWAY + "GetAccessToken", floor="echo", description="store read + decrypt"),
+    Row("GetAccessToken+metrics", "gateway_metrics", GATEWAY + "GetAccessToken", floor="GetAccessToken",
+        description="metrics on: [metrics] listen (scraped by nobody), one histogram recording per call"),
     Row("GetAccessToken+tracing", "gateway_traced", GATEWAY + "GetAccessToken", floor="GetAccessToken",
         description="tracing on, OTLP batch exporter"),
     Row("echo.pg", "echo", FLOOR + "Echo", description="floor: the echo floor again, right before the PostgreSQL rows"),
@@ -91,6 +93,8 @@ ROWS = [
         description="over mutual TLS, a certificate caller (tls_subject)"),
     Row("passthrough.userinfo", "passthrough", FLOOR + "UserInfo", description="floor: one httpx GET userinfo"),
     Row("GetUserInfo", "gateway", GATEWAY + "GetUserInfo", floor="passthrough.userinfo", description="one upstream call"),
+    Row("GetUserInfo+metrics", "gateway_metrics", GATEWAY + "GetUserInfo", floor="GetUserInfo",
+        description="metrics on: two histogram recordings per call (the RPC, the upstream call)"),
     Row("GetUserInfo+tracing", "gateway_traced", GATEWAY + "GetUserInfo", floor="GetUserInfo",
         description="tracing on, OTLP batch exporter"),
     Row("passthrough.okx", "passthrough", FLOOR + "OkxSubaccounts", needs_okx=True, description="floor: one httpx GET OKX"),
@@ -116,6 +120,8 @@ TARGETS = [
     Target("InvokeOperation p99 <= 1.5 x pass-through p99 at c=64", "InvokeOperation", "passthrough.okx", "p99", 1.5, only=64),
     Target("tracing on costs <= 15 % (GetAccessToken)", "GetAccessToken+tracing", "GetAccessToken", "rps", 0.85),
     Target("tracing on costs <= 15 % (GetUserInfo)", "GetUserInfo+tracing", "GetUserInfo", "rps", 0.85),
+    Target("metrics on costs <= 5 % (GetAccessToken)", "GetAccessToken+metrics", "GetAccessToken", "rps", 0.95),
+    Target("metrics on costs <= 5 % (GetUserInfo)", "GetUserInfo+metrics", "GetUserInfo", "rps", 0.95),
     Target("authentication costs <= 5 % (API key over TLS)", "GetAccessToken+tls+key", "GetAccessToken+tls", "rps", 0.95),
     Target("authentication costs <= 5 % (mutual TLS caller)", "GetAccessToken+mtls+cert", "GetAccessToken+mtls", "rps",
            0.95),
@@ -276,7 +282,7 @@ def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitSt
         port = free_port()
         bench.children[name] = procs.python(name, module, "--listen", f"127.0.0.1:{port}", *extra, port=port, cpus=server_cpus)
         bench.servers[name] = f"127.0.0.1:{port}"
-    gateways = ["gateway", "gateway_traced", *(name for name in SECURE_SERVERS if name.startswith("gateway")), *SCALE_SERVERS]
+    gateways = ["gateway", "gateway_traced", "gateway_metrics", *(name for name in SECURE_SERVERS if name.startswith("gateway")), *SCALE_SERVERS]
     for name in gateways:
         if name not in needed:
             continue
@@ -289,8 +295,9 @@ def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitSt
             reason = str(error).strip().splitlines()[0]
             bench.skipped.update((row.key, reason) for row in ROWS if row.server == name)
             continue
+        metrics = f"127.0.0.1:{free_port()}" if name == "gateway_metrics" else None
         setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx, tls=tls, callers=callers,
-                                      store_url=store_url, rate_limits_url=redis)
+                                      store_url=store_url, rate_limits_url=redis, metrics_listen=metrics)
         if store_url:
             backends.migrate(setup.config_path)
         endpoint = f"http://{sink}" if sink and name == "gateway_traced" else None

@@ -5,12 +5,13 @@ be exactly one problem."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from broker_gateway.cli import main
+from broker_gateway.cli import main, parse_arguments
 from test_cli import CLI, KEY_ENV, environment
 
 TEMPLATE = """
@@ -176,9 +177,20 @@ def test_bad_arguments_are_one_line_of_usage(arguments: list[str], complaint: st
     assert complaint in capsys.readouterr().err
 
 
-def test_log_level_is_accepted_after_the_subcommand_too(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["generate-key", "--log-level", "debug"]) == 0
-    assert main(["--log-level", "warning", "generate-key"]) == 0
+@pytest.mark.parametrize(
+    ("argv", "level", "log_format"),
+    [
+        (["generate-key", "--log-level", "debug"], "DEBUG", None),
+        (["--log-level", "warning", "generate-key"], "WARNING", None),
+        (["--log-level", "warning", "--log-format", "json", "generate-key", "--log-level", "error"], "ERROR", "json"),
+        (["generate-key"], "INFO", None),
+    ],
+)
+def test_logging_options_are_taken_before_or_after_the_subcommand(argv: list[str], level: str, log_format: str | None) -> None:
+    assert main(argv) == 0
+    assert logging.getLogger().level == logging.getLevelName(level)
+    args = parse_arguments(argv)
+    assert (args.log_level, args.log_format) == (level, log_format)
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

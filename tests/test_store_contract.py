@@ -248,6 +248,23 @@ async def test_delete_connection(store: Store) -> None:
     assert await store.get_connection("t1", "conn_1") is None
 
 
+async def test_count_connections_per_provider_and_status_across_tenants(store: Store) -> None:
+    assert await store.count_connections() == {}
+    for connection_id, tenant, provider_id in (("conn_1", "t1", "wallet"), ("conn_2", "t2", "wallet"), ("conn_3", "t1", "okx")):
+        await store.insert_connection(connection(connection_id, tenant=tenant, provider_id=provider_id))
+    current = await store.get_connection("t2", "conn_2")
+    assert current is not None
+    marked = dataclasses.replace(current, status=ConnectionStatus.REAUTH_REQUIRED, version=current.version + 1)
+    assert await store.update_connection(marked, expected_version=current.version)
+    assert await store.count_connections() == {
+        ("wallet", ConnectionStatus.ACTIVE): 1,
+        ("wallet", ConnectionStatus.REAUTH_REQUIRED): 1,
+        ("okx", ConnectionStatus.ACTIVE): 1,
+    }
+    await store.delete_connection("t1", "conn_3")
+    assert ("okx", ConnectionStatus.ACTIVE) not in await store.count_connections()
+
+
 async def test_list_pages_in_creation_order_with_provider_filter(store: Store) -> None:
     ids = [f"conn_{index:02}" for index in range(7)]
     for index, connection_id in enumerate(ids):

@@ -19,6 +19,8 @@ from . import __version__, telemetry
 from .config import Config, RateLimitsConfig, unknown_keys
 from .errors import ConfigError
 from .gateway import ConfiguredProvider, Gateway
+from .metrics import GatewayMetrics
+from .metrics_export import MetricsExport, start_metrics
 from .plugins import plugin_manager, provider_types
 from .provider import Provider, ProviderContext
 from .ratelimit import Limiter, RateLimiter, RedisRateLimiter
@@ -53,6 +55,7 @@ def instantiate_providers(
     http: httpx.AsyncClient,
     clock: Callable[[], datetime],
     tracer: trace.Tracer | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> list[ConfiguredProvider]:
     """Every configured provider, or a ConfigError listing every problem of every entry."""
     problems: list[str] = []
@@ -67,7 +70,7 @@ def instantiate_providers(
             unknown_keys(entry.settings, provider_class.settings_keys, f"providers[{entry.id}]", problems)
         context = ProviderContext(
             provider_id=entry.id,
-            http=UpstreamClient(http, entry.id, tracer=tracer),
+            http=UpstreamClient(http, entry.id, tracer=tracer, meter=None if metrics is None else metrics.upstream(entry.id)),
             clock=clock,
             logger=logging.getLogger(f"broker_gateway.providers.{entry.id}"),
             allow_insecure_http=entry.allow_insecure_http,
@@ -102,6 +105,9 @@ class Application:
     tracer_provider: TracerProvider | None
     #: The tracer the gateway's own spans come from (``spans.gateway_tracer``); None when off.
     tracer: trace.Tracer | None
+    #: The instruments and where they are exported; both None when metrics are off.
+    metrics: GatewayMetrics | None = None
+    metrics_export: MetricsExport | None = None
 
     async def close(self) -> None:
         await self.gateway.drain(timeout=self.config.gateway.upstream_budget)
@@ -110,6 +116,8 @@ class Application:
         await self.http.aclose()
         await self.gateway.store.close()
         await self.gateway.rate_limiter.close()
+        if self.metrics_export is not None:
+            self.metrics_export.close()
 
 
 async def build_application(
@@ -121,13 +129,17 @@ async def build_application(
     tracer_provider: TracerProvider | None = None,
 ) -> Application:
     """Load plugins, instantiate and start providers, open the store and check the keyring. Tracing
-    is on when ``tracer_provider`` is given or the environment configures an exporter."""
+    is on when ``tracer_provider`` is given or the environment configures an exporter; metrics when
+    ``[metrics] listen`` or ``OTEL_METRICS_EXPORTER`` asks for them (metrics_export.py)."""
     manager = manager or plugin_manager(extra_plugins)
     tracer_provider = tracer_provider or telemetry.tracer_provider_from_environment()
     tracer = None if tracer_provider is None else gateway_tracer(tracer_provider)
     http = http_client()
+    metrics_export = None
     try:
-        providers = instantiate_providers(config, provider_types(manager), http, clock, tracer)
+        metrics_export = start_metrics(config.metrics.listen)
+        metrics = None if metrics_export is None else GatewayMetrics(metrics_export.provider)
+        providers = instantiate_providers(config, provider_types(manager), http, clock, tracer, metrics)
         for item in providers:
             await item.provider.start()
         keyring = Keyring(config.encryption_keys)
@@ -145,10 +157,12 @@ async def build_application(
         except ConfigError:
             await store.close()
             raise
-        rate_limiter = rate_limiter_of(config)
+        rate_limiter = rate_limiter_of(config) if metrics is None else metrics.counting(rate_limiter_of(config))
         await rate_limiter.start()
     except BaseException:
         await http.aclose()
+        if metrics_export is not None:
+            metrics_export.close()
         raise
     gateway = Gateway(
         providers=providers,
@@ -158,8 +172,10 @@ async def build_application(
         settings=config.gateway,
         tracer=tracer or trace.NoOpTracer(),
         rate_limiter=rate_limiter,
+        metrics=metrics,
     )
-    return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider, tracer=tracer)
+    return Application(config=config, gateway=gateway, http=http, tracer_provider=tracer_provider, tracer=tracer,
+                       metrics=metrics, metrics_export=metrics_export)
 
 
 async def check_keys(store: Store, keys: Sequence[tuple[str, bytes]]) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from . import __version__, audit
+from . import __version__, audit, logs
 from .app import build_application, check_keys, http_client, instantiate_providers, utc_now
 from .callers import key_sha256, new_key
-from .config import Config, address_problem, load_config, read_config
+from .config import LOG_FORMATS, Config, address_problem, load_config, read_config
 from .errors import ConfigError, GatewayError, StoreUnavailable
 from .plugins import PluginError, plugin_manager, provider_types
 from .provider import Provider
@@ -85,9 +85,15 @@ async def _until_stopped(link: ParentLink | None) -> None:
 def _serve_command(args: argparse.Namespace) -> int:
     """``serve``: one process, a worker (``--worker-fd``), or the parent of ``--workers`` (N > 1)."""
     config = load_config(args.config)
+    log_format = args.log_format or config.logging.format
+    if args.log_format is None and log_format != "text":
+        logs.configure(args.log_level, log_format, worker=args.worker_fd is not None)
     if args.worker_fd is not None:
         return _run_worker(config, args.listen, ParentLink(args.worker_fd))
     workers = args.workers or config.server.workers
+    if workers > 1 and config.metrics.listen is not None:
+        # Each process has its own instruments, and one port cannot be scraped per process.
+        raise ConfigError(["metrics.listen: one process's endpoint; with several workers export by OTLP (OTEL_METRICS_EXPORTER=otlp)"])
     if workers == 1:
         try:
             asyncio.run(_serve(config, args.listen))
@@ -97,7 +103,8 @@ def _serve_command(args: argparse.Namespace) -> int:
     address = args.listen or config.server.listen
     check_exposure(address, config)
     holder, address = reserve_port(address)
-    command = [sys.executable, "-m", "broker_gateway.cli", "--log-level", args.log_level, "serve", "--config", args.config]
+    command = [sys.executable, "-m", "broker_gateway.cli", "--log-level", args.log_level, "--log-format", log_format,
+               "serve", "--config", args.config]
     # A worker's graceful stop: the calls' grace, then the running refreshes' budget (server.py, app.py).
     stop_timeout = config.server.shutdown_grace_seconds + config.gateway.upstream_budget + 5.0
     try:
@@ -245,15 +252,29 @@ def _listen(text: str) -> str:
     return text
 
 
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with the logging options' defaults for those given neither before nor after
+    the subcommand."""
+    args = _parser().parse_args(argv)
+    args.log_level = getattr(args, "log_level", "INFO")
+    args.log_format = getattr(args, "log_format", None)
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
-    # --log-level is accepted before or after the subcommand: each subcommand knows it too, without a
-    # default of its own, so it overrides the top-level value only when given there.
+    # --log-level and --log-format are accepted before or after the subcommand: each subcommand knows
+    # them too, without a default of its own, so it overrides the top-level value only when given there.
+    # The defaults are filled in after parsing (parse_arguments): the parent's actions are shared by every
+    # parser, so a default set on one would be the subcommand's too and overwrite the top-level value.
     log_level = argparse.ArgumentParser(add_help=False)
     log_level.add_argument(
         "--log-level", type=_log_level, default=argparse.SUPPRESS, help=f"logging level: {', '.join(LOG_LEVELS)} (default INFO)"
     )
+    log_level.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
+        help="text (human-readable) or json (one object per line); default: [logging] format, else text",
+    )
     parser = argparse.ArgumentParser(prog="broker-gateway", description=DESCRIPTION, parents=[log_level])
-    parser.set_defaults(log_level="INFO")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -337,13 +358,8 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    # A worker's lines name its process, so the log tells which worker said what.
-    who = "[worker %(process)d] " if getattr(args, "worker_fd", None) is not None else ""
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
-    # httpx logs every request's full URL, query included, at INFO; upstream queries can carry
-    # personal or signed parameters, so only its warnings are kept.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    args = parse_arguments(argv)
+    logs.configure(args.log_level, args.log_format or "text", worker=getattr(args, "worker_fd", None) is not None)
     if args.command in ("serve", "sandbox"):
         raise_open_file_limit()
     try:

@@ -86,6 +86,25 @@ class RateLimitsConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: the Prometheus scrape endpoint (metrics_export.py); OTLP is set by ``OTEL_*``."""
+
+    #: HOST:PORT of the scrape endpoint (path ``/metrics``); None: no endpoint.
+    listen: str | None = None
+    #: How often the connections gauge is counted again in the store (scrapes read the last count).
+    connections_interval_seconds: float = 15.0
+
+
+#: ``[logging] format`` (and ``--log-format``): human-readable lines, or one JSON object per line.
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     store_path: str
@@ -100,6 +119,8 @@ class Config:
     store_url: str | None = field(default=None, repr=False)
     #: None: every process keeps its own rate limits in memory.
     rate_limits: RateLimitsConfig | None = None
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def resolve_secret(value: str, where: str, problems: list[str]) -> str:
@@ -178,9 +199,10 @@ _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 #: The tables and keys a configuration may hold, beyond those whose own readers check them (providers'
-#: settings are their provider type's; [[callers]], [server.tls], [store], [audit], [rate_limits] check
-#: their own keys).
-_TOP_LEVEL = frozenset({"server", "store", "encryption", "refresh", "limits", "providers", "callers", "audit", "rate_limits"})
+#: settings are their provider type's; [[callers]], [server.tls], [store], [audit], [rate_limits],
+#: [metrics] and [logging] check their own keys).
+_TOP_LEVEL = frozenset({"server", "store", "encryption", "refresh", "limits", "providers", "callers", "audit", "rate_limits",
+                        "metrics", "logging"})
 _SERVER_KEYS = frozenset({
     "listen", "reflection", "max_receive_message_bytes", "max_concurrent_rpcs", "shutdown_grace_seconds",
     "max_connection_idle_seconds", "max_connection_age_seconds", "max_connection_age_grace_seconds",
@@ -445,6 +467,8 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
         audit_file=_audit_file(document.get("audit", {}), base_dir, problems),
         store_url=store_url,
         rate_limits=_rate_limits(document.get("rate_limits"), problems),
+        metrics=_metrics(document.get("metrics", {}), problems),
+        logging=_logging(document.get("logging", {}), problems),
     )
     return config, problems
 
@@ -569,6 +593,42 @@ def _redis_url(value: Any, problems: list[str]) -> str | None:
         problems.append("rate_limits.url: expected redis://[:password@]host[:port][/db] (or rediss:// for TLS)")
         return None
     return url
+
+
+def host_and_port(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6) split; ValueError when it is not that."""
+    host, separator, port = listen.rpartition(":")
+    if not separator or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(listen)
+    return host.strip("[]"), int(port)
+
+
+def _metrics(table: Any, problems: list[str]) -> MetricsConfig:
+    if not isinstance(table, dict):
+        problems.append("metrics: expected a table")
+        return MetricsConfig()
+    unknown_keys(table, frozenset({"listen", "connections_interval_seconds"}), "metrics", problems)
+    listen = table.get("listen")
+    if listen is not None:
+        try:
+            host_and_port(listen if isinstance(listen, str) else "")
+        except ValueError:
+            problems.append('metrics.listen: expected HOST:PORT, e.g. "127.0.0.1:9464"')
+            listen = None
+    interval = _number(table, "connections_interval_seconds", MetricsConfig.connections_interval_seconds, "metrics", problems)
+    return MetricsConfig(listen=listen, connections_interval_seconds=interval)
+
+
+def _logging(table: Any, problems: list[str]) -> LoggingConfig:
+    if not isinstance(table, dict):
+        problems.append("logging: expected a table")
+        return LoggingConfig()
+    unknown_keys(table, frozenset({"format"}), "logging", problems)
+    log_format = table.get("format", "text")
+    if log_format not in LOG_FORMATS:
+        problems.append(f"logging.format: expected one of {', '.join(repr(name) for name in LOG_FORMATS)}")
+        log_format = "text"
+    return LoggingConfig(format=log_format)
 
 
 def read_config(path: str | Path) -> tuple[Config | None, list[str]]:

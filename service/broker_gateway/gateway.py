@@ -53,6 +53,7 @@ from .errors import (
     UnknownProvider,
     UserDenied,
 )
+from .metrics import GatewayMetrics, RefreshOutcome
 from .oauth2 import callback_error_code, new_pkce_pair, new_state
 from .pending_budget import PendingBudget
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
@@ -143,6 +144,7 @@ class Gateway:
         settings: GatewaySettings = GatewaySettings(),
         tracer: trace.Tracer | None = None,
         rate_limiter: Limiter | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.providers = {configured.id: configured for configured in providers}
         self.store = store
@@ -151,6 +153,7 @@ class Gateway:
         self.settings = settings
         self.tracer = tracer or trace.get_tracer(__name__)
         self.rate_limiter: Limiter = rate_limiter or RateLimiter()
+        self.metrics = metrics
         self.pending_budget = PendingBudget(
             store,
             clock,
@@ -596,7 +599,13 @@ class Gateway:
                 try:
                     new_tokens = await self._send_refresh(provider, ConnectionCredentials(tokens, current.metadata))
                 except InvalidGrant as refused:
+                    self._count_refresh(current.provider_id, RefreshOutcome.REAUTH_REQUIRED)
                     return await self._mark_reauth_required(current, refused)
+                except GatewayError as failed:
+                    unknown = isinstance(failed.__cause__, OutcomeUnknown)
+                    self._count_refresh(current.provider_id, RefreshOutcome.OUTCOME_UNKNOWN if unknown else RefreshOutcome.UNAVAILABLE)
+                    raise
+                self._count_refresh(current.provider_id, RefreshOutcome.OK)
                 updated = dataclasses.replace(
                     current,
                     scopes=new_tokens.scopes or current.scopes,
@@ -628,19 +637,24 @@ class Gateway:
         """
         try:
             return await provider.refresh(credentials)
-        except OutcomeUnknown:
+        except OutcomeUnknown as lost:
+            unanswered = lost
             log.warning("refresh sent to %s got no answer; repeating it once", provider.context.provider_id)
         left = deadlines.remaining()
         if left is None or left >= deadlines.MINIMUM_BUDGET:
             try:
                 return await provider.refresh(credentials)
-            except OutcomeUnknown:
-                pass
+            except OutcomeUnknown as lost:
+                unanswered = lost
         raise ProviderUnavailable(
             f"provider {provider.context.provider_id} did not answer the refresh; retry shortly",
             metadata={"provider": provider.context.provider_id},
             retry_after=1.0,
-        )
+        ) from unanswered  # the cause tells the refresh metrics it was unanswered, not refused
+
+    def _count_refresh(self, provider_id: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refresh(provider_id, outcome)
 
     async def _renew_lease(self, tenant: str, connection_id: str, holder: str, ttl: timedelta | None = None) -> None:
         """Renew the lease every third of its TTL (the refresh lease's unless given) while the work

@@ -1,5 +1,6 @@
-"""The one place where errors become gRPC statuses, each call's deadline is recorded, and (tracing
-on) each call's server span is made: every BrokerGateway handler is wrapped once, at registration.
+"""The one place where errors become gRPC statuses, each call's deadline is recorded, (tracing on)
+each call's server span is made and (metrics on) its duration and status code recorded: every
+BrokerGateway handler is wrapped once, at registration.
 
 Every failure leaves as a status with exactly one ``google.rpc.ErrorInfo`` (AIP-193), a
 ``RetryInfo`` where a retry makes sense, and a ``BadRequest`` naming the field for bad input. Anything
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 import grpc
@@ -24,6 +26,7 @@ from opentelemetry import trace
 from . import audit, callers, deadlines, telemetry
 from .callers import Authenticator, Caller, Permission
 from .errors import DOMAIN, CallerUnauthenticated, GatewayError, InternalError, InvalidArgument
+from .metrics import GatewayMetrics, RpcMeter
 
 log = logging.getLogger(__name__)
 
@@ -99,34 +102,46 @@ def add_wrapped_servicer(
     *,
     authenticator: Authenticator | None = None,
     permissions: Mapping[str, Permission | None] | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> None:
     """Register ``servicer`` (with its generated ``add_*Servicer_to_server``) with every unary handler
     wrapped once, here, instead of by grpc.aio interceptors, which grpc runs again and which build a
     new handler on every call: that per-call work cost a quarter of the gateway's throughput
     (benchmarks/README.md). Each call gets its deadline recorded, its caller authenticated (with an
     ``authenticator``: the caller must hold ``permissions[method]``), every failure leaves as a rich
-    status, and audited RPCs leave an audit record; with a tracer, each call also gets its server span."""
+    status, and audited RPCs leave an audit record; with a tracer, each call also gets its server span,
+    with metrics its duration and status code recorded (and a refused caller counted)."""
     capture = _Capture()
     add_servicer(servicer, capture)
     wrapped = {
-        name: _wrap(f"/{capture.service}/{name}", handler, tracer, authenticator, None if permissions is None else permissions[name])
+        name: _wrap(
+            f"/{capture.service}/{name}", handler, tracer, authenticator, None if permissions is None else permissions[name],
+            None if metrics is None else metrics.rpc(f"/{capture.service}/{name}"),
+        )
         for name, handler in capture.handlers.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
     server.add_registered_method_handlers(capture.service, wrapped)
 
 
-def add_authenticated_service(server: grpc.aio.Server, add_service: Callable[[Any], None], authenticator: Authenticator) -> None:
+def add_authenticated_service(
+    server: grpc.aio.Server, add_service: Callable[[Any], None], authenticator: Authenticator, metrics: GatewayMetrics | None = None
+) -> None:
     """Register a service that grpc adds itself (reflection) with each of its streaming handlers
-    answering UNAUTHENTICATED to a call without a configured caller's credentials."""
+    answering UNAUTHENTICATED to a call without a configured caller's credentials (counted, with metrics)."""
     capture = _Capture()
     add_service(capture)
-    guarded = {name: _guard_stream(name, handler, authenticator) for name, handler in capture.handlers.items()}
+    guarded = {
+        name: _guard_stream(name, handler, authenticator, None if metrics is None else metrics.rpc(f"/{capture.service}/{name}"))
+        for name, handler in capture.handlers.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, guarded),))
     server.add_registered_method_handlers(capture.service, guarded)
 
 
-def _guard_stream(rpc: str, handler: grpc.RpcMethodHandler, authenticator: Authenticator) -> grpc.RpcMethodHandler:
+def _guard_stream(
+    rpc: str, handler: grpc.RpcMethodHandler, authenticator: Authenticator, meter: RpcMeter | None
+) -> grpc.RpcMethodHandler:
     if handler.stream_stream is None:
         raise TypeError("only stream-stream methods are guarded")
     inner = handler.stream_stream
@@ -136,6 +151,8 @@ def _guard_stream(rpc: str, handler: grpc.RpcMethodHandler, authenticator: Authe
             authenticator.authenticate(context.invocation_metadata(), context.auth_context)
         except GatewayError as refused:
             audit.record(rpc, None, None, None, refused)
+            if meter is not None:
+                meter.refused(refused)
             await context.abort_with_status(rpc_status.to_status(to_status(refused)))
         async for response in inner(requests, context):
             yield response
@@ -151,6 +168,7 @@ def _wrap(
     tracer: trace.Tracer | None,
     authenticator: Authenticator | None,
     permission: Permission | None,
+    meter: RpcMeter | None,
 ) -> grpc.RpcMethodHandler:
     if handler.unary_unary is None:
         raise TypeError(f"{full_method}: only unary methods are wrapped")
@@ -170,6 +188,7 @@ def _wrap(
 
     async def serve(request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, GatewayError | None]:
         """The response, or the failure to report; grpc's own aborts pass through."""
+        started = perf_counter() if meter is not None else 0.0
         left = context.time_remaining()
         token = deadlines.enter(MAX_DEADLINE if left is None or left > MAX_DEADLINE else left)
         caller: Caller | None = None
@@ -186,6 +205,8 @@ def _wrap(
                 callers.leave(caller_token)
         except GatewayError as error:
             response, failure = None, error
+            if meter is not None and caller is None:
+                meter.refused(error)  # counted only when it is the authentication's refusal
         except grpc.aio.AbortError:
             raise
         except Exception:
@@ -197,6 +218,8 @@ def _wrap(
             if audited or isinstance(failure, CallerUnauthenticated):
                 audit.record(rpc, caller, request, response, failure)
             audit.end(record)
+        if meter is not None:
+            meter.record(perf_counter() - started, failure)
         return response, failure
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -21,9 +21,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .app import Application
 from .callers import RPC_PERMISSIONS, Authenticator
-from .config import Config
+from .config import Config, host_and_port
 from .errors import ConfigError, GatewayError
 from .interceptors import add_authenticated_service, add_wrapped_servicer
+from .metrics import GatewayMetrics, keep_counting_connections
 from .servicer import BrokerGatewayServicer
 from .tls import ServerCertificates
 from .v1 import broker_gateway_service_pb2, broker_gateway_service_pb2_grpc
@@ -117,13 +118,14 @@ async def start_server(application: Application, listen: str | None = None, *, s
         application.tracer,
         authenticator=authenticator,
         permissions=RPC_PERMISSIONS,
+        metrics=application.metrics,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if config.reflection:
-        _add_reflection(server, authenticator)
+        _add_reflection(server, authenticator, application.metrics)
     try:
         port = server.add_insecure_port(address) if certificates is None else server.add_secure_port(address, certificates.credentials())
     except RuntimeError:  # what grpc raises when the port is taken
@@ -139,11 +141,17 @@ async def start_server(application: Application, listen: str | None = None, *, s
         loop.create_task(_every(PENDING_RECOUNT_INTERVAL, gateway.pending_budget.recount, "counting pending authorizations")),
         loop.create_task(_every(settings.keepalive_interval, gateway.keep_alive, "keep-alive refresh")),
     ]
+    if application.metrics is not None:
+        interval = application.config.metrics.connections_interval_seconds
+        background.append(loop.create_task(keep_counting_connections(application.metrics, gateway.store, interval)))
     log.info("BrokerGateway listening on %s", address.rsplit(":", 1)[0] + f":{port}")
+    if application.metrics_export is not None and application.metrics_export.port is not None:
+        log.info("metrics at http://%s:%d/metrics", host_and_port(application.config.metrics.listen or "")[0],
+                 application.metrics_export.port)
     return RunningServer(server, port, health_servicer, application, background)
 
 
-def _add_reflection(server: grpc.aio.Server, authenticator: Authenticator | None) -> None:
+def _add_reflection(server: grpc.aio.Server, authenticator: Authenticator | None, metrics: GatewayMetrics | None) -> None:
     """Server reflection, behind the same caller authentication as the API once callers exist."""
     names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     if authenticator is None:
@@ -151,7 +159,8 @@ def _add_reflection(server: grpc.aio.Server, authenticator: Authenticator | None
         return
     servicer = reflection.aio.ReflectionServicer(names)
     add_authenticated_service(
-        server, lambda target: reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, target), authenticator
+        server, lambda target: reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, target), authenticator,
+        metrics,
     )
 
 

@@ -7,7 +7,9 @@ matters for non-idempotent calls (whether the request could have reached the ups
 tracing on, a client span per call carrying the trace context upstream. The span is made here rather
 than by OpenTelemetry's httpx instrumentation, which cost several times more per call
 (benchmarks/README.md); it keeps only the method, scheme, host, port, path and status, never the
-query (which may carry signed or personal parameters), headers or bodies.
+query (which may carry signed or personal parameters), headers or bodies. With metrics on, each
+call's duration is recorded (``http.client.request.duration``, metrics.py) by provider, method, status
+code and error type only.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from opentelemetry import propagate, trace
 
 from . import deadlines
-from .errors import OutcomeUnknown, ProviderResponseInvalid, ProviderUnavailable
+from .errors import GatewayError, OutcomeUnknown, ProviderResponseInvalid, ProviderUnavailable
+
+if TYPE_CHECKING:  # metrics.py imports the provider API, which imports this module
+    from .metrics import UpstreamMeter
 
 #: Upstream answers are small JSON documents; anything larger is refused rather than buffered.
 MAX_RESPONSE_BYTES = 1 << 20
@@ -61,10 +67,13 @@ class UpstreamResponse:
 class UpstreamClient:
     """Sends a provider's HTTP requests with the gateway's timeouts, limits and error mapping."""
 
-    def __init__(self, client: httpx.AsyncClient, provider_id: str, *, tracer: trace.Tracer | None = None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, provider_id: str, *, tracer: trace.Tracer | None = None, meter: UpstreamMeter | None = None
+    ) -> None:
         self._client = client
         self._provider_id = provider_id
         self._tracer = tracer
+        self._meter = meter
 
     async def request(
         self,
@@ -84,7 +93,7 @@ class UpstreamClient:
             method, url, params=params, data=data, content=content, headers=headers, timeout=budget
         )
         if self._tracer is None:
-            return await self._send(request, auth)
+            return await (self._send(request, auth) if self._meter is None else self._measured(request, auth, self._meter))
         target = request.url
         host = target.raw_host.decode("ascii")
         if ":" in host:
@@ -99,7 +108,7 @@ class UpstreamClient:
         try:
             propagate.inject(request.headers, context=trace.set_span_in_context(span))
             try:
-                response = await self._send(request, auth)
+                response = await (self._send(request, auth) if self._meter is None else self._measured(request, auth, self._meter))
             except Exception as error:
                 span.set_attribute("error.type", type(error).__name__)
                 span.set_status(trace.StatusCode.ERROR)
@@ -111,6 +120,19 @@ class UpstreamClient:
             return response
         finally:
             span.end()
+
+    async def _measured(self, request: httpx.Request, auth: httpx.Auth | tuple[str, str] | None, meter: UpstreamMeter) -> UpstreamResponse:
+        """``_send``, its duration recorded with the status code, or with the kind of failure (the
+        transport error's class, as the span's ``error.type``) when no answer came."""
+        started = perf_counter()
+        try:
+            response = await self._send(request, auth)
+        except GatewayError as error:
+            meter.record(perf_counter() - started, request.method, None, type(error.__cause__ or error).__name__)
+            raise
+        status = response.status_code
+        meter.record(perf_counter() - started, request.method, status, str(status) if status >= 400 else None)
+        return response
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | tuple[str, str] | None) -> UpstreamResponse:
         metadata = {"provider": self._provider_id}

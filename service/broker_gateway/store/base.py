@@ -102,6 +102,10 @@ class Store(Protocol):
         """The number of pending authorizations stored per tenant (consumed ones included, until they
         are purged); tenants with none are left out. Not for hot paths: it may read every row."""
 
+    async def count_connections(self) -> dict[tuple[str, ConnectionStatus], int]:
+        """The number of connections of every tenant per (provider id, status); pairs with none are
+        left out. For the connections gauge (metrics.py), read every few seconds, not per call."""
+
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
 
     async def insert_connection(self, connection: StoredConnection) -> bool:

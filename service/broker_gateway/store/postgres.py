@@ -320,6 +320,10 @@ class PostgresStore:
         rows = await self._fetchall("SELECT tenant, COUNT(*) FROM pending_authorizations GROUP BY tenant")
         return {tenant: count for tenant, count in rows}
 
+    async def count_connections(self) -> dict[tuple[str, ConnectionStatus], int]:
+        rows = await self._fetchall("SELECT provider_id, status, COUNT(*) FROM connections GROUP BY provider_id, status")
+        return {(provider_id, ConnectionStatus(status)): count for provider_id, status, count in rows}
+
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None:
         row = await self._fetchone(
             f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE tenant = %s AND connection_id = %s",

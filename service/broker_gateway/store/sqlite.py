@@ -260,6 +260,10 @@ class SQLiteStore:
         rows = self._execute("SELECT tenant, COUNT(*) FROM pending_authorizations GROUP BY tenant").fetchall()
         return {tenant: count for tenant, count in rows}
 
+    async def count_connections(self) -> dict[tuple[str, ConnectionStatus], int]:
+        rows = self._execute("SELECT provider_id, status, COUNT(*) FROM connections GROUP BY provider_id, status").fetchall()
+        return {(provider_id, ConnectionStatus(status)): count for provider_id, status, count in rows}
+
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None:
         row = self._execute(
             f"SELECT {_CONNECTION_COLUMNS} FROM connections WHERE tenant = ? AND connection_id = ?",
