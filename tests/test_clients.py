@@ -8,8 +8,9 @@
 - Examples: one sandbox gateway with TLS and a caller key (the real CLI, as a user starts it:
   ``sandbox --secure``); each language's example program is built with that language's own toolchain
   and run against it, given the CA file and the key from sandbox.json. Each lists providers, authorizes,
-  approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info and
-  then reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
+  approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info,
+  watches its connections while it revokes the new one (WatchConnections' REVOKED event), and then
+  reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
   gateway itself. Given a key the gateway does not know, each fails at its first call, UNAUTHENTICATED.
 
 The first Maven build downloads the Java dependencies into ~/.m2 and the first Go build fills the Go
@@ -38,6 +39,7 @@ from broker_gateway.callers import new_key
 from broker_gateway.simkit import stable_user_id
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
+from broker_gateway.v1 import connection_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -230,6 +232,8 @@ def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) 
     assert printed["error_reason"] == "AUTHZ_TRANSACTION_INVALID", printed
     assert printed["error_domain"] == "broker-gateway", printed
     assert printed["error_code"].replace("_", "").lower() == "failedprecondition", printed
+    assert printed["watch_event"].endswith("REVOKED") and printed["watch_connection_id"] == printed["connection_id"], printed
+    assert printed["watch_cursor"], printed
     with caller_channel(sandbox) as channel:
         connection = (
             api_grpc.BrokerGatewayStub(channel)
@@ -237,6 +241,7 @@ def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) 
             .connection
         )
     assert connection.subject == printed["subject"] and connection.provider == "wallet"
+    assert connection.status == connection_pb2.CONNECTION_STATUS_REVOKED, "the example revoked it while watching"
 
 
 def caller_channel(sandbox: dict[str, Any]) -> grpc.Channel:
