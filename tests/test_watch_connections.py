@@ -8,6 +8,7 @@ change across reconnects, workers or replicas.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,7 +24,17 @@ from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_event_pb2 as events_pb
 from broker_gateway.v1 import connection_pb2
 from broker_gateway.watch import BUFFER, EventHub, EventSettings, Heartbeat, encode_cursor
-from conftest import REDIRECT_URI, FakeClock, GatewayHarness, Wallet, connect_wallet, failure_of, gateway_config, running_gateway
+from conftest import (
+    REDIRECT_URI,
+    FakeClock,
+    GatewayHarness,
+    Wallet,
+    connect_wallet,
+    expect_failure,
+    failure_of,
+    gateway_config,
+    running_gateway,
+)
 from test_refresh_crash import Served, serve, write_config
 from test_store_contract import NOW, connection
 
@@ -302,3 +313,20 @@ async def test_an_event_written_by_one_replica_reaches_a_watcher_on_another(
     watcher.close()
     assert kinds(seen) == ["CREATED", "REVOKED"]
     assert {event.connection.connection_id for event in seen} == {created.connection.connection_id}
+
+
+async def test_a_grant_the_provider_refuses_is_reported_reauth_required(wallet_gateway: GatewayHarness, wallet: Wallet) -> None:
+    connection_id = (await connect_wallet(wallet_gateway, wallet)).connection_id
+    rotated_away = await wallet_gateway.stored(connection_id)
+    await wallet_gateway.stub.Refresh(api.RefreshRequest(connection_id=connection_id), timeout=10)  # the wallet rotates
+    current = await wallet_gateway.stored(connection_id)
+    stale = dataclasses.replace(current, sealed_tokens=rotated_away.sealed_tokens, version=current.version + 1)
+    assert await wallet_gateway.application.gateway.store.update_connection(stale, expected_version=current.version)
+    watcher = await Watcher(wallet_gateway.stub).opened()
+    failure = await expect_failure(wallet_gateway.stub.Refresh(api.RefreshRequest(connection_id=connection_id), timeout=10))
+    seen = await watcher.next()
+    watcher.close()
+    assert failure.reason == "REAUTH_REQUIRED"
+    assert (kinds([seen]), seen.connection.connection_id, seen.connection.status) == (
+        ["REAUTH_REQUIRED"], connection_id, connection_pb2.CONNECTION_STATUS_REAUTH_REQUIRED
+    )
