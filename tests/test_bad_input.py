@@ -676,6 +676,7 @@ ALL_RPCS = [
     "ListConnections",
     "Refresh",
     "Revoke",
+    "WatchConnections",
 ]
 
 

@@ -19,7 +19,7 @@ from broker_gateway.provider import ConnectionCredentials, Operation, OperationA
 from broker_gateway.tls import TlsConfig
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
-from broker_gateway.v1 import connection_pb2
+from broker_gateway.v1 import connection_event_pb2, connection_pb2
 from broker_gateway_oauth2.provider import GenericOAuth2Provider
 from conftest import REDIRECT_URI, Failure, FakeClock, GatewayHarness, Wallet, expect_failure, gateway_config, running_gateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 ALL = frozenset(Permission)
 RPCS = [method.name for method in api.DESCRIPTOR.services_by_name["BrokerGateway"].methods]
+STREAMING = {method.name for method in api.DESCRIPTOR.services_by_name["BrokerGateway"].methods if method.server_streaming}
 
 
 class WalletWithOperations(GenericOAuth2Provider):
@@ -58,7 +59,14 @@ class Identity:
     metadata: tuple[tuple[str, str], ...] = ()
 
     async def call(self, rpc: str, request: Any) -> Any:
-        return await getattr(api_grpc.BrokerGatewayStub(self.channel), rpc)(request, metadata=self.metadata, timeout=10)
+        method = getattr(api_grpc.BrokerGatewayStub(self.channel), rpc)
+        if rpc not in STREAMING:
+            return await method(request, metadata=self.metadata, timeout=10)
+        stream = method(request, metadata=self.metadata, timeout=10)
+        try:
+            return await stream.read()  # the opening heartbeat, or the refusal
+        finally:
+            stream.cancel()
 
 
 @dataclass
@@ -95,6 +103,7 @@ def request_for(rpc: str, resources: Resources) -> Any:
         "GetConnection": api.GetConnectionRequest(connection_id=connection),
         "ListConnections": api.ListConnectionsRequest(),
         "DeleteConnection": api.DeleteConnectionRequest(connection_id=connection),
+        "WatchConnections": api.WatchConnectionsRequest(),
     }[rpc]
 
 
@@ -270,3 +279,18 @@ async def test_a_sealed_token_moved_to_another_tenant_does_not_open(deployment: 
         deployment.other_tenant.call("GetAccessToken", api.GetAccessTokenRequest(connection_id=connection.connection_id))
     )
     assert (failure.code, failure.reason) == (grpc.StatusCode.DATA_LOSS, "TOKEN_DECRYPT_FAILED")
+
+
+async def test_a_watcher_sees_its_tenants_events_only_and_another_tenants_cursor_is_refused(deployment: Deployment) -> None:
+    owner, other = deployment.right, deployment.other_tenant
+    watch = api_grpc.BrokerGatewayStub(other.channel).WatchConnections(api.WatchConnectionsRequest(), metadata=other.metadata)
+    opening = await watch.read()
+    await connect(owner, deployment.wallet)
+    await connect(other, deployment.wallet, "dave")
+    created = await watch.read()
+    watch.cancel()
+    assert created.event.type == connection_event_pb2.CONNECTION_EVENT_TYPE_CREATED
+    listed = await other.call("ListConnections", api.ListConnectionsRequest())
+    assert [c.connection_id for c in listed.connections] == [created.event.connection.connection_id], "the other tenant's only"
+    foreign = await expect_failure(owner.call("WatchConnections", api.WatchConnectionsRequest(after=opening.event.cursor)))
+    assert (foreign.code, foreign.reason, foreign.metadata) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", {"field": "after"})

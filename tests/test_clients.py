@@ -9,8 +9,9 @@ a live gateway.
 - Examples: one sandbox gateway with TLS and a caller key (the real CLI, as a user starts it:
   ``sandbox --secure``); each language's example program is built with that language's own toolchain
   and run against it, given the CA file and the key from sandbox.json. Each lists providers, authorizes,
-  approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info and
-  then reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
+  approves through the simulator's ``approve=<username>`` shortcut, exchanges, reads the user info,
+  watches its connections while it revokes the new one (WatchConnections' REVOKED event), and then
+  reads the ErrorInfo reason of a replayed Exchange; the test checks what it prints against the
   gateway itself. Given a key the gateway does not know, each fails at its first call, UNAUTHENTICATED.
   The Python and Rust examples also read an access token (printing only its type and expiry). The
   Python client is installed into a fresh venv, which must hold no server dependency.
@@ -43,6 +44,7 @@ from broker_gateway.callers import new_key
 from broker_gateway.simkit import stable_user_id
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
+from broker_gateway.v1 import connection_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -259,6 +261,8 @@ def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) 
     assert printed["error_reason"] == "AUTHZ_TRANSACTION_INVALID", printed
     assert printed["error_domain"] == "broker-gateway", printed
     assert printed["error_code"].replace("_", "").lower() == "failedprecondition", printed
+    assert printed["watch_event"].endswith("REVOKED") and printed["watch_connection_id"] == printed["connection_id"], printed
+    assert printed["watch_cursor"], printed
     with caller_channel(sandbox) as channel:
         connection = (
             api_grpc.BrokerGatewayStub(channel)
@@ -266,6 +270,7 @@ def check_flow(printed: dict[str, str], sandbox: dict[str, Any], username: str) 
             .connection
         )
     assert connection.subject == printed["subject"] and connection.provider == "wallet"
+    assert connection.status == connection_pb2.CONNECTION_STATUS_REVOKED, "the example revoked it while watching"
 
 
 def check_access_token(printed: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ def problems_of(extra: str) -> list[str]:
         ('[store]\nbackend = "sqlite"', "store.backend: unknown setting"),
         ('[audit]\npath = "a.jsonl"', "audit.path: unknown setting"),
         ("[sever]\nlisten = \"127.0.0.1:1\"", "sever: unknown setting (did you mean server?)"),
+        ("[events]\nretention_days = 7", "events.retention_days: unknown setting (did you mean retention_seconds?)"),
     ],
 )
 def test_an_unknown_setting_is_refused_by_name(extra: str, problem: str) -> None:
@@ -47,3 +48,14 @@ def test_every_documented_server_setting_is_known() -> None:
     )
     document = tomllib.loads(f'[[encryption.keys]]\nid = "k"\nkey = "{KEY}"\n[server]\n{known}\n')
     parse_config(document)  # raises on any problem
+
+
+def test_the_events_table_sets_the_watch_settings() -> None:
+    document = tomllib.loads(
+        f'[[encryption.keys]]\nid = "k"\nkey = "{KEY}"\n[events]\nretention_seconds = 86400\nexpiring_lead_seconds = 3600\n'
+        "heartbeat_interval_seconds = 5\nmax_watchers_per_caller = 3\n"
+    )
+    events = parse_config(document).gateway.events
+    assert (events.retention.total_seconds(), events.expiring_lead.total_seconds()) == (86400, 3600)
+    assert (events.heartbeat_interval, events.max_watchers_per_caller) == (5, 3)
+    assert "events.max_watchers_per_caller: expected a positive integer" in problems_of("[events]\nmax_watchers_per_caller = 0")

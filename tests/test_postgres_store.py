@@ -88,7 +88,9 @@ async def test_concurrent_migrations_apply_each_step_once(postgres_server: Postg
 def test_migrate_command(tmp_path: Path, postgres_server: PostgresServer) -> None:
     config = url_config(tmp_path, postgres_server.new_database())
     first, again = run_cli("migrate", "--config", str(config)), run_cli("migrate", "--config", str(config))
-    assert (first.returncode, first.stdout.strip()) == (0, f"PostgreSQL store schema at version {LATEST}: applied step(s) {', '.join(map(str, ALL_STEPS))}")
+    assert (first.returncode, first.stdout.strip()) == (
+        0, f"PostgreSQL store schema at version {LATEST}: applied step(s) {', '.join(map(str, ALL_STEPS))}"
+    )
     assert (again.returncode, again.stdout.strip()) == (0, f"PostgreSQL store schema at version {LATEST}: already up to date")
     sqlite = run_cli("migrate", "--config", str(store_config(tmp_path, 'path = "gateway.db"', name="sqlite.toml")))
     assert sqlite.returncode == 0 and "nothing to migrate" in sqlite.stdout

@@ -16,9 +16,19 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from broker_gateway.store.base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
+from broker_gateway.store.base import (
+    Change,
+    ClaimOutcome,
+    ConnectionStatus,
+    EventType,
+    PendingAuthorization,
+    Store,
+    StoredConnection,
+    TakeOutcome,
+)
 from broker_gateway.store.crypto import KEY_BYTES, Keyring
 from broker_gateway.store.postgres import PostgresStore
 from broker_gateway.store.sqlite import SQLiteStore
@@ -447,3 +457,128 @@ async def test_concurrent_claims_across_instances_have_one_winner(backend: Backe
     outcomes = [outcome for outcome, _ in results]
     assert outcomes.count(ClaimOutcome.CLAIMED) == 1
     assert outcomes.count(ClaimOutcome.IN_PROGRESS) == 19
+
+
+# -- connection events ---------------------------------------------------------------------------------
+
+
+def change(kind: EventType, minutes: int = 0) -> Change:
+    return Change(kind, NOW + timedelta(minutes=minutes))
+
+
+def summary(events: list[Any]) -> list[tuple[EventType, str, int, ConnectionStatus]]:
+    return [(e.type, e.connection.connection_id, e.connection.version, e.connection.status) for e in events]
+
+
+async def test_each_write_records_its_event_with_the_row_it_left(store: Store) -> None:
+    created = connection()
+    assert await store.insert_connection(created, event=change(EventType.CREATED))
+    revoked = dataclasses.replace(created, status=ConnectionStatus.REVOKED, sealed_tokens=None, version=2)
+    assert await store.update_connection(revoked, expected_version=1, event=change(EventType.REVOKED, 1))
+    assert await store.delete_connection("t1", "conn_1", event=change(EventType.DELETED, 2))
+    events = await store.events_after("t1", 0, limit=10)
+    assert summary(events) == [
+        (EventType.CREATED, "conn_1", 1, ConnectionStatus.ACTIVE),
+        (EventType.REVOKED, "conn_1", 2, ConnectionStatus.REVOKED),
+        (EventType.DELETED, "conn_1", 2, ConnectionStatus.REVOKED),
+    ]
+    assert [e.time for e in events] == [NOW, NOW + timedelta(minutes=1), NOW + timedelta(minutes=2)]
+    first = events[0].connection
+    assert (first.provider_id, first.scopes, first.subject, first.metadata) == ("wallet", ("profile",), "user-1", {"region": "eu"})
+    assert first.sealed_tokens is None, "an event never carries tokens"
+    assert first.refresh_token_expire_time == NOW + timedelta(days=30)
+    assert events[0].seq < events[1].seq < events[2].seq
+    assert await store.events_after("t1", events[0].seq, limit=1) == [events[1]]
+    assert await store.event_bounds("t1") == (0, events[2].seq)
+
+
+async def test_a_write_that_does_not_happen_records_no_event(store: Store) -> None:
+    assert await store.insert_connection(connection(), event=change(EventType.CREATED))
+    assert not await store.insert_connection(connection(), event=change(EventType.CREATED))
+    stale = dataclasses.replace(connection(), version=2)
+    assert not await store.update_connection(stale, expected_version=5, event=change(EventType.REFRESHED))
+    assert not await store.delete_connection("t1", "conn_absent", event=change(EventType.DELETED))
+    assert not await store.delete_connection("t2", "conn_1", event=change(EventType.DELETED))
+    assert summary(await store.events_after("t1", 0, limit=10)) == [(EventType.CREATED, "conn_1", 1, ConnectionStatus.ACTIVE)]
+    assert await store.events_after("t2", 0, limit=10) == []
+    assert await store.latest_event_seqs(["t2"]) == {"t2": 0}
+
+
+async def test_a_write_without_an_event_records_none(store: Store) -> None:
+    assert await store.insert_connection(connection())
+    assert await store.update_connection(dataclasses.replace(connection(), subject="x", version=2), expected_version=1)
+    assert await store.delete_connection("t1", "conn_1")
+    assert await store.events_after("t1", 0, limit=10) == []
+
+
+async def test_events_are_per_tenant_and_seqs_increase_within_one(backend: Backend) -> None:
+    one, two = await backend.open(), await backend.open()
+    for index in range(20):
+        writer = one if index % 2 else two
+        tenant = "t1" if index % 3 else "t2"
+        assert await writer.insert_connection(connection(f"conn_{index}", tenant=tenant), event=change(EventType.CREATED))
+    t1, t2 = await one.events_after("t1", 0, limit=100), await two.events_after("t2", 0, limit=100)
+    assert [e.connection.connection_id for e in t1] == [f"conn_{i}" for i in range(20) if i % 3]
+    assert [e.connection.connection_id for e in t2] == [f"conn_{i}" for i in range(20) if not i % 3]
+    assert all(a.seq < b.seq for a, b in itertools.pairwise(t1))
+    assert await one.latest_event_seqs(["t1", "t2", "t3"]) == {"t1": t1[-1].seq, "t2": t2[-1].seq, "t3": 0}
+
+
+async def test_concurrent_writers_leave_every_event_once_and_readers_never_skip_one(backend: Backend) -> None:
+    """Why: a watcher resumes after the highest seq it saw; an event committed later with a lower seq
+    would be lost to it, so seq must follow commit order within a tenant."""
+    stores = [await backend.open() for _ in range(3)]
+    seen: list[int] = []
+    writing = True
+
+    async def read() -> None:
+        position = 0
+        while writing or (await stores[0].latest_event_seqs(["t1"]))["t1"] > position:
+            for event in await stores[0].events_after("t1", position, limit=50):
+                seen.append(event.seq)
+                position = event.seq
+            await asyncio.sleep(0)
+
+    async def write(store: Store, index: int) -> None:
+        for n in range(15):
+            await store.insert_connection(connection(f"conn_{index}_{n}"), event=change(EventType.CREATED))
+
+    reader = asyncio.create_task(read())
+    await asyncio.gather(*(write(s, i) for i, s in enumerate(stores)))
+    writing = False
+    await reader
+    assert len(seen) == 45 and len(set(seen)) == 45 and seen == sorted(seen)
+
+
+async def test_record_expiring_once_per_version_of_an_active_connection(store: Store) -> None:
+    await store.insert_connection(connection())
+    assert await store.record_expiring("t1", "conn_1", version=1, time=NOW)
+    assert not await store.record_expiring("t1", "conn_1", version=1, time=NOW), "once per refresh token"
+    assert not await store.record_expiring("t1", "conn_1", version=7, time=NOW), "a stale version records nothing"
+    refreshed = dataclasses.replace(connection(), version=2)
+    assert await store.update_connection(refreshed, expected_version=1, event=change(EventType.REFRESHED))
+    assert await store.record_expiring("t1", "conn_1", version=2, time=NOW)
+    revoked = dataclasses.replace(connection(), status=ConnectionStatus.REVOKED, version=3)
+    assert await store.update_connection(revoked, expected_version=2)
+    assert not await store.record_expiring("t1", "conn_1", version=3, time=NOW), "only ACTIVE connections"
+    assert [e.type for e in await store.events_after("t1", 0, limit=10)] == [
+        EventType.REFRESH_TOKEN_EXPIRING, EventType.REFRESHED, EventType.REFRESH_TOKEN_EXPIRING
+    ]
+
+
+async def test_prune_forgets_old_events_and_remembers_how_far_per_tenant(store: Store) -> None:
+    for minute in range(4):
+        await store.insert_connection(connection(f"conn_{minute}"), event=change(EventType.CREATED, minute))
+    await store.insert_connection(connection("conn_x", tenant="t2"), event=change(EventType.CREATED, 10))
+    before = await store.events_after("t1", 0, limit=10)
+    await store.prune_events(NOW + timedelta(minutes=2))
+    after = await store.events_after("t1", 0, limit=10)
+    assert after == before[2:]
+    assert await store.event_bounds("t1") == (before[1].seq, before[3].seq)
+    assert (await store.event_bounds("t2"))[0] == 0, "another tenant's old events do not move its horizon"
+    await store.prune_events(NOW + timedelta(hours=1))
+    assert await store.events_after("t1", 0, limit=10) == []
+    assert await store.event_bounds("t1") == (before[3].seq, before[3].seq)
+    assert await store.latest_event_seqs(["t1"]) == {"t1": before[3].seq}
+    await store.insert_connection(connection("conn_new"), event=change(EventType.CREATED, 90))
+    assert (await store.events_after("t1", before[3].seq, limit=10))[0].seq > before[3].seq

@@ -50,6 +50,7 @@ RPC_PERMISSIONS: dict[str, Permission | None] = {
     "GetConnection": Permission.CONNECTIONS,
     "ListConnections": Permission.CONNECTIONS,
     "DeleteConnection": Permission.CONNECTIONS,
+    "WatchConnections": Permission.CONNECTIONS,
     "GetAccessToken": Permission.TOKENS,
     "InvokeOperation": Permission.OPERATIONS,
 }

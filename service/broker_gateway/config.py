@@ -34,6 +34,7 @@ from .references import UnresolvedReference, resolve_reference
 from .store.crypto import KeyringError, decode_key
 from .store.url import password_reference, with_password
 from .tls import TlsConfig, tls_problems
+from .watch import EventSettings
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -200,9 +201,9 @@ _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 #: The tables and keys a configuration may hold, beyond those whose own readers check them (providers'
 #: settings are their provider type's; [[callers]], [server.tls], [store], [audit], [rate_limits],
-#: [metrics] and [logging] check their own keys).
+#: [metrics], [logging] and [events] check their own keys).
 _TOP_LEVEL = frozenset({"server", "store", "encryption", "refresh", "limits", "providers", "callers", "audit", "rate_limits",
-                        "metrics", "logging"})
+                        "metrics", "logging", "events"})
 _SERVER_KEYS = frozenset({
     "listen", "reflection", "max_receive_message_bytes", "max_concurrent_rpcs", "shutdown_grace_seconds",
     "max_connection_idle_seconds", "max_connection_age_seconds", "max_connection_age_grace_seconds",
@@ -456,6 +457,7 @@ def _parse(document: Mapping[str, Any], base_dir: Path) -> tuple[Config, list[st
             "limits",
             problems,
         ),
+        events=_events(document.get("events", {}), problems),
     )
     config = Config(
         server=server,
@@ -545,6 +547,30 @@ def _audit_file(table: Any, base_dir: Path, problems: list[str]) -> str | None:
         problems.append("audit.file: expected a file path")
         return None
     return path if Path(path).is_absolute() else str(base_dir / path)
+
+
+_EVENTS_KEYS = frozenset(
+    {"retention_seconds", "expiring_lead_seconds", "heartbeat_interval_seconds", "max_watchers_per_caller"}
+)
+
+
+def _events(table: Any, problems: list[str]) -> EventSettings:
+    """``[events]``: connection events and WatchConnections (watch.py)."""
+    defaults = EventSettings()
+    if not isinstance(table, dict):
+        problems.append("events: expected a table")
+        return defaults
+    unknown_keys(table, _EVENTS_KEYS, "events", problems)
+    return EventSettings(
+        retention=timedelta(
+            seconds=_number(table, "retention_seconds", defaults.retention.total_seconds(), "events", problems)
+        ),
+        expiring_lead=timedelta(
+            seconds=_number(table, "expiring_lead_seconds", defaults.expiring_lead.total_seconds(), "events", problems)
+        ),
+        heartbeat_interval=_number(table, "heartbeat_interval_seconds", defaults.heartbeat_interval, "events", problems),
+        max_watchers_per_caller=_count(table, "max_watchers_per_caller", defaults.max_watchers_per_caller, "events", problems),
+    )
 
 
 _RATE_LIMITS_KEYS = frozenset({"url", "on_unavailable", "replicas"})

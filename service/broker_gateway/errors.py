@@ -232,6 +232,36 @@ class CallerForbidden(GatewayError):
         super().__init__(f"the caller lacks the {permission} permission", metadata={"permission": permission})
 
 
+class EventCursorExpired(InvalidArgument):
+    """WatchConnections' ``after`` is older than the events kept; ``oldest_cursor`` is where the
+    kept events start."""
+
+    code = grpc.StatusCode.OUT_OF_RANGE
+    reason = "EVENT_CURSOR_EXPIRED"
+
+
+class TooManyWatchers(GatewayError):
+    """The caller already holds as many WatchConnections streams on this process as it may."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "TOO_MANY_WATCHERS"
+
+
+class WatchBufferFull(GatewayError):
+    """A WatchConnections stream read so slowly that its bounded buffer filled: it ends, to be
+    resumed from the last cursor received."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "WATCH_BUFFER_FULL"
+
+
+class WatchInterrupted(GatewayError):
+    """The process serving a WatchConnections stream is shutting down."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "WATCH_INTERRUPTED"
+
+
 class InternalError(GatewayError):
     code = grpc.StatusCode.INTERNAL
     reason = "INTERNAL_ERROR"

@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -59,8 +59,19 @@ from .pending_budget import PendingBudget
 from .provider import AuthorizationRequest, ConnectionCredentials, Operation, OperationAuth, Provider, TokenSet, UserInfo
 from .ratelimit import Limiter, RateLimiter
 from .schema import check_params
-from .store.base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Store, StoredConnection, TakeOutcome
+from .store.base import (
+    Change,
+    ClaimOutcome,
+    ConnectionStatus,
+    EventType,
+    PendingAuthorization,
+    Store,
+    StoredConnection,
+    StoredEvent,
+    TakeOutcome,
+)
 from .vault import Vault
+from .watch import EventHub, EventSettings, Heartbeat, decode_cursor
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -104,6 +115,8 @@ class GatewaySettings:
     #: How often idle connections are checked for a keep-alive refresh, and how many per pass.
     keepalive_interval: float = 600.0
     keepalive_batch: int = 500
+    #: Connection events and WatchConnections ([events]).
+    events: EventSettings = dataclasses.field(default_factory=EventSettings)
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,7 @@ class Gateway:
             limit=settings.max_pending_authorizations,
             limit_per_tenant=settings.max_pending_authorizations_per_tenant,
         )
+        self.events = EventHub(store, clock, settings.events)
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[StoredConnection]] = {}
         self._detached: set[asyncio.Task[Any]] = set()
         self._draining = False
@@ -337,10 +351,13 @@ class Gateway:
                 version=existing.version + 1 if existing else 1,
                 seq=existing.seq if existing else 0,
             )
+            created = Change(EventType.CREATED, now)  # a new connection, or one authorized again
             if existing is None:
-                if await self.store.insert_connection(connection):
+                if await self.store.insert_connection(connection, event=created):
+                    self.events.poke()
                     return await self._reload(connection)
-            elif await self.store.update_connection(connection, expected_version=existing.version):
+            elif await self.store.update_connection(connection, expected_version=existing.version, event=created):
+                self.events.poke()
                 return connection
         raise RefreshInProgress("the connection changed concurrently; retry", retry_after=0.1)
 
@@ -373,8 +390,19 @@ class Gateway:
 
     async def delete_connection(self, tenant: str, connection_id: str) -> None:
         validation.identifier("connection_id", connection_id)
-        if not await self.store.delete_connection(tenant, connection_id):
+        if not await self.store.delete_connection(tenant, connection_id, event=Change(EventType.DELETED, self.clock())):
             raise ConnectionNotFound("no connection has this connection_id")
+        self.events.poke()
+
+    def watch_connections(
+        self, tenant: str, caller_id: str, *, provider_id: str, after: str
+    ) -> AsyncIterator[StoredEvent | Heartbeat]:
+        """The tenant's connection events after the cursor ``after`` (from now when empty), only the
+        provider's when one is given; see watch.py."""
+        if provider_id:
+            self.provider(provider_id)
+        position = decode_cursor(tenant, after) if after else None
+        return self.events.watch(tenant, caller_id, provider_id=provider_id or None, after=position)
 
     # -- tokens ------------------------------------------------------------------------------------
 
@@ -416,7 +444,9 @@ class Gateway:
                 update_time=self.clock(),
                 version=connection.version + 1,
             )
-            if await self.store.update_connection(revoked, expected_version=connection.version):
+            event = Change(EventType.REVOKED, revoked.update_time)
+            if await self.store.update_connection(revoked, expected_version=connection.version, event=event):
+                self.events.poke()
                 return revoked, upstream_revoked
             connection = await self.get_connection(tenant, connection_id)
 
@@ -616,9 +646,11 @@ class Gateway:
                     version=current.version + 1,
                 )
                 # Written before the lease is released and before any caller sees the new token.
-                if not await self.store.update_connection(updated, expected_version=current.version):
+                event = Change(EventType.REFRESHED, updated.update_time)
+                if not await self.store.update_connection(updated, expected_version=current.version, event=event):
                     log.error("refresh of %s lost its version check; the lease was exceeded", connection_id)
                     raise RefreshInProgress("the connection changed during the refresh", retry_after=0.5)
+                self.events.poke()
                 return updated
             finally:
                 heartbeat.cancel()
@@ -701,7 +733,10 @@ class Gateway:
             update_time=self.clock(),
             version=current.version + 1,
         )
-        await self.store.update_connection(marked, expected_version=current.version)
+        if await self.store.update_connection(
+            marked, expected_version=current.version, event=Change(EventType.REAUTH_REQUIRED, marked.update_time)
+        ):
+            self.events.poke()
         raise ReauthRequired(
             "the provider no longer accepts this connection's grant; authorize it again",
             metadata=refused.metadata,
@@ -751,11 +786,12 @@ class Gateway:
         raise InternalError("internal error; the gateway's log has the details")
 
     async def purge_expired(self) -> None:
-        """Forget pending authorizations past their expiry (with their sealed verifiers) and request
-        records past the replay window."""
+        """Forget pending authorizations past their expiry (with their sealed verifiers), request
+        records past the replay window and connection events past their retention."""
         now = self.clock()
         await self.store.purge_pending(now)
         await self.store.purge_requests(now - self.settings.request_replay_window)
+        await self.store.prune_events(now - self.settings.events.retention)
 
     async def keep_alive(self) -> int:
         """Refresh idle connections whose refresh token would otherwise expire unused, under the
@@ -773,7 +809,9 @@ class Gateway:
             return 0
         heartbeat = asyncio.get_running_loop().create_task(self._renew_lease(*KEEPALIVE_LEASE, holder, ttl))
         try:
-            return await self._keep_alive_pass()
+            refreshed = await self._keep_alive_pass()
+            await self._announce_expiring()
+            return refreshed
         finally:
             heartbeat.cancel()
             await asyncio.wait([heartbeat])
@@ -797,9 +835,27 @@ class Gateway:
                     log.warning("keep-alive refresh of %s failed: %s", connection.connection_id, error.reason)
         return refreshed
 
+    async def _announce_expiring(self) -> int:
+        """Record REFRESH_TOKEN_EXPIRING for every ACTIVE connection whose refresh token expires within
+        the lead time, once per refresh token (the store checks); run after the keep-alive pass, so a
+        connection that pass renewed is not announced. The number recorded."""
+        now = self.clock()
+        announced = 0
+        for configured in self.providers.values():
+            due = await self.store.connections_to_keep_alive(
+                configured.id, refresh_expiring_before=now + self.settings.events.expiring_lead, limit=self.settings.keepalive_batch
+            )
+            for connection in due:
+                if await self.store.record_expiring(connection.tenant, connection.connection_id, version=connection.version, time=now):
+                    announced += 1
+        if announced:
+            self.events.poke()
+        return announced
+
     async def drain(self, timeout: float) -> None:
         """Stop starting refreshes and let the running ones persist (bounded), for shutdown."""
         self._draining = True
+        await self.events.close()
         if self._detached:
             await asyncio.wait(set(self._detached), timeout=timeout)
 

@@ -114,7 +114,7 @@ def add_wrapped_servicer(
     capture = _Capture()
     add_servicer(servicer, capture)
     wrapped = {
-        name: _wrap(
+        name: (_wrap_stream if handler.unary_stream is not None else _wrap)(
             f"/{capture.service}/{name}", handler, tracer, authenticator, None if permissions is None else permissions[name],
             None if metrics is None else metrics.rpc(f"/{capture.service}/{name}"),
         )
@@ -246,4 +246,53 @@ def _wrap(
         behavior if spans is None else traced,
         request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
+    )
+
+
+def _wrap_stream(
+    full_method: str,
+    handler: grpc.RpcMethodHandler,
+    tracer: trace.Tracer | None,
+    authenticator: Authenticator | None,
+    permission: Permission | None,
+    meter: RpcMeter | None,
+) -> grpc.RpcMethodHandler:
+    """A server-streaming handler (WatchConnections) with the unary handlers' caller check and rich
+    statuses. No deadline is recorded (a stream makes no upstream call) and no span or duration is
+    made: one as long as a stream that lasts hours says nothing about latency. The caller check's
+    refusals are counted as for unary calls."""
+    inner = handler.unary_stream
+    rpc = full_method.rsplit("/", 1)[1]
+
+    async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        failure: GatewayError | None = None
+        admitted = False
+        try:
+            caller = callers.ANONYMOUS if authenticator is None else authenticator.authenticate(
+                context.invocation_metadata(), context.auth_context
+            )
+            caller.require(permission)
+            admitted = True
+            # Not reset: grpc.aio serves each call in a task of its own, whose context ends with it
+            # (and a stream closed from elsewhere could not reset it).
+            callers.enter(caller)
+            if isinstance(request, _Undecodable):
+                raise InvalidArgument("request", "the request is not a valid message (check string fields are UTF-8)")
+            async for response in inner(request, context):
+                yield response
+        except GatewayError as error:
+            failure = error
+            if meter is not None and not admitted:
+                meter.refused(error)
+        except Exception:
+            log.exception("unexpected failure in %s", full_method)
+            failure = InternalError("internal error; the gateway's log has the details")
+        if failure is None:
+            return
+        if isinstance(failure, CallerUnauthenticated) and audit.enabled():
+            audit.record(rpc, None, None, None, failure)
+        await context.abort_with_status(rpc_status.to_status(to_status(failure)))
+
+    return grpc.unary_stream_rpc_method_handler(
+        behavior, request_deserializer=_tolerant(handler.request_deserializer), response_serializer=handler.response_serializer
     )

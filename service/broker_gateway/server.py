@@ -52,6 +52,7 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         grace = self.application.config.server.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
+        await self.application.gateway.events.close()  # watch streams end now, not after the grace
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

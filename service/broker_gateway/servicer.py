@@ -6,7 +6,7 @@ Every call acts in its caller's tenant (``callers.current()``, set by the handle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,15 +17,24 @@ from . import validation
 from .callers import current as current_caller
 from .gateway import Gateway
 from .provider import OperationAuth
-from .store.base import ConnectionStatus, StoredConnection
+from .store.base import ConnectionStatus, EventType, StoredConnection, StoredEvent
 from .v1 import broker_gateway_service_pb2 as api
 from .v1 import broker_gateway_service_pb2_grpc as api_grpc
-from .v1 import connection_pb2, provider_pb2
+from .v1 import connection_event_pb2, connection_pb2, provider_pb2
+from .watch import Heartbeat, encode_cursor
 
 _STATUS = {
     ConnectionStatus.ACTIVE: connection_pb2.CONNECTION_STATUS_ACTIVE,
     ConnectionStatus.REAUTH_REQUIRED: connection_pb2.CONNECTION_STATUS_REAUTH_REQUIRED,
     ConnectionStatus.REVOKED: connection_pb2.CONNECTION_STATUS_REVOKED,
+}
+_EVENT_TYPES = {
+    EventType.CREATED: connection_event_pb2.CONNECTION_EVENT_TYPE_CREATED,
+    EventType.REFRESHED: connection_event_pb2.CONNECTION_EVENT_TYPE_REFRESHED,
+    EventType.REAUTH_REQUIRED: connection_event_pb2.CONNECTION_EVENT_TYPE_REAUTH_REQUIRED,
+    EventType.REVOKED: connection_event_pb2.CONNECTION_EVENT_TYPE_REVOKED,
+    EventType.DELETED: connection_event_pb2.CONNECTION_EVENT_TYPE_DELETED,
+    EventType.REFRESH_TOKEN_EXPIRING: connection_event_pb2.CONNECTION_EVENT_TYPE_REFRESH_TOKEN_EXPIRING,
 }
 _AUTH = {
     OperationAuth.BROKER_KEY: provider_pb2.OPERATION_AUTH_BROKER_KEY,
@@ -75,6 +84,21 @@ def connection_message(connection: StoredConnection) -> connection_pb2.Connectio
         create_time=_timestamp(connection.create_time),
         update_time=_timestamp(connection.update_time),
         status_reason=connection.status_reason,
+    )
+
+
+def event_message(tenant: str, item: StoredEvent | Heartbeat) -> connection_event_pb2.ConnectionEvent:
+    if isinstance(item, Heartbeat):
+        return connection_event_pb2.ConnectionEvent(
+            cursor=encode_cursor(tenant, item.seq),
+            type=connection_event_pb2.CONNECTION_EVENT_TYPE_HEARTBEAT,
+            event_time=_timestamp(item.time),
+        )
+    return connection_event_pb2.ConnectionEvent(
+        cursor=encode_cursor(tenant, item.seq),
+        type=_EVENT_TYPES[item.type],
+        connection=connection_message(item.connection),
+        event_time=_timestamp(item.time),
     )
 
 
@@ -199,3 +223,11 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
     ) -> api.DeleteConnectionResponse:
         await self.gateway.delete_connection(current_caller().tenant, request.connection_id)
         return api.DeleteConnectionResponse()
+
+    async def WatchConnections(
+        self, request: api.WatchConnectionsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.WatchConnectionsResponse]:
+        caller = current_caller()
+        events = self.gateway.watch_connections(caller.tenant, caller.id, provider_id=request.provider, after=request.after)
+        async for item in events:
+            yield api.WatchConnectionsResponse(event=event_message(caller.tenant, item))

@@ -1,7 +1,8 @@
 /**
  * The whole BrokerGateway flow against a sandbox gateway: list providers, start an authorization,
  * approve it through the wallet simulator's `approve=<username>` shortcut, exchange the code, read the
- * user's info, then replay the exchange to show how a failed call's google.rpc.ErrorInfo reason is
+ * user's info, watch its connections while revoking the new one (WatchConnections reports REVOKED),
+ * then replay the exchange to show how a failed call's google.rpc.ErrorInfo reason is
  * read. Every call carries a deadline.
  *
  *   npm run build && BROKER_GATEWAY_ADDRESS=127.0.0.1:50051 \
@@ -17,6 +18,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   apiKeyInterceptor,
   type BrokerGatewayClient,
+  ConnectionEventType,
   ConnectionStatus,
   createBrokerGatewayClient,
   errorInfo,
@@ -54,6 +56,37 @@ async function approve(authorizationUrl: string, user: string): Promise<URLSearc
   return new URL(location).searchParams;
 }
 
+/**
+ * Watch the wallet's connections, revoke `connectionId` and wait for its REVOKED event. The stream
+ * opens with a HEARTBEAT: once it has arrived, every later change is delivered. A real watcher keeps
+ * the last cursor it received and resumes from it (`after`).
+ */
+async function watchRevoke(client: BrokerGatewayClient, connectionId: string): Promise<void> {
+  const stopWatching = new AbortController();
+  const stream = client
+    .watchConnections({ provider: "wallet" }, { signal: stopWatching.signal, timeoutMs })
+    [Symbol.asyncIterator]();
+  try {
+    await stream.next();
+    await client.revoke({ connectionId }, { timeoutMs });
+    for (;;) {
+      const { value, done } = await stream.next();
+      if (done) {
+        throw new Error("the watch ended before the REVOKED event");
+      }
+      const event = value.event;
+      if (event?.type === ConnectionEventType.REVOKED && event.connection?.connectionId === connectionId) {
+        console.log(`watch_event: ${ConnectionEventType[event.type]}`);
+        console.log(`watch_connection_id: ${event.connection.connectionId}`);
+        console.log(`watch_cursor: ${event.cursor}`);
+        return;
+      }
+    }
+  } finally {
+    stopWatching.abort();
+  }
+}
+
 async function main(): Promise<void> {
   const client = connect();
 
@@ -85,6 +118,8 @@ async function main(): Promise<void> {
   const { userInfo } = await client.getUserInfo({ connectionId: connection.connectionId }, { timeoutMs });
   console.log(`subject: ${userInfo?.subject}`);
   console.log(`username: ${userInfo?.username}`);
+
+  await watchRevoke(client, connection.connectionId);
 
   // A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo whose
   // reason is AUTHZ_TRANSACTION_INVALID.

@@ -13,6 +13,7 @@ import { BrokerGateway } from "./gen/broker_gateway/v1/broker_gateway_service_pb
 import { type ErrorInfo, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb.js";
 
 export * from "./gen/broker_gateway/v1/broker_gateway_service_pb.js";
+export * from "./gen/broker_gateway/v1/connection_event_pb.js";
 export * from "./gen/broker_gateway/v1/connection_pb.js";
 export * from "./gen/broker_gateway/v1/error_reason_pb.js";
 export * from "./gen/broker_gateway/v1/provider_pb.js";

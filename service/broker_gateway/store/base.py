@@ -8,7 +8,7 @@ happen above them (``broker_gateway.vault``), so every backend gets the same enc
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -78,6 +78,39 @@ class StoredConnection:
     seq: int = 0
 
 
+class EventType(enum.Enum):
+    """What a connection event reports (proto ConnectionEventType)."""
+
+    CREATED = "CREATED"
+    REFRESHED = "REFRESHED"
+    REAUTH_REQUIRED = "REAUTH_REQUIRED"
+    REVOKED = "REVOKED"
+    DELETED = "DELETED"
+    REFRESH_TOKEN_EXPIRING = "REFRESH_TOKEN_EXPIRING"
+
+
+@dataclass(frozen=True)
+class Change:
+    """The event a write records in its own transaction, so an event exists exactly when the change
+    it reports was committed."""
+
+    type: EventType
+    time: datetime
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A recorded connection event: ``connection`` is the row as the change left it (as it was, for
+    DELETED), without its tokens."""
+
+    #: Increases within a tenant in commit order: a reader that has seen ``seq`` N has seen every
+    #: event of the tenant up to N, whatever was committed concurrently.
+    seq: int
+    type: EventType
+    time: datetime
+    connection: StoredConnection
+
+
 class Store(Protocol):
     """A backend for pending authorizations, connections and refresh leases.
 
@@ -108,14 +141,36 @@ class Store(Protocol):
 
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
 
-    async def insert_connection(self, connection: StoredConnection) -> bool:
-        """Add a new connection; False when the id is already taken in the tenant."""
+    async def insert_connection(self, connection: StoredConnection, *, event: Change | None = None) -> bool:
+        """Add a new connection; False when the id is already taken in the tenant. With ``event``,
+        the event is recorded in the same transaction."""
 
-    async def update_connection(self, connection: StoredConnection, *, expected_version: int) -> bool:
+    async def update_connection(
+        self, connection: StoredConnection, *, expected_version: int, event: Change | None = None
+    ) -> bool:
         """Write ``connection`` (with ``version`` = expected_version + 1) only if the stored version is
-        still ``expected_version``; False when another writer came first."""
+        still ``expected_version``; False when another writer came first. With ``event``, the event
+        is recorded in the same transaction, only when the write happens."""
 
-    async def delete_connection(self, tenant: str, connection_id: str) -> bool: ...
+    async def delete_connection(self, tenant: str, connection_id: str, *, event: Change | None = None) -> bool:
+        """Delete the connection; with ``event`` (DELETED), it is recorded with the row as it was."""
+
+    async def record_expiring(self, tenant: str, connection_id: str, *, version: int, time: datetime) -> bool:
+        """Record REFRESH_TOKEN_EXPIRING for the connection if it is still ACTIVE at ``version`` and no
+        such event was recorded for that version (one per refresh token); whether it was recorded."""
+
+    async def events_after(self, tenant: str, after_seq: int, *, limit: int) -> list[StoredEvent]:
+        """The tenant's events with ``seq`` greater than ``after_seq``, in order."""
+
+    async def event_bounds(self, tenant: str) -> tuple[int, int]:
+        """(pruned_through, latest): the highest seq of the tenant's events pruned so far and the
+        highest seq recorded (0 when none). A reader positioned before pruned_through has lost events."""
+
+    async def latest_event_seqs(self, tenants: Sequence[str]) -> dict[str, int]:
+        """The highest event seq of each tenant given (0 when none): one cheap read, polled."""
+
+    async def prune_events(self, before: datetime) -> None:
+        """Forget events older than ``before``, remembering per tenant the highest seq forgotten."""
 
     async def list_connections(
         self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int

@@ -33,7 +33,16 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import ConfigError, StoreUnavailable
-from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .base import (
+    Change,
+    ClaimOutcome,
+    ConnectionStatus,
+    EventType,
+    PendingAuthorization,
+    StoredConnection,
+    StoredEvent,
+    TakeOutcome,
+)
 from .crypto import envelope_key_id
 from .postgres_schema import LATEST, migrate, schema_version
 from .url import redact, url_password
@@ -54,6 +63,26 @@ _PENDING_COLUMNS = (
     "tenant, state_key, provider_id, connection_id, redirect_uri, scopes, issuer, sealed_verifier, create_time, expire_time"
 )
 _STATUSES = {status.value: status for status in ConnectionStatus}
+#: The columns of a connection an event keeps: everything GetConnection shows, never the tokens.
+_SNAPSHOT_COLUMNS = (
+    "connection_id, provider_id, scopes, subject, status, status_reason, metadata, access_token_expire_time,"
+    " refresh_token_expire_time, create_time, update_time, version"
+)
+_EVENT_COLUMNS = f"seq, tenant, type, event_time, {_SNAPSHOT_COLUMNS}"
+
+
+def _with_event(change: str, *, select: bool = False) -> str:
+    """One statement that makes a change (``change``: an INSERT, UPDATE or DELETE, given the RETURNING
+    clause here; or with ``select``, a SELECT of the row) and records its event: the tenant's counter gives the seq and the event row copies the
+    connection. One round trip, one transaction; nothing is recorded when the change touched no row.
+    Its own two parameters (type, time) follow the change's."""
+    return (
+        f"WITH changed AS ({change}{'' if select else f' RETURNING tenant, {_SNAPSHOT_COLUMNS}'}),"
+        " counter AS (INSERT INTO event_counters (tenant, last_seq) SELECT tenant, 1 FROM changed"
+        " ON CONFLICT (tenant) DO UPDATE SET last_seq = event_counters.last_seq + 1 RETURNING last_seq)"
+        f" INSERT INTO connection_events (tenant, seq, type, event_time, {_SNAPSHOT_COLUMNS})"
+        f" SELECT changed.tenant, counter.last_seq, %s, %s, {_SNAPSHOT_COLUMNS} FROM changed, counter"
+    )
 
 
 def url_problems(url: str) -> list[str]:
@@ -176,6 +205,12 @@ def _connection_values(c: StoredConnection) -> dict[str, object]:
         "update_time": c.update_time,
         "version": c.version,
     }
+
+
+def _event(row: Sequence[Any]) -> StoredEvent:
+    seq, tenant, kind, event_time, *snapshot = row
+    connection = _connection((0, tenant, *snapshot[:7], None, *snapshot[7:]))
+    return StoredEvent(seq=seq, type=EventType(kind), time=event_time, connection=connection)
 
 
 def _pending(row: Sequence[Any]) -> PendingAuthorization:
@@ -331,30 +366,72 @@ class PostgresStore:
         )
         return None if row is None else _connection(row)
 
-    async def insert_connection(self, connection: StoredConnection) -> bool:
+    async def insert_connection(self, connection: StoredConnection, *, event: Change | None = None) -> bool:
         values = _connection_values(connection)
-        inserted = await self._execute(
+        insert = (
             f"INSERT INTO connections ({', '.join(values)}) VALUES ({', '.join('%s' for _ in values)})"
-            " ON CONFLICT (tenant, connection_id) DO NOTHING",
-            tuple(values.values()),
+            " ON CONFLICT (tenant, connection_id) DO NOTHING"
         )
-        return inserted == 1
+        if event is None:
+            return await self._execute(insert, tuple(values.values())) == 1
+        return await self._execute(_with_event(insert), (*values.values(), event.type.value, event.time)) == 1
 
-    async def update_connection(self, connection: StoredConnection, *, expected_version: int) -> bool:
+    async def update_connection(
+        self, connection: StoredConnection, *, expected_version: int, event: Change | None = None
+    ) -> bool:
         values = _connection_values(connection)
         tenant, connection_id = values.pop("tenant"), values.pop("connection_id")
         assignments = ", ".join(f"{column} = %s" for column in values)
-        updated = await self._execute(
-            f"UPDATE connections SET {assignments} WHERE tenant = %s AND connection_id = %s AND version = %s",
-            (*values.values(), tenant, connection_id, expected_version),
-        )
-        return updated == 1
+        update = f"UPDATE connections SET {assignments} WHERE tenant = %s AND connection_id = %s AND version = %s"
+        parameters: tuple[object, ...] = (*values.values(), tenant, connection_id, expected_version)
+        if event is None:
+            return await self._execute(update, parameters) == 1
+        return await self._execute(_with_event(update), (*parameters, event.type.value, event.time)) == 1
 
-    async def delete_connection(self, tenant: str, connection_id: str) -> bool:
-        deleted = await self._execute(
-            "DELETE FROM connections WHERE tenant = %s AND connection_id = %s", (tenant, connection_id)
+    async def delete_connection(self, tenant: str, connection_id: str, *, event: Change | None = None) -> bool:
+        delete = "DELETE FROM connections WHERE tenant = %s AND connection_id = %s"
+        if event is None:
+            return await self._execute(delete, (tenant, connection_id)) == 1
+        return await self._execute(_with_event(delete), (tenant, connection_id, event.type.value, event.time)) == 1
+
+    async def record_expiring(self, tenant: str, connection_id: str, *, version: int, time: datetime) -> bool:
+        # Of the keep-alive job, which one process runs at a time (its lease): no race to recording twice.
+        due = (
+            f"SELECT tenant, {_SNAPSHOT_COLUMNS} FROM connections c WHERE tenant = %s AND connection_id = %s AND version = %s"
+            " AND status = %s AND NOT EXISTS (SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant"
+            " AND e.connection_id = c.connection_id AND e.version = c.version AND e.type = %s)"
         )
-        return deleted == 1
+        kind = EventType.REFRESH_TOKEN_EXPIRING.value
+        recorded = await self._execute(
+            _with_event(due, select=True), (tenant, connection_id, version, ConnectionStatus.ACTIVE.value, kind, kind, time)
+        )
+        return recorded == 1
+
+    async def events_after(self, tenant: str, after_seq: int, *, limit: int) -> list[StoredEvent]:
+        rows = await self._fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM connection_events WHERE tenant = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (tenant, after_seq, limit),
+        )
+        return [_event(row) for row in rows]
+
+    async def event_bounds(self, tenant: str) -> tuple[int, int]:
+        row = await self._fetchone("SELECT pruned_through, last_seq FROM event_counters WHERE tenant = %s", (tenant,))
+        return (0, 0) if row is None else (row[0], row[1])
+
+    async def latest_event_seqs(self, tenants: Sequence[str]) -> dict[str, int]:
+        rows = await self._fetchall("SELECT tenant, last_seq FROM event_counters WHERE tenant = ANY(%s)", (list(tenants),))
+        latest = dict.fromkeys(tenants, 0)
+        latest.update({tenant: seq for tenant, seq in rows})
+        return latest
+
+    async def prune_events(self, before: datetime) -> None:
+        await self._execute(
+            "WITH gone AS (DELETE FROM connection_events WHERE event_time < %s RETURNING tenant, seq),"
+            " reach AS (SELECT tenant, MAX(seq) AS through FROM gone GROUP BY tenant)"
+            " UPDATE event_counters c SET pruned_through = GREATEST(c.pruned_through, reach.through)"
+            " FROM reach WHERE c.tenant = reach.tenant",
+            (before,),
+        )
 
     async def list_connections(
         self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int

@@ -69,7 +69,42 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
-    # 2 is another branch's (connection events); if it is absent at merge, renumber this one.
+    (
+        2,
+        # Connection events (WatchConnections). seq is per tenant, taken from the tenant's counter row
+        # in the transaction that records the event: the row lock held until commit makes seq follow
+        # commit order within a tenant, so a poller that has seen seq N has seen every event up to N
+        # (a shared sequence would not: a transaction may commit after one that drew a later number).
+        """
+        CREATE TABLE event_counters (
+            tenant TEXT PRIMARY KEY,
+            last_seq BIGINT NOT NULL,
+            pruned_through BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE TABLE connection_events (
+            tenant TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            type TEXT NOT NULL,
+            event_time TIMESTAMPTZ NOT NULL,
+            connection_id TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            scopes TEXT[] NOT NULL,
+            subject TEXT NOT NULL,
+            status TEXT NOT NULL,
+            status_reason TEXT NOT NULL,
+            metadata JSONB NOT NULL,
+            access_token_expire_time TIMESTAMPTZ,
+            refresh_token_expire_time TIMESTAMPTZ,
+            create_time TIMESTAMPTZ NOT NULL,
+            update_time TIMESTAMPTZ NOT NULL,
+            version BIGINT NOT NULL,
+            PRIMARY KEY (tenant, seq)
+        );
+        CREATE INDEX connection_events_by_time ON connection_events (event_time);
+        CREATE INDEX connection_events_expiring ON connection_events (tenant, connection_id, version)
+            WHERE type = 'REFRESH_TOKEN_EXPIRING';
+        """,
+    ),
     (
         3,
         """

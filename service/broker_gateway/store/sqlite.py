@@ -12,13 +12,23 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreUnavailable
 from ..private_files import create_private_file, make_private_dir, restrict
-from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .base import (
+    Change,
+    ClaimOutcome,
+    ConnectionStatus,
+    EventType,
+    PendingAuthorization,
+    StoredConnection,
+    StoredEvent,
+    TakeOutcome,
+)
 from .checkpointer import BACKSTOP_PAGES, Checkpointer
 from .crypto import envelope_key_id
 
@@ -66,6 +76,31 @@ CREATE TABLE IF NOT EXISTS operation_requests (
     create_time REAL NOT NULL,
     PRIMARY KEY (tenant, request_key)
 );
+CREATE TABLE IF NOT EXISTS connection_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    type TEXT NOT NULL,
+    event_time REAL NOT NULL,
+    connection_id TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    access_token_expire_time REAL,
+    refresh_token_expire_time REAL,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS connection_events_by_tenant ON connection_events (tenant, seq);
+CREATE INDEX IF NOT EXISTS connection_events_by_time ON connection_events (event_time);
+CREATE INDEX IF NOT EXISTS connection_events_by_connection ON connection_events (tenant, connection_id, version);
+CREATE TABLE IF NOT EXISTS event_horizons (
+    tenant TEXT PRIMARY KEY,
+    pruned_through INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS leases (
     tenant TEXT NOT NULL,
     connection_id TEXT NOT NULL,
@@ -82,6 +117,20 @@ CREATE TABLE IF NOT EXISTS key_check_values (
 _CONNECTION_COLUMNS = (
     "seq, tenant, connection_id, provider_id, scopes, subject, status, status_reason, metadata, sealed_tokens, "
     "access_token_expire_time, refresh_token_expire_time, create_time, update_time, version"
+)
+
+
+#: The columns of a connection an event keeps: everything GetConnection shows, never the tokens.
+_SNAPSHOT_COLUMNS = (
+    "connection_id, provider_id, scopes, subject, status, status_reason, metadata, access_token_expire_time,"
+    " refresh_token_expire_time, create_time, update_time, version"
+)
+_EVENT_COLUMNS = f"seq, tenant, type, event_time, {_SNAPSHOT_COLUMNS}"
+#: Records an event from the connection's row, in the transaction that changed it (SQLite's single
+#: writer makes the AUTOINCREMENT seq follow commit order, which readers of ``seq`` rely on).
+_RECORD_EVENT = (
+    f"INSERT INTO connection_events (tenant, type, event_time, {_SNAPSHOT_COLUMNS})"
+    f" SELECT tenant, ?, ?, {_SNAPSHOT_COLUMNS} FROM connections WHERE tenant = ? AND connection_id = ?"
 )
 
 
@@ -107,7 +156,7 @@ def _scopes(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
-def _connection(row: sqlite3.Row) -> StoredConnection:
+def _connection(row: Sequence[Any]) -> StoredConnection:
     # Read on every token-using call: positional, and without re-parsing what repeats.
     (seq, tenant, connection_id, provider_id, scopes, subject, status, status_reason, metadata, sealed_tokens,
      access_expire, refresh_expire, create_time, update_time, version) = row
@@ -130,6 +179,16 @@ def _connection(row: sqlite3.Row) -> StoredConnection:
     )
 
 
+def _event(row: Sequence[Any]) -> StoredEvent:
+    (seq, tenant, kind, event_time, connection_id, provider_id, scopes, subject, status, status_reason, metadata,
+     access_expire, refresh_expire, create_time, update_time, version) = row
+    connection = _connection(
+        (0, tenant, connection_id, provider_id, scopes, subject, status, status_reason, metadata, None, access_expire,
+         refresh_expire, create_time, update_time, version)
+    )
+    return StoredEvent(seq=seq, type=EventType(kind), time=_required_dt(event_time), connection=connection)
+
+
 def _connection_values(c: StoredConnection) -> dict[str, object]:
     return {
         "tenant": c.tenant,
@@ -148,6 +207,10 @@ def _connection_values(c: StoredConnection) -> dict[str, object]:
         "update_time": _ts(c.update_time),
         "version": c.version,
     }
+
+
+class _NothingDeleted(Exception):
+    """Rolls back the event of a delete that found no row."""
 
 
 def _prepare_private_files(path: Path) -> None:
@@ -271,30 +334,117 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else _connection(row)
 
-    async def insert_connection(self, connection: StoredConnection) -> bool:
+    def _transaction(self, write: Callable[[], bool]) -> bool:
+        """Run ``write`` (several statements) as one write transaction; its result decides nothing
+        about committing: a write that changed nothing leaves nothing to commit."""
+        self._execute("BEGIN IMMEDIATE")
+        try:
+            done = write()
+            self._execute("COMMIT")
+        except BaseException:
+            self._db.rollback()
+            raise
+        return done
+
+    def _record(self, tenant: str, connection_id: str, event: Change) -> None:
+        self._execute(_RECORD_EVENT, (event.type.value, _ts(event.time), tenant, connection_id))
+
+    async def insert_connection(self, connection: StoredConnection, *, event: Change | None = None) -> bool:
         values = _connection_values(connection)
         columns = ", ".join(values)
-        try:
-            self._execute(
-                f"INSERT INTO connections ({columns}) VALUES ({', '.join('?' for _ in values)})", tuple(values.values())
-            )
-        except sqlite3.IntegrityError:
-            return False
-        return True
+        sql = f"INSERT INTO connections ({columns}) VALUES ({', '.join('?' for _ in values)})"
 
-    async def update_connection(self, connection: StoredConnection, *, expected_version: int) -> bool:
+        def write() -> bool:
+            try:
+                self._execute(sql, tuple(values.values()))
+            except sqlite3.IntegrityError:
+                return False
+            if event is not None:
+                self._record(connection.tenant, connection.connection_id, event)
+            return True
+
+        return write() if event is None else self._transaction(write)
+
+    async def update_connection(
+        self, connection: StoredConnection, *, expected_version: int, event: Change | None = None
+    ) -> bool:
         values = _connection_values(connection)
         tenant, connection_id = values.pop("tenant"), values.pop("connection_id")
         assignments = ", ".join(f"{column} = ?" for column in values)
+
+        def write() -> bool:
+            cursor = self._execute(
+                f"UPDATE connections SET {assignments} WHERE tenant = ? AND connection_id = ? AND version = ?",
+                (*values.values(), tenant, connection_id, expected_version),
+            )
+            if cursor.rowcount != 1:
+                return False
+            if event is not None:
+                self._record(connection.tenant, connection.connection_id, event)
+            return True
+
+        return write() if event is None else self._transaction(write)
+
+    async def delete_connection(self, tenant: str, connection_id: str, *, event: Change | None = None) -> bool:
+        def write() -> bool:
+            if event is not None:  # the row as it was, before it goes; rolled back with a failed delete
+                self._record(tenant, connection_id, event)
+            cursor = self._execute("DELETE FROM connections WHERE tenant = ? AND connection_id = ?", (tenant, connection_id))
+            if cursor.rowcount != 1:
+                raise _NothingDeleted
+            return True
+
+        try:
+            return write() if event is None else self._transaction(write)
+        except _NothingDeleted:
+            return False
+
+    async def record_expiring(self, tenant: str, connection_id: str, *, version: int, time: datetime) -> bool:
         cursor = self._execute(
-            f"UPDATE connections SET {assignments} WHERE tenant = ? AND connection_id = ? AND version = ?",
-            (*values.values(), tenant, connection_id, expected_version),
+            f"INSERT INTO connection_events (tenant, type, event_time, {_SNAPSHOT_COLUMNS})"
+            f" SELECT tenant, ?, ?, {_SNAPSHOT_COLUMNS} FROM connections c"
+            " WHERE tenant = ? AND connection_id = ? AND version = ? AND status = ? AND NOT EXISTS ("
+            "  SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant AND e.connection_id = c.connection_id"
+            "  AND e.version = c.version AND e.type = ?)",
+            (
+                EventType.REFRESH_TOKEN_EXPIRING.value, _ts(time), tenant, connection_id, version,
+                ConnectionStatus.ACTIVE.value, EventType.REFRESH_TOKEN_EXPIRING.value,
+            ),
         )
         return cursor.rowcount == 1
 
-    async def delete_connection(self, tenant: str, connection_id: str) -> bool:
-        cursor = self._execute("DELETE FROM connections WHERE tenant = ? AND connection_id = ?", (tenant, connection_id))
-        return cursor.rowcount == 1
+    async def events_after(self, tenant: str, after_seq: int, *, limit: int) -> list[StoredEvent]:
+        rows = self._execute(
+            f"SELECT {_EVENT_COLUMNS} FROM connection_events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (tenant, after_seq, limit),
+        ).fetchall()
+        return [_event(row) for row in rows]
+
+    async def event_bounds(self, tenant: str) -> tuple[int, int]:
+        row = self._execute(
+            "SELECT (SELECT pruned_through FROM event_horizons WHERE tenant = ?),"
+            " (SELECT MAX(seq) FROM connection_events WHERE tenant = ?)",
+            (tenant, tenant),
+        ).fetchone()
+        pruned = row[0] or 0
+        return pruned, max(pruned, row[1] or 0)
+
+    async def latest_event_seqs(self, tenants: Sequence[str]) -> dict[str, int]:
+        return {tenant: (await self.event_bounds(tenant))[1] for tenant in tenants}
+
+    async def prune_events(self, before: datetime) -> None:
+        def prune() -> bool:
+            # `WHERE` before GROUP BY keeps SQLite's parser from reading ON CONFLICT as a join's ON.
+            self._execute(
+                "INSERT INTO event_horizons (tenant, pruned_through)"
+                " SELECT tenant, MAX(seq) FROM connection_events WHERE event_time < ? GROUP BY tenant"
+                " ON CONFLICT (tenant) DO UPDATE SET pruned_through = MAX(pruned_through, excluded.pruned_through)",
+                (_ts(before),),
+            )
+            self._execute("DELETE FROM connection_events WHERE event_time < ?", (_ts(before),))
+            return True
+
+        self._transaction(prune)
 
     async def list_connections(
         self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int

@@ -1,6 +1,7 @@
 // Command flow runs the whole BrokerGateway flow against a sandbox gateway: it lists providers,
 // starts an authorization, approves it through the wallet simulator's `approve=<username>` shortcut,
-// exchanges the code, reads the user's info, and then replays the exchange to show how a failed
+// exchanges the code, reads the user's info, watches its connections while it revokes the new one
+// (WatchConnections reports REVOKED), and then replays the exchange to show how a failed
 // call's google.rpc.ErrorInfo reason is read. Every call carries a deadline.
 //
 //	BROKER_GATEWAY_ADDRESS=127.0.0.1:50051 \
@@ -82,6 +83,10 @@ func main() {
 	fmt.Printf("subject: %s\n", info.GetUserInfo().GetSubject())
 	fmt.Printf("username: %s\n", info.GetUserInfo().GetUsername())
 
+	if err := watchRevoke(client, connection.GetConnectionId()); err != nil {
+		log.Fatalf("WatchConnections: %v", err)
+	}
+
 	// A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo
 	// whose reason is AUTHZ_TRANSACTION_INVALID.
 	_, err = call(client.Exchange, exchange)
@@ -95,6 +100,38 @@ func main() {
 	fmt.Printf("error_code: %s\n", status.Code(err))
 	fmt.Printf("error_reason: %s\n", errorInfo.GetReason())
 	fmt.Printf("error_domain: %s\n", errorInfo.GetDomain())
+}
+
+// watchRevoke watches the wallet's connections, revokes connectionID and waits for its REVOKED event.
+// The stream opens with a HEARTBEAT: once it has arrived, every later change is delivered. A real
+// watcher keeps the last cursor it received and resumes from it (WatchConnectionsRequest.After).
+func watchRevoke(client *brokergateway.Client, connectionID string) error {
+	ctx, stopWatching := context.WithTimeout(context.Background(), callTimeout)
+	defer stopWatching()
+	stream, err := client.WatchConnections(ctx, &gatewayv1.WatchConnectionsRequest{Provider: "wallet"})
+	if err != nil {
+		return err
+	}
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	if _, err := call(client.Revoke, &gatewayv1.RevokeRequest{ConnectionId: connectionID}); err != nil {
+		return err
+	}
+	for {
+		response, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		event := response.GetEvent()
+		if event.GetType() == gatewayv1.ConnectionEventType_CONNECTION_EVENT_TYPE_REVOKED &&
+			event.GetConnection().GetConnectionId() == connectionID {
+			fmt.Printf("watch_event: %s\n", event.GetType())
+			fmt.Printf("watch_connection_id: %s\n", event.GetConnection().GetConnectionId())
+			fmt.Printf("watch_cursor: %s\n", event.GetCursor())
+			return nil
+		}
+	}
 }
 
 // connect uses TLS when given a CA file and sends the API key when given one (the key needs TLS).

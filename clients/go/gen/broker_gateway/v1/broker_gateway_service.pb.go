@@ -1274,11 +1274,113 @@ func (*DeleteConnectionResponse) Descriptor() ([]byte, []int) {
 	return file_broker_gateway_v1_broker_gateway_service_proto_rawDescGZIP(), []int{22}
 }
 
+// The request of WatchConnections.
+type WatchConnectionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only events of this provider's connections; all when empty.
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The cursor of the last event received, to resume right after it; empty to start at the current
+	// position. A cursor older than the gateway keeps events for is OUT_OF_RANGE (EVENT_CURSOR_EXPIRED).
+	After         string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConnectionsRequest) Reset() {
+	*x = WatchConnectionsRequest{}
+	mi := &file_broker_gateway_v1_broker_gateway_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConnectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConnectionsRequest) ProtoMessage() {}
+
+func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_gateway_v1_broker_gateway_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConnectionsRequest.ProtoReflect.Descriptor instead.
+func (*WatchConnectionsRequest) Descriptor() ([]byte, []int) {
+	return file_broker_gateway_v1_broker_gateway_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchConnectionsRequest) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *WatchConnectionsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+// A message of the WatchConnections stream.
+type WatchConnectionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event (a HEARTBEAT when nothing happened).
+	Event         *ConnectionEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConnectionsResponse) Reset() {
+	*x = WatchConnectionsResponse{}
+	mi := &file_broker_gateway_v1_broker_gateway_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConnectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConnectionsResponse) ProtoMessage() {}
+
+func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_gateway_v1_broker_gateway_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConnectionsResponse.ProtoReflect.Descriptor instead.
+func (*WatchConnectionsResponse) Descriptor() ([]byte, []int) {
+	return file_broker_gateway_v1_broker_gateway_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WatchConnectionsResponse) GetEvent() *ConnectionEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_broker_gateway_v1_broker_gateway_service_proto protoreflect.FileDescriptor
 
 const file_broker_gateway_v1_broker_gateway_service_proto_rawDesc = "" +
 	"\n" +
-	".broker_gateway/v1/broker_gateway_service.proto\x12\x11broker_gateway.v1\x1a\"broker_gateway/v1/connection.proto\x1a broker_gateway/v1/provider.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
+	".broker_gateway/v1/broker_gateway_service.proto\x12\x11broker_gateway.v1\x1a\"broker_gateway/v1/connection.proto\x1a(broker_gateway/v1/connection_event.proto\x1a broker_gateway/v1/provider.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
 	"\x14ListProvidersRequest\"R\n" +
 	"\x15ListProvidersResponse\x129\n" +
 	"\tproviders\x18\x01 \x03(\v2\x1b.broker_gateway.v1.ProviderR\tproviders\"\xa7\x02\n" +
@@ -1364,7 +1466,12 @@ const file_broker_gateway_v1_broker_gateway_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n" +
 	"\x17DeleteConnectionRequest\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\"\x1a\n" +
-	"\x18DeleteConnectionResponse2\xab\b\n" +
+	"\x18DeleteConnectionResponse\"K\n" +
+	"\x17WatchConnectionsRequest\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\"T\n" +
+	"\x18WatchConnectionsResponse\x128\n" +
+	"\x05event\x18\x01 \x01(\v2\".broker_gateway.v1.ConnectionEventR\x05event2\x9a\t\n" +
 	"\rBrokerGateway\x12b\n" +
 	"\rListProviders\x12'.broker_gateway.v1.ListProvidersRequest\x1a(.broker_gateway.v1.ListProvidersResponse\x12V\n" +
 	"\tAuthorize\x12#.broker_gateway.v1.AuthorizeRequest\x1a$.broker_gateway.v1.AuthorizeResponse\x12S\n" +
@@ -1376,7 +1483,8 @@ const file_broker_gateway_v1_broker_gateway_service_proto_rawDesc = "" +
 	"\x0fInvokeOperation\x12).broker_gateway.v1.InvokeOperationRequest\x1a*.broker_gateway.v1.InvokeOperationResponse\x12b\n" +
 	"\rGetConnection\x12'.broker_gateway.v1.GetConnectionRequest\x1a(.broker_gateway.v1.GetConnectionResponse\x12h\n" +
 	"\x0fListConnections\x12).broker_gateway.v1.ListConnectionsRequest\x1a*.broker_gateway.v1.ListConnectionsResponse\x12k\n" +
-	"\x10DeleteConnection\x12*.broker_gateway.v1.DeleteConnectionRequest\x1a+.broker_gateway.v1.DeleteConnectionResponseB\xee\x01\n" +
+	"\x10DeleteConnection\x12*.broker_gateway.v1.DeleteConnectionRequest\x1a+.broker_gateway.v1.DeleteConnectionResponse\x12m\n" +
+	"\x10WatchConnections\x12*.broker_gateway.v1.WatchConnectionsRequest\x1a+.broker_gateway.v1.WatchConnectionsResponse0\x01B\xee\x01\n" +
 	"\x15com.broker_gateway.v1B\x19BrokerGatewayServiceProtoP\x01ZYgithub.com/brokergateway/broker-gateway/clients/go/gen/broker_gateway/v1;broker_gatewayv1\xa2\x02\x03BXX\xaa\x02\x10BrokerGateway.V1\xca\x02\x10BrokerGateway\\V1\xe2\x02\x1cBrokerGateway\\V1\\GPBMetadata\xea\x02\x11BrokerGateway::V1b\x06proto3"
 
 var (
@@ -1391,7 +1499,7 @@ func file_broker_gateway_v1_broker_gateway_service_proto_rawDescGZIP() []byte {
 	return file_broker_gateway_v1_broker_gateway_service_proto_rawDescData
 }
 
-var file_broker_gateway_v1_broker_gateway_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_broker_gateway_v1_broker_gateway_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_broker_gateway_v1_broker_gateway_service_proto_goTypes = []any{
 	(*ListProvidersRequest)(nil),     // 0: broker_gateway.v1.ListProvidersRequest
 	(*ListProvidersResponse)(nil),    // 1: broker_gateway.v1.ListProvidersResponse
@@ -1416,56 +1524,62 @@ var file_broker_gateway_v1_broker_gateway_service_proto_goTypes = []any{
 	(*ListConnectionsResponse)(nil),  // 20: broker_gateway.v1.ListConnectionsResponse
 	(*DeleteConnectionRequest)(nil),  // 21: broker_gateway.v1.DeleteConnectionRequest
 	(*DeleteConnectionResponse)(nil), // 22: broker_gateway.v1.DeleteConnectionResponse
-	nil,                              // 23: broker_gateway.v1.AuthorizeRequest.ExtraParamsEntry
-	nil,                              // 24: broker_gateway.v1.ExchangeRequest.CallbackParamsEntry
-	(*Provider)(nil),                 // 25: broker_gateway.v1.Provider
-	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
-	(*Connection)(nil),               // 27: broker_gateway.v1.Connection
-	(*structpb.Struct)(nil),          // 28: google.protobuf.Struct
-	(*structpb.Value)(nil),           // 29: google.protobuf.Value
+	(*WatchConnectionsRequest)(nil),  // 23: broker_gateway.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil), // 24: broker_gateway.v1.WatchConnectionsResponse
+	nil,                              // 25: broker_gateway.v1.AuthorizeRequest.ExtraParamsEntry
+	nil,                              // 26: broker_gateway.v1.ExchangeRequest.CallbackParamsEntry
+	(*Provider)(nil),                 // 27: broker_gateway.v1.Provider
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*Connection)(nil),               // 29: broker_gateway.v1.Connection
+	(*structpb.Struct)(nil),          // 30: google.protobuf.Struct
+	(*structpb.Value)(nil),           // 31: google.protobuf.Value
+	(*ConnectionEvent)(nil),          // 32: broker_gateway.v1.ConnectionEvent
 }
 var file_broker_gateway_v1_broker_gateway_service_proto_depIdxs = []int32{
-	25, // 0: broker_gateway.v1.ListProvidersResponse.providers:type_name -> broker_gateway.v1.Provider
-	23, // 1: broker_gateway.v1.AuthorizeRequest.extra_params:type_name -> broker_gateway.v1.AuthorizeRequest.ExtraParamsEntry
-	26, // 2: broker_gateway.v1.AuthorizeResponse.expire_time:type_name -> google.protobuf.Timestamp
-	24, // 3: broker_gateway.v1.ExchangeRequest.callback_params:type_name -> broker_gateway.v1.ExchangeRequest.CallbackParamsEntry
-	27, // 4: broker_gateway.v1.ExchangeResponse.connection:type_name -> broker_gateway.v1.Connection
-	27, // 5: broker_gateway.v1.RefreshResponse.connection:type_name -> broker_gateway.v1.Connection
-	27, // 6: broker_gateway.v1.RevokeResponse.connection:type_name -> broker_gateway.v1.Connection
+	27, // 0: broker_gateway.v1.ListProvidersResponse.providers:type_name -> broker_gateway.v1.Provider
+	25, // 1: broker_gateway.v1.AuthorizeRequest.extra_params:type_name -> broker_gateway.v1.AuthorizeRequest.ExtraParamsEntry
+	28, // 2: broker_gateway.v1.AuthorizeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	26, // 3: broker_gateway.v1.ExchangeRequest.callback_params:type_name -> broker_gateway.v1.ExchangeRequest.CallbackParamsEntry
+	29, // 4: broker_gateway.v1.ExchangeResponse.connection:type_name -> broker_gateway.v1.Connection
+	29, // 5: broker_gateway.v1.RefreshResponse.connection:type_name -> broker_gateway.v1.Connection
+	29, // 6: broker_gateway.v1.RevokeResponse.connection:type_name -> broker_gateway.v1.Connection
 	12, // 7: broker_gateway.v1.GetUserInfoResponse.user_info:type_name -> broker_gateway.v1.UserInfo
-	28, // 8: broker_gateway.v1.UserInfo.raw:type_name -> google.protobuf.Struct
-	26, // 9: broker_gateway.v1.GetAccessTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 10: broker_gateway.v1.InvokeOperationRequest.params:type_name -> google.protobuf.Struct
-	29, // 11: broker_gateway.v1.InvokeOperationResponse.result:type_name -> google.protobuf.Value
-	27, // 12: broker_gateway.v1.GetConnectionResponse.connection:type_name -> broker_gateway.v1.Connection
-	27, // 13: broker_gateway.v1.ListConnectionsResponse.connections:type_name -> broker_gateway.v1.Connection
-	0,  // 14: broker_gateway.v1.BrokerGateway.ListProviders:input_type -> broker_gateway.v1.ListProvidersRequest
-	2,  // 15: broker_gateway.v1.BrokerGateway.Authorize:input_type -> broker_gateway.v1.AuthorizeRequest
-	4,  // 16: broker_gateway.v1.BrokerGateway.Exchange:input_type -> broker_gateway.v1.ExchangeRequest
-	6,  // 17: broker_gateway.v1.BrokerGateway.Refresh:input_type -> broker_gateway.v1.RefreshRequest
-	8,  // 18: broker_gateway.v1.BrokerGateway.Revoke:input_type -> broker_gateway.v1.RevokeRequest
-	10, // 19: broker_gateway.v1.BrokerGateway.GetUserInfo:input_type -> broker_gateway.v1.GetUserInfoRequest
-	13, // 20: broker_gateway.v1.BrokerGateway.GetAccessToken:input_type -> broker_gateway.v1.GetAccessTokenRequest
-	15, // 21: broker_gateway.v1.BrokerGateway.InvokeOperation:input_type -> broker_gateway.v1.InvokeOperationRequest
-	17, // 22: broker_gateway.v1.BrokerGateway.GetConnection:input_type -> broker_gateway.v1.GetConnectionRequest
-	19, // 23: broker_gateway.v1.BrokerGateway.ListConnections:input_type -> broker_gateway.v1.ListConnectionsRequest
-	21, // 24: broker_gateway.v1.BrokerGateway.DeleteConnection:input_type -> broker_gateway.v1.DeleteConnectionRequest
-	1,  // 25: broker_gateway.v1.BrokerGateway.ListProviders:output_type -> broker_gateway.v1.ListProvidersResponse
-	3,  // 26: broker_gateway.v1.BrokerGateway.Authorize:output_type -> broker_gateway.v1.AuthorizeResponse
-	5,  // 27: broker_gateway.v1.BrokerGateway.Exchange:output_type -> broker_gateway.v1.ExchangeResponse
-	7,  // 28: broker_gateway.v1.BrokerGateway.Refresh:output_type -> broker_gateway.v1.RefreshResponse
-	9,  // 29: broker_gateway.v1.BrokerGateway.Revoke:output_type -> broker_gateway.v1.RevokeResponse
-	11, // 30: broker_gateway.v1.BrokerGateway.GetUserInfo:output_type -> broker_gateway.v1.GetUserInfoResponse
-	14, // 31: broker_gateway.v1.BrokerGateway.GetAccessToken:output_type -> broker_gateway.v1.GetAccessTokenResponse
-	16, // 32: broker_gateway.v1.BrokerGateway.InvokeOperation:output_type -> broker_gateway.v1.InvokeOperationResponse
-	18, // 33: broker_gateway.v1.BrokerGateway.GetConnection:output_type -> broker_gateway.v1.GetConnectionResponse
-	20, // 34: broker_gateway.v1.BrokerGateway.ListConnections:output_type -> broker_gateway.v1.ListConnectionsResponse
-	22, // 35: broker_gateway.v1.BrokerGateway.DeleteConnection:output_type -> broker_gateway.v1.DeleteConnectionResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	30, // 8: broker_gateway.v1.UserInfo.raw:type_name -> google.protobuf.Struct
+	28, // 9: broker_gateway.v1.GetAccessTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 10: broker_gateway.v1.InvokeOperationRequest.params:type_name -> google.protobuf.Struct
+	31, // 11: broker_gateway.v1.InvokeOperationResponse.result:type_name -> google.protobuf.Value
+	29, // 12: broker_gateway.v1.GetConnectionResponse.connection:type_name -> broker_gateway.v1.Connection
+	29, // 13: broker_gateway.v1.ListConnectionsResponse.connections:type_name -> broker_gateway.v1.Connection
+	32, // 14: broker_gateway.v1.WatchConnectionsResponse.event:type_name -> broker_gateway.v1.ConnectionEvent
+	0,  // 15: broker_gateway.v1.BrokerGateway.ListProviders:input_type -> broker_gateway.v1.ListProvidersRequest
+	2,  // 16: broker_gateway.v1.BrokerGateway.Authorize:input_type -> broker_gateway.v1.AuthorizeRequest
+	4,  // 17: broker_gateway.v1.BrokerGateway.Exchange:input_type -> broker_gateway.v1.ExchangeRequest
+	6,  // 18: broker_gateway.v1.BrokerGateway.Refresh:input_type -> broker_gateway.v1.RefreshRequest
+	8,  // 19: broker_gateway.v1.BrokerGateway.Revoke:input_type -> broker_gateway.v1.RevokeRequest
+	10, // 20: broker_gateway.v1.BrokerGateway.GetUserInfo:input_type -> broker_gateway.v1.GetUserInfoRequest
+	13, // 21: broker_gateway.v1.BrokerGateway.GetAccessToken:input_type -> broker_gateway.v1.GetAccessTokenRequest
+	15, // 22: broker_gateway.v1.BrokerGateway.InvokeOperation:input_type -> broker_gateway.v1.InvokeOperationRequest
+	17, // 23: broker_gateway.v1.BrokerGateway.GetConnection:input_type -> broker_gateway.v1.GetConnectionRequest
+	19, // 24: broker_gateway.v1.BrokerGateway.ListConnections:input_type -> broker_gateway.v1.ListConnectionsRequest
+	21, // 25: broker_gateway.v1.BrokerGateway.DeleteConnection:input_type -> broker_gateway.v1.DeleteConnectionRequest
+	23, // 26: broker_gateway.v1.BrokerGateway.WatchConnections:input_type -> broker_gateway.v1.WatchConnectionsRequest
+	1,  // 27: broker_gateway.v1.BrokerGateway.ListProviders:output_type -> broker_gateway.v1.ListProvidersResponse
+	3,  // 28: broker_gateway.v1.BrokerGateway.Authorize:output_type -> broker_gateway.v1.AuthorizeResponse
+	5,  // 29: broker_gateway.v1.BrokerGateway.Exchange:output_type -> broker_gateway.v1.ExchangeResponse
+	7,  // 30: broker_gateway.v1.BrokerGateway.Refresh:output_type -> broker_gateway.v1.RefreshResponse
+	9,  // 31: broker_gateway.v1.BrokerGateway.Revoke:output_type -> broker_gateway.v1.RevokeResponse
+	11, // 32: broker_gateway.v1.BrokerGateway.GetUserInfo:output_type -> broker_gateway.v1.GetUserInfoResponse
+	14, // 33: broker_gateway.v1.BrokerGateway.GetAccessToken:output_type -> broker_gateway.v1.GetAccessTokenResponse
+	16, // 34: broker_gateway.v1.BrokerGateway.InvokeOperation:output_type -> broker_gateway.v1.InvokeOperationResponse
+	18, // 35: broker_gateway.v1.BrokerGateway.GetConnection:output_type -> broker_gateway.v1.GetConnectionResponse
+	20, // 36: broker_gateway.v1.BrokerGateway.ListConnections:output_type -> broker_gateway.v1.ListConnectionsResponse
+	22, // 37: broker_gateway.v1.BrokerGateway.DeleteConnection:output_type -> broker_gateway.v1.DeleteConnectionResponse
+	24, // 38: broker_gateway.v1.BrokerGateway.WatchConnections:output_type -> broker_gateway.v1.WatchConnectionsResponse
+	27, // [27:39] is the sub-list for method output_type
+	15, // [15:27] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_broker_gateway_v1_broker_gateway_service_proto_init() }
@@ -1474,6 +1588,7 @@ func file_broker_gateway_v1_broker_gateway_service_proto_init() {
 		return
 	}
 	file_broker_gateway_v1_connection_proto_init()
+	file_broker_gateway_v1_connection_event_proto_init()
 	file_broker_gateway_v1_provider_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1481,7 +1596,7 @@ func file_broker_gateway_v1_broker_gateway_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_gateway_v1_broker_gateway_service_proto_rawDesc), len(file_broker_gateway_v1_broker_gateway_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	BrokerGateway_GetConnection_FullMethodName    = "/broker_gateway.v1.BrokerGateway/GetConnection"
 	BrokerGateway_ListConnections_FullMethodName  = "/broker_gateway.v1.BrokerGateway/ListConnections"
 	BrokerGateway_DeleteConnection_FullMethodName = "/broker_gateway.v1.BrokerGateway/DeleteConnection"
+	BrokerGateway_WatchConnections_FullMethodName = "/broker_gateway.v1.BrokerGateway/WatchConnections"
 )
 
 // BrokerGatewayClient is the client API for BrokerGateway service.
@@ -65,6 +66,11 @@ type BrokerGatewayClient interface {
 	ListConnections(ctx context.Context, in *ListConnectionsRequest, opts ...grpc.CallOption) (*ListConnectionsResponse, error)
 	// Deletes a connection and its tokens from the gateway, without contacting the provider.
 	DeleteConnection(ctx context.Context, in *DeleteConnectionRequest, opts ...grpc.CallOption) (*DeleteConnectionResponse, error)
+	// Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+	// a caller that comes back with its last cursor gets every later change exactly once. The stream
+	// starts with a HEARTBEAT carrying the current position and sends another after every idle
+	// interval; it ends only with an error status (resume with the last cursor received).
+	WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error)
 }
 
 type brokerGatewayClient struct {
@@ -185,6 +191,25 @@ func (c *brokerGatewayClient) DeleteConnection(ctx context.Context, in *DeleteCo
 	return out, nil
 }
 
+func (c *brokerGatewayClient) WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BrokerGateway_ServiceDesc.Streams[0], BrokerGateway_WatchConnections_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchConnectionsRequest, WatchConnectionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerGateway_WatchConnectionsClient = grpc.ServerStreamingClient[WatchConnectionsResponse]
+
 // BrokerGatewayServer is the server API for BrokerGateway service.
 // All implementations must embed UnimplementedBrokerGatewayServer
 // for forward compatibility.
@@ -218,6 +243,11 @@ type BrokerGatewayServer interface {
 	ListConnections(context.Context, *ListConnectionsRequest) (*ListConnectionsResponse, error)
 	// Deletes a connection and its tokens from the gateway, without contacting the provider.
 	DeleteConnection(context.Context, *DeleteConnectionRequest) (*DeleteConnectionResponse, error)
+	// Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+	// a caller that comes back with its last cursor gets every later change exactly once. The stream
+	// starts with a HEARTBEAT carrying the current position and sends another after every idle
+	// interval; it ends only with an error status (resume with the last cursor received).
+	WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error
 	mustEmbedUnimplementedBrokerGatewayServer()
 }
 
@@ -260,6 +290,9 @@ func (UnimplementedBrokerGatewayServer) ListConnections(context.Context, *ListCo
 }
 func (UnimplementedBrokerGatewayServer) DeleteConnection(context.Context, *DeleteConnectionRequest) (*DeleteConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteConnection not implemented")
+}
+func (UnimplementedBrokerGatewayServer) WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchConnections not implemented")
 }
 func (UnimplementedBrokerGatewayServer) mustEmbedUnimplementedBrokerGatewayServer() {}
 func (UnimplementedBrokerGatewayServer) testEmbeddedByValue()                       {}
@@ -480,6 +513,17 @@ func _BrokerGateway_DeleteConnection_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerGateway_WatchConnections_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchConnectionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BrokerGatewayServer).WatchConnections(m, &grpc.GenericServerStream[WatchConnectionsRequest, WatchConnectionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BrokerGateway_WatchConnectionsServer = grpc.ServerStreamingServer[WatchConnectionsResponse]
+
 // BrokerGateway_ServiceDesc is the grpc.ServiceDesc for BrokerGateway service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -532,6 +576,12 @@ var BrokerGateway_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _BrokerGateway_DeleteConnection_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchConnections",
+			Handler:       _BrokerGateway_WatchConnections_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "broker_gateway/v1/broker_gateway_service.proto",
 }

@@ -185,6 +185,28 @@ const (
 	//
 	//	{ reason: "CALLER_FORBIDDEN", metadata: { permission: "tokens" } }
 	ErrorReason_ERROR_REASON_CALLER_FORBIDDEN ErrorReason = 51
+	// WatchConnections.
+	// OUT_OF_RANGE: `after` is older than the events the gateway keeps (`[events] retention_seconds`):
+	// changes were lost to it. Read the connections again (ListConnections), then watch from
+	// `oldest_cursor` (or from now, with `after` empty).
+	//
+	//	{ reason: "EVENT_CURSOR_EXPIRED", metadata: { field: "after", oldest_cursor: "..." } }
+	ErrorReason_ERROR_REASON_EVENT_CURSOR_EXPIRED ErrorReason = 60
+	// RESOURCE_EXHAUSTED: the caller already holds `[events] max_watchers_per_caller` streams on this
+	// gateway process; a RetryInfo says when to try again.
+	//
+	//	{ reason: "TOO_MANY_WATCHERS", metadata: { limit: "100" } }
+	ErrorReason_ERROR_REASON_TOO_MANY_WATCHERS ErrorReason = 61
+	// RESOURCE_EXHAUSTED: the caller read the stream too slowly and its buffer filled up; the stream
+	// ends after the events already buffered. Resume with the cursor of the last event received.
+	//
+	//	{ reason: "WATCH_BUFFER_FULL" }
+	ErrorReason_ERROR_REASON_WATCH_BUFFER_FULL ErrorReason = 62
+	// UNAVAILABLE: the gateway process serving the stream is shutting down; resume with the cursor of
+	// the last event received (another process answers).
+	//
+	//	{ reason: "WATCH_INTERRUPTED" }
+	ErrorReason_ERROR_REASON_WATCH_INTERRUPTED ErrorReason = 63
 )
 
 // Enum value maps for ErrorReason.
@@ -225,6 +247,10 @@ var (
 		44: "ERROR_REASON_RATE_LIMITER_UNAVAILABLE",
 		50: "ERROR_REASON_CALLER_UNAUTHENTICATED",
 		51: "ERROR_REASON_CALLER_FORBIDDEN",
+		60: "ERROR_REASON_EVENT_CURSOR_EXPIRED",
+		61: "ERROR_REASON_TOO_MANY_WATCHERS",
+		62: "ERROR_REASON_WATCH_BUFFER_FULL",
+		63: "ERROR_REASON_WATCH_INTERRUPTED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                     0,
@@ -262,6 +288,10 @@ var (
 		"ERROR_REASON_RATE_LIMITER_UNAVAILABLE":        44,
 		"ERROR_REASON_CALLER_UNAUTHENTICATED":          50,
 		"ERROR_REASON_CALLER_FORBIDDEN":                51,
+		"ERROR_REASON_EVENT_CURSOR_EXPIRED":            60,
+		"ERROR_REASON_TOO_MANY_WATCHERS":               61,
+		"ERROR_REASON_WATCH_BUFFER_FULL":               62,
+		"ERROR_REASON_WATCH_INTERRUPTED":               63,
 	}
 )
 
@@ -296,8 +326,7 @@ var File_broker_gateway_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_broker_gateway_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"$broker_gateway/v1/error_reason.proto\x12\x11broker_gateway.v1*\xd2\n" +
-	"\n" +
+	"$broker_gateway/v1/error_reason.proto\x12\x11broker_gateway.v1*\xe5\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aERROR_REASON_INVALID_FIELD\x10\x01\x12 \n" +
@@ -334,7 +363,11 @@ const file_broker_gateway_v1_error_reason_proto_rawDesc = "" +
 	"\x1bERROR_REASON_INTERNAL_ERROR\x10+\x12)\n" +
 	"%ERROR_REASON_RATE_LIMITER_UNAVAILABLE\x10,\x12'\n" +
 	"#ERROR_REASON_CALLER_UNAUTHENTICATED\x102\x12!\n" +
-	"\x1dERROR_REASON_CALLER_FORBIDDEN\x103B\xe5\x01\n" +
+	"\x1dERROR_REASON_CALLER_FORBIDDEN\x103\x12%\n" +
+	"!ERROR_REASON_EVENT_CURSOR_EXPIRED\x10<\x12\"\n" +
+	"\x1eERROR_REASON_TOO_MANY_WATCHERS\x10=\x12\"\n" +
+	"\x1eERROR_REASON_WATCH_BUFFER_FULL\x10>\x12\"\n" +
+	"\x1eERROR_REASON_WATCH_INTERRUPTED\x10?B\xe5\x01\n" +
 	"\x15com.broker_gateway.v1B\x10ErrorReasonProtoP\x01ZYgithub.com/brokergateway/broker-gateway/clients/go/gen/broker_gateway/v1;broker_gatewayv1\xa2\x02\x03BXX\xaa\x02\x10BrokerGateway.V1\xca\x02\x10BrokerGateway\\V1\xe2\x02\x1cBrokerGateway\\V1\\GPBMetadata\xea\x02\x11BrokerGateway::V1b\x06proto3"
 
 var (

@@ -7,12 +7,18 @@ import io.github.brokergateway.v1.AuthorizeRequest;
 import io.github.brokergateway.v1.AuthorizeResponse;
 import io.github.brokergateway.v1.BrokerGatewayGrpc;
 import io.github.brokergateway.v1.Connection;
+import io.github.brokergateway.v1.ConnectionEvent;
+import io.github.brokergateway.v1.ConnectionEventType;
 import io.github.brokergateway.v1.ExchangeRequest;
 import io.github.brokergateway.v1.GetUserInfoRequest;
 import io.github.brokergateway.v1.ListProvidersRequest;
 import io.github.brokergateway.v1.Provider;
+import io.github.brokergateway.v1.RevokeRequest;
 import io.github.brokergateway.v1.UserInfo;
+import io.github.brokergateway.v1.WatchConnectionsRequest;
+import io.github.brokergateway.v1.WatchConnectionsResponse;
 import io.grpc.ChannelCredentials;
+import io.grpc.Context;
 import io.grpc.CompositeChannelCredentials;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
@@ -29,13 +35,15 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
  * The whole BrokerGateway flow against a sandbox gateway: list providers, start an authorization,
  * approve it through the wallet simulator's {@code approve=<username>} shortcut, exchange the code,
- * read the user's info, then replay the exchange to show how a failed call's
+ * read the user's info, watch its connections while revoking the new one (WatchConnections reports
+ * REVOKED), then replay the exchange to show how a failed call's
  * {@code google.rpc.ErrorInfo} reason is read. Every call carries a deadline.
  *
  * <p>It reads BROKER_GATEWAY_ADDRESS (default 127.0.0.1:50051), BROKER_GATEWAY_REDIRECT_URI and
@@ -116,6 +124,8 @@ public final class Flow {
     System.out.println("subject: " + info.getSubject());
     System.out.println("username: " + info.getUsername());
 
+    watchRevoke(gateway, connection.getConnectionId());
+
     // A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo
     // whose reason is AUTHZ_TRANSACTION_INVALID.
     try {
@@ -131,6 +141,35 @@ public final class Flow {
       return;
     }
     throw new IllegalStateException("the replayed Exchange succeeded");
+  }
+
+  /**
+   * Watches the wallet's connections, revokes {@code connectionId} and waits for its REVOKED event.
+   * The stream opens with a HEARTBEAT: once it has arrived, every later change is delivered. A real
+   * watcher keeps the last cursor it received and resumes from it ({@code setAfter}).
+   */
+  private static void watchRevoke(BrokerGatewayGrpc.BrokerGatewayBlockingStub gateway, String connectionId) {
+    // A cancellable context ends the stream when this method is done with it.
+    try (Context.CancellableContext watching = Context.current().withCancellation()) {
+      watching.run(
+          () -> {
+            Iterator<WatchConnectionsResponse> stream =
+                deadline(gateway).watchConnections(WatchConnectionsRequest.newBuilder().setProvider("wallet").build());
+            stream.next();
+            deadline(gateway).revoke(RevokeRequest.newBuilder().setConnectionId(connectionId).build());
+            while (stream.hasNext()) {
+              ConnectionEvent event = stream.next().getEvent();
+              if (event.getType() == ConnectionEventType.CONNECTION_EVENT_TYPE_REVOKED
+                  && event.getConnection().getConnectionId().equals(connectionId)) {
+                System.out.println("watch_event: " + event.getType());
+                System.out.println("watch_connection_id: " + event.getConnection().getConnectionId());
+                System.out.println("watch_cursor: " + event.getCursor());
+                return;
+              }
+            }
+            throw new IllegalStateException("the watch ended before the REVOKED event");
+          });
+    }
   }
 
   /** A stub whose next call has its own deadline. */

@@ -358,6 +358,37 @@ public final class BrokerGatewayGrpc {
     return getDeleteConnectionMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<io.github.brokergateway.v1.WatchConnectionsRequest,
+      io.github.brokergateway.v1.WatchConnectionsResponse> getWatchConnectionsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "WatchConnections",
+      requestType = io.github.brokergateway.v1.WatchConnectionsRequest.class,
+      responseType = io.github.brokergateway.v1.WatchConnectionsResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+  public static io.grpc.MethodDescriptor<io.github.brokergateway.v1.WatchConnectionsRequest,
+      io.github.brokergateway.v1.WatchConnectionsResponse> getWatchConnectionsMethod() {
+    io.grpc.MethodDescriptor<io.github.brokergateway.v1.WatchConnectionsRequest, io.github.brokergateway.v1.WatchConnectionsResponse> getWatchConnectionsMethod;
+    if ((getWatchConnectionsMethod = BrokerGatewayGrpc.getWatchConnectionsMethod) == null) {
+      synchronized (BrokerGatewayGrpc.class) {
+        if ((getWatchConnectionsMethod = BrokerGatewayGrpc.getWatchConnectionsMethod) == null) {
+          BrokerGatewayGrpc.getWatchConnectionsMethod = getWatchConnectionsMethod =
+              io.grpc.MethodDescriptor.<io.github.brokergateway.v1.WatchConnectionsRequest, io.github.brokergateway.v1.WatchConnectionsResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "WatchConnections"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.github.brokergateway.v1.WatchConnectionsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.github.brokergateway.v1.WatchConnectionsResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new BrokerGatewayMethodDescriptorSupplier("WatchConnections"))
+              .build();
+        }
+      }
+    }
+    return getWatchConnectionsMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -538,6 +569,19 @@ public final class BrokerGatewayGrpc {
         io.grpc.stub.StreamObserver<io.github.brokergateway.v1.DeleteConnectionResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getDeleteConnectionMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+     * a caller that comes back with its last cursor gets every later change exactly once. The stream
+     * starts with a HEARTBEAT carrying the current position and sends another after every idle
+     * interval; it ends only with an error status (resume with the last cursor received).
+     * </pre>
+     */
+    default void watchConnections(io.github.brokergateway.v1.WatchConnectionsRequest request,
+        io.grpc.stub.StreamObserver<io.github.brokergateway.v1.WatchConnectionsResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getWatchConnectionsMethod(), responseObserver);
+    }
   }
 
   /**
@@ -700,6 +744,20 @@ public final class BrokerGatewayGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getDeleteConnectionMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+     * a caller that comes back with its last cursor gets every later change exactly once. The stream
+     * starts with a HEARTBEAT carrying the current position and sends another after every idle
+     * interval; it ends only with an error status (resume with the last cursor received).
+     * </pre>
+     */
+    public void watchConnections(io.github.brokergateway.v1.WatchConnectionsRequest request,
+        io.grpc.stub.StreamObserver<io.github.brokergateway.v1.WatchConnectionsResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncServerStreamingCall(
+          getChannel().newCall(getWatchConnectionsMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -835,6 +893,21 @@ public final class BrokerGatewayGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getDeleteConnectionMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+     * a caller that comes back with its last cursor gets every later change exactly once. The stream
+     * starts with a HEARTBEAT carrying the current position and sends another after every idle
+     * interval; it ends only with an error status (resume with the last cursor received).
+     * </pre>
+     */
+    @io.grpc.ExperimentalApi("https://github.com/grpc/grpc-java/issues/10918")
+    public io.grpc.stub.BlockingClientCall<?, io.github.brokergateway.v1.WatchConnectionsResponse>
+        watchConnections(io.github.brokergateway.v1.WatchConnectionsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingV2ServerStreamingCall(
+          getChannel(), getWatchConnectionsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -969,6 +1042,20 @@ public final class BrokerGatewayGrpc {
     public io.github.brokergateway.v1.DeleteConnectionResponse deleteConnection(io.github.brokergateway.v1.DeleteConnectionRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getDeleteConnectionMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+     * a caller that comes back with its last cursor gets every later change exactly once. The stream
+     * starts with a HEARTBEAT carrying the current position and sends another after every idle
+     * interval; it ends only with an error status (resume with the last cursor received).
+     * </pre>
+     */
+    public java.util.Iterator<io.github.brokergateway.v1.WatchConnectionsResponse> watchConnections(
+        io.github.brokergateway.v1.WatchConnectionsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
+          getChannel(), getWatchConnectionsMethod(), getCallOptions(), request);
     }
   }
 
@@ -1129,6 +1216,7 @@ public final class BrokerGatewayGrpc {
   private static final int METHODID_GET_CONNECTION = 8;
   private static final int METHODID_LIST_CONNECTIONS = 9;
   private static final int METHODID_DELETE_CONNECTION = 10;
+  private static final int METHODID_WATCH_CONNECTIONS = 11;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -1190,6 +1278,10 @@ public final class BrokerGatewayGrpc {
         case METHODID_DELETE_CONNECTION:
           serviceImpl.deleteConnection((io.github.brokergateway.v1.DeleteConnectionRequest) request,
               (io.grpc.stub.StreamObserver<io.github.brokergateway.v1.DeleteConnectionResponse>) responseObserver);
+          break;
+        case METHODID_WATCH_CONNECTIONS:
+          serviceImpl.watchConnections((io.github.brokergateway.v1.WatchConnectionsRequest) request,
+              (io.grpc.stub.StreamObserver<io.github.brokergateway.v1.WatchConnectionsResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -1286,6 +1378,13 @@ public final class BrokerGatewayGrpc {
               io.github.brokergateway.v1.DeleteConnectionRequest,
               io.github.brokergateway.v1.DeleteConnectionResponse>(
                 service, METHODID_DELETE_CONNECTION)))
+        .addMethod(
+          getWatchConnectionsMethod(),
+          io.grpc.stub.ServerCalls.asyncServerStreamingCall(
+            new MethodHandlers<
+              io.github.brokergateway.v1.WatchConnectionsRequest,
+              io.github.brokergateway.v1.WatchConnectionsResponse>(
+                service, METHODID_WATCH_CONNECTIONS)))
         .build();
   }
 
@@ -1345,6 +1444,7 @@ public final class BrokerGatewayGrpc {
               .addMethod(getGetConnectionMethod())
               .addMethod(getListConnectionsMethod())
               .addMethod(getDeleteConnectionMethod())
+              .addMethod(getWatchConnectionsMethod())
               .build();
         }
       }

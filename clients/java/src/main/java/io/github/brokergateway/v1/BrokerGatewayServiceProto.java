@@ -151,6 +151,16 @@ public final class BrokerGatewayServiceProto extends com.google.protobuf.Generat
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_broker_gateway_v1_DeleteConnectionResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_broker_gateway_v1_WatchConnectionsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_broker_gateway_v1_WatchConnectionsRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_broker_gateway_v1_WatchConnectionsResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_broker_gateway_v1_WatchConnectionsResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -162,108 +172,116 @@ public final class BrokerGatewayServiceProto extends com.google.protobuf.Generat
     java.lang.String[] descriptorData = {
       "\n.broker_gateway/v1/broker_gateway_servi" +
       "ce.proto\022\021broker_gateway.v1\032\"broker_gate" +
-      "way/v1/connection.proto\032 broker_gateway/" +
-      "v1/provider.proto\032\034google/protobuf/struc" +
-      "t.proto\032\037google/protobuf/timestamp.proto" +
-      "\"\026\n\024ListProvidersRequest\"R\n\025ListProvider" +
-      "sResponse\0229\n\tproviders\030\001 \003(\0132\033.broker_ga" +
-      "teway.v1.ProviderR\tproviders\"\247\002\n\020Authori" +
-      "zeRequest\022\032\n\010provider\030\001 \001(\tR\010provider\022!\n" +
-      "\014redirect_uri\030\002 \001(\tR\013redirectUri\022\026\n\006scop" +
-      "es\030\003 \003(\tR\006scopes\022#\n\rconnection_id\030\004 \001(\tR" +
-      "\014connectionId\022W\n\014extra_params\030\005 \003(\01324.br" +
-      "oker_gateway.v1.AuthorizeRequest.ExtraPa" +
-      "ramsEntryR\013extraParams\032>\n\020ExtraParamsEnt" +
-      "ry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005val" +
-      "ue:\0028\001\"\270\001\n\021AuthorizeResponse\022+\n\021authoriz" +
-      "ation_url\030\001 \001(\tR\020authorizationUrl\022\024\n\005sta" +
-      "te\030\002 \001(\tR\005state\022;\n\013expire_time\030\003 \001(\0132\032.g" +
-      "oogle.protobuf.TimestampR\nexpireTime\022#\n\r" +
-      "connection_id\030\004 \001(\tR\014connectionId\"\361\001\n\017Ex" +
-      "changeRequest\022\024\n\005state\030\001 \001(\tR\005state\022\022\n\004c" +
-      "ode\030\002 \001(\tR\004code\022\020\n\003iss\030\003 \001(\tR\003iss\022_\n\017cal" +
-      "lback_params\030\004 \003(\01326.broker_gateway.v1.E" +
-      "xchangeRequest.CallbackParamsEntryR\016call" +
-      "backParams\032A\n\023CallbackParamsEntry\022\020\n\003key" +
-      "\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\"Q\n" +
-      "\020ExchangeResponse\022=\n\nconnection\030\001 \001(\0132\035." +
-      "broker_gateway.v1.ConnectionR\nconnection" +
-      "\"5\n\016RefreshRequest\022#\n\rconnection_id\030\001 \001(" +
-      "\tR\014connectionId\"P\n\017RefreshResponse\022=\n\nco" +
-      "nnection\030\001 \001(\0132\035.broker_gateway.v1.Conne" +
-      "ctionR\nconnection\"4\n\rRevokeRequest\022#\n\rco" +
-      "nnection_id\030\001 \001(\tR\014connectionId\"z\n\016Revok" +
-      "eResponse\022=\n\nconnection\030\001 \001(\0132\035.broker_g" +
-      "ateway.v1.ConnectionR\nconnection\022)\n\020upst" +
-      "ream_revoked\030\002 \001(\010R\017upstreamRevoked\"9\n\022G" +
-      "etUserInfoRequest\022#\n\rconnection_id\030\001 \001(\t" +
-      "R\014connectionId\"O\n\023GetUserInfoResponse\0228\n" +
-      "\tuser_info\030\001 \001(\0132\033.broker_gateway.v1.Use" +
-      "rInfoR\010userInfo\"\201\001\n\010UserInfo\022\030\n\007subject\030" +
-      "\001 \001(\tR\007subject\022\032\n\010username\030\002 \001(\tR\010userna" +
-      "me\022\024\n\005email\030\003 \001(\tR\005email\022)\n\003raw\030\004 \001(\0132\027." +
-      "google.protobuf.StructR\003raw\"<\n\025GetAccess" +
-      "TokenRequest\022#\n\rconnection_id\030\001 \001(\tR\014con" +
-      "nectionId\"\227\001\n\026GetAccessTokenResponse\022!\n\014" +
-      "access_token\030\001 \001(\tR\013accessToken\022;\n\013expir" +
-      "e_time\030\002 \001(\0132\032.google.protobuf.Timestamp" +
-      "R\nexpireTime\022\035\n\ntoken_type\030\003 \001(\tR\ttokenT" +
-      "ype\"\307\001\n\026InvokeOperationRequest\022\032\n\010provid" +
-      "er\030\001 \001(\tR\010provider\022\034\n\toperation\030\002 \001(\tR\to" +
-      "peration\022#\n\rconnection_id\030\003 \001(\tR\014connect" +
-      "ionId\022/\n\006params\030\004 \001(\0132\027.google.protobuf." +
-      "StructR\006params\022\035\n\nrequest_id\030\005 \001(\tR\trequ" +
-      "estId\"I\n\027InvokeOperationResponse\022.\n\006resu" +
-      "lt\030\001 \001(\0132\026.google.protobuf.ValueR\006result" +
-      "\";\n\024GetConnectionRequest\022#\n\rconnection_i" +
-      "d\030\001 \001(\tR\014connectionId\"V\n\025GetConnectionRe" +
-      "sponse\022=\n\nconnection\030\001 \001(\0132\035.broker_gate" +
-      "way.v1.ConnectionR\nconnection\"p\n\026ListCon" +
-      "nectionsRequest\022\032\n\010provider\030\001 \001(\tR\010provi" +
-      "der\022\033\n\tpage_size\030\002 \001(\005R\010pageSize\022\035\n\npage" +
-      "_token\030\003 \001(\tR\tpageToken\"\202\001\n\027ListConnecti" +
-      "onsResponse\022?\n\013connections\030\001 \003(\0132\035.broke" +
-      "r_gateway.v1.ConnectionR\013connections\022&\n\017" +
-      "next_page_token\030\002 \001(\tR\rnextPageToken\">\n\027" +
-      "DeleteConnectionRequest\022#\n\rconnection_id" +
-      "\030\001 \001(\tR\014connectionId\"\032\n\030DeleteConnection" +
-      "Response2\253\010\n\rBrokerGateway\022b\n\rListProvid" +
-      "ers\022\'.broker_gateway.v1.ListProvidersReq" +
-      "uest\032(.broker_gateway.v1.ListProvidersRe" +
-      "sponse\022V\n\tAuthorize\022#.broker_gateway.v1." +
-      "AuthorizeRequest\032$.broker_gateway.v1.Aut" +
-      "horizeResponse\022S\n\010Exchange\022\".broker_gate" +
-      "way.v1.ExchangeRequest\032#.broker_gateway." +
-      "v1.ExchangeResponse\022P\n\007Refresh\022!.broker_" +
-      "gateway.v1.RefreshRequest\032\".broker_gatew" +
-      "ay.v1.RefreshResponse\022M\n\006Revoke\022 .broker" +
-      "_gateway.v1.RevokeRequest\032!.broker_gatew" +
-      "ay.v1.RevokeResponse\022\\\n\013GetUserInfo\022%.br" +
-      "oker_gateway.v1.GetUserInfoRequest\032&.bro" +
-      "ker_gateway.v1.GetUserInfoResponse\022e\n\016Ge" +
-      "tAccessToken\022(.broker_gateway.v1.GetAcce" +
-      "ssTokenRequest\032).broker_gateway.v1.GetAc" +
-      "cessTokenResponse\022h\n\017InvokeOperation\022).b" +
-      "roker_gateway.v1.InvokeOperationRequest\032" +
-      "*.broker_gateway.v1.InvokeOperationRespo" +
-      "nse\022b\n\rGetConnection\022\'.broker_gateway.v1" +
-      ".GetConnectionRequest\032(.broker_gateway.v" +
-      "1.GetConnectionResponse\022h\n\017ListConnectio" +
-      "ns\022).broker_gateway.v1.ListConnectionsRe" +
-      "quest\032*.broker_gateway.v1.ListConnection" +
-      "sResponse\022k\n\020DeleteConnection\022*.broker_g" +
-      "ateway.v1.DeleteConnectionRequest\032+.brok" +
-      "er_gateway.v1.DeleteConnectionResponseB\230" +
-      "\001\n\032io.github.brokergateway.v1B\031BrokerGat" +
-      "ewayServiceProtoP\001\242\002\003BXX\252\002\020BrokerGateway" +
-      ".V1\312\002\020BrokerGateway\\V1\342\002\034BrokerGateway\\V" +
-      "1\\GPBMetadata\352\002\021BrokerGateway::V1b\006proto" +
-      "3"
+      "way/v1/connection.proto\032(broker_gateway/" +
+      "v1/connection_event.proto\032 broker_gatewa" +
+      "y/v1/provider.proto\032\034google/protobuf/str" +
+      "uct.proto\032\037google/protobuf/timestamp.pro" +
+      "to\"\026\n\024ListProvidersRequest\"R\n\025ListProvid" +
+      "ersResponse\0229\n\tproviders\030\001 \003(\0132\033.broker_" +
+      "gateway.v1.ProviderR\tproviders\"\247\002\n\020Autho" +
+      "rizeRequest\022\032\n\010provider\030\001 \001(\tR\010provider\022" +
+      "!\n\014redirect_uri\030\002 \001(\tR\013redirectUri\022\026\n\006sc" +
+      "opes\030\003 \003(\tR\006scopes\022#\n\rconnection_id\030\004 \001(" +
+      "\tR\014connectionId\022W\n\014extra_params\030\005 \003(\01324." +
+      "broker_gateway.v1.AuthorizeRequest.Extra" +
+      "ParamsEntryR\013extraParams\032>\n\020ExtraParamsE" +
+      "ntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005v" +
+      "alue:\0028\001\"\270\001\n\021AuthorizeResponse\022+\n\021author" +
+      "ization_url\030\001 \001(\tR\020authorizationUrl\022\024\n\005s" +
+      "tate\030\002 \001(\tR\005state\022;\n\013expire_time\030\003 \001(\0132\032" +
+      ".google.protobuf.TimestampR\nexpireTime\022#" +
+      "\n\rconnection_id\030\004 \001(\tR\014connectionId\"\361\001\n\017" +
+      "ExchangeRequest\022\024\n\005state\030\001 \001(\tR\005state\022\022\n" +
+      "\004code\030\002 \001(\tR\004code\022\020\n\003iss\030\003 \001(\tR\003iss\022_\n\017c" +
+      "allback_params\030\004 \003(\01326.broker_gateway.v1" +
+      ".ExchangeRequest.CallbackParamsEntryR\016ca" +
+      "llbackParams\032A\n\023CallbackParamsEntry\022\020\n\003k" +
+      "ey\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\"" +
+      "Q\n\020ExchangeResponse\022=\n\nconnection\030\001 \001(\0132" +
+      "\035.broker_gateway.v1.ConnectionR\nconnecti" +
+      "on\"5\n\016RefreshRequest\022#\n\rconnection_id\030\001 " +
+      "\001(\tR\014connectionId\"P\n\017RefreshResponse\022=\n\n" +
+      "connection\030\001 \001(\0132\035.broker_gateway.v1.Con" +
+      "nectionR\nconnection\"4\n\rRevokeRequest\022#\n\r" +
+      "connection_id\030\001 \001(\tR\014connectionId\"z\n\016Rev" +
+      "okeResponse\022=\n\nconnection\030\001 \001(\0132\035.broker" +
+      "_gateway.v1.ConnectionR\nconnection\022)\n\020up" +
+      "stream_revoked\030\002 \001(\010R\017upstreamRevoked\"9\n" +
+      "\022GetUserInfoRequest\022#\n\rconnection_id\030\001 \001" +
+      "(\tR\014connectionId\"O\n\023GetUserInfoResponse\022" +
+      "8\n\tuser_info\030\001 \001(\0132\033.broker_gateway.v1.U" +
+      "serInfoR\010userInfo\"\201\001\n\010UserInfo\022\030\n\007subjec" +
+      "t\030\001 \001(\tR\007subject\022\032\n\010username\030\002 \001(\tR\010user" +
+      "name\022\024\n\005email\030\003 \001(\tR\005email\022)\n\003raw\030\004 \001(\0132" +
+      "\027.google.protobuf.StructR\003raw\"<\n\025GetAcce" +
+      "ssTokenRequest\022#\n\rconnection_id\030\001 \001(\tR\014c" +
+      "onnectionId\"\227\001\n\026GetAccessTokenResponse\022!" +
+      "\n\014access_token\030\001 \001(\tR\013accessToken\022;\n\013exp" +
+      "ire_time\030\002 \001(\0132\032.google.protobuf.Timesta" +
+      "mpR\nexpireTime\022\035\n\ntoken_type\030\003 \001(\tR\ttoke" +
+      "nType\"\307\001\n\026InvokeOperationRequest\022\032\n\010prov" +
+      "ider\030\001 \001(\tR\010provider\022\034\n\toperation\030\002 \001(\tR" +
+      "\toperation\022#\n\rconnection_id\030\003 \001(\tR\014conne" +
+      "ctionId\022/\n\006params\030\004 \001(\0132\027.google.protobu" +
+      "f.StructR\006params\022\035\n\nrequest_id\030\005 \001(\tR\tre" +
+      "questId\"I\n\027InvokeOperationResponse\022.\n\006re" +
+      "sult\030\001 \001(\0132\026.google.protobuf.ValueR\006resu" +
+      "lt\";\n\024GetConnectionRequest\022#\n\rconnection" +
+      "_id\030\001 \001(\tR\014connectionId\"V\n\025GetConnection" +
+      "Response\022=\n\nconnection\030\001 \001(\0132\035.broker_ga" +
+      "teway.v1.ConnectionR\nconnection\"p\n\026ListC" +
+      "onnectionsRequest\022\032\n\010provider\030\001 \001(\tR\010pro" +
+      "vider\022\033\n\tpage_size\030\002 \001(\005R\010pageSize\022\035\n\npa" +
+      "ge_token\030\003 \001(\tR\tpageToken\"\202\001\n\027ListConnec" +
+      "tionsResponse\022?\n\013connections\030\001 \003(\0132\035.bro" +
+      "ker_gateway.v1.ConnectionR\013connections\022&" +
+      "\n\017next_page_token\030\002 \001(\tR\rnextPageToken\">" +
+      "\n\027DeleteConnectionRequest\022#\n\rconnection_" +
+      "id\030\001 \001(\tR\014connectionId\"\032\n\030DeleteConnecti" +
+      "onResponse\"K\n\027WatchConnectionsRequest\022\032\n" +
+      "\010provider\030\001 \001(\tR\010provider\022\024\n\005after\030\002 \001(\t" +
+      "R\005after\"T\n\030WatchConnectionsResponse\0228\n\005e" +
+      "vent\030\001 \001(\0132\".broker_gateway.v1.Connectio" +
+      "nEventR\005event2\232\t\n\rBrokerGateway\022b\n\rListP" +
+      "roviders\022\'.broker_gateway.v1.ListProvide" +
+      "rsRequest\032(.broker_gateway.v1.ListProvid" +
+      "ersResponse\022V\n\tAuthorize\022#.broker_gatewa" +
+      "y.v1.AuthorizeRequest\032$.broker_gateway.v" +
+      "1.AuthorizeResponse\022S\n\010Exchange\022\".broker" +
+      "_gateway.v1.ExchangeRequest\032#.broker_gat" +
+      "eway.v1.ExchangeResponse\022P\n\007Refresh\022!.br" +
+      "oker_gateway.v1.RefreshRequest\032\".broker_" +
+      "gateway.v1.RefreshResponse\022M\n\006Revoke\022 .b" +
+      "roker_gateway.v1.RevokeRequest\032!.broker_" +
+      "gateway.v1.RevokeResponse\022\\\n\013GetUserInfo" +
+      "\022%.broker_gateway.v1.GetUserInfoRequest\032" +
+      "&.broker_gateway.v1.GetUserInfoResponse\022" +
+      "e\n\016GetAccessToken\022(.broker_gateway.v1.Ge" +
+      "tAccessTokenRequest\032).broker_gateway.v1." +
+      "GetAccessTokenResponse\022h\n\017InvokeOperatio" +
+      "n\022).broker_gateway.v1.InvokeOperationReq" +
+      "uest\032*.broker_gateway.v1.InvokeOperation" +
+      "Response\022b\n\rGetConnection\022\'.broker_gatew" +
+      "ay.v1.GetConnectionRequest\032(.broker_gate" +
+      "way.v1.GetConnectionResponse\022h\n\017ListConn" +
+      "ections\022).broker_gateway.v1.ListConnecti" +
+      "onsRequest\032*.broker_gateway.v1.ListConne" +
+      "ctionsResponse\022k\n\020DeleteConnection\022*.bro" +
+      "ker_gateway.v1.DeleteConnectionRequest\032+" +
+      ".broker_gateway.v1.DeleteConnectionRespo" +
+      "nse\022m\n\020WatchConnections\022*.broker_gateway" +
+      ".v1.WatchConnectionsRequest\032+.broker_gat" +
+      "eway.v1.WatchConnectionsResponse0\001B\230\001\n\032i" +
+      "o.github.brokergateway.v1B\031BrokerGateway" +
+      "ServiceProtoP\001\242\002\003BXX\252\002\020BrokerGateway.V1\312" +
+      "\002\020BrokerGateway\\V1\342\002\034BrokerGateway\\V1\\GP" +
+      "BMetadata\352\002\021BrokerGateway::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
         new com.google.protobuf.Descriptors.FileDescriptor[] {
           io.github.brokergateway.v1.ConnectionProto.getDescriptor(),
+          io.github.brokergateway.v1.ConnectionEventProto.getDescriptor(),
           io.github.brokergateway.v1.ProviderProto.getDescriptor(),
           com.google.protobuf.StructProto.getDescriptor(),
           com.google.protobuf.TimestampProto.getDescriptor(),
@@ -418,8 +436,21 @@ public final class BrokerGatewayServiceProto extends com.google.protobuf.Generat
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_broker_gateway_v1_DeleteConnectionResponse_descriptor,
         new java.lang.String[] { });
+    internal_static_broker_gateway_v1_WatchConnectionsRequest_descriptor =
+      getDescriptor().getMessageType(23);
+    internal_static_broker_gateway_v1_WatchConnectionsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_broker_gateway_v1_WatchConnectionsRequest_descriptor,
+        new java.lang.String[] { "Provider", "After", });
+    internal_static_broker_gateway_v1_WatchConnectionsResponse_descriptor =
+      getDescriptor().getMessageType(24);
+    internal_static_broker_gateway_v1_WatchConnectionsResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_broker_gateway_v1_WatchConnectionsResponse_descriptor,
+        new java.lang.String[] { "Event", });
     descriptor.resolveAllFeaturesImmutable();
     io.github.brokergateway.v1.ConnectionProto.getDescriptor();
+    io.github.brokergateway.v1.ConnectionEventProto.getDescriptor();
     io.github.brokergateway.v1.ProviderProto.getDescriptor();
     com.google.protobuf.StructProto.getDescriptor();
     com.google.protobuf.TimestampProto.getDescriptor();

@@ -351,6 +351,48 @@ public enum ErrorReason
    * <code>ERROR_REASON_CALLER_FORBIDDEN = 51;</code>
    */
   ERROR_REASON_CALLER_FORBIDDEN(51),
+  /**
+   * <pre>
+   * WatchConnections.
+   * OUT_OF_RANGE: `after` is older than the events the gateway keeps (`[events] retention_seconds`):
+   * changes were lost to it. Read the connections again (ListConnections), then watch from
+   * `oldest_cursor` (or from now, with `after` empty).
+   * { reason: "EVENT_CURSOR_EXPIRED", metadata: { field: "after", oldest_cursor: "..." } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_EVENT_CURSOR_EXPIRED = 60;</code>
+   */
+  ERROR_REASON_EVENT_CURSOR_EXPIRED(60),
+  /**
+   * <pre>
+   * RESOURCE_EXHAUSTED: the caller already holds `[events] max_watchers_per_caller` streams on this
+   * gateway process; a RetryInfo says when to try again.
+   * { reason: "TOO_MANY_WATCHERS", metadata: { limit: "100" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_TOO_MANY_WATCHERS = 61;</code>
+   */
+  ERROR_REASON_TOO_MANY_WATCHERS(61),
+  /**
+   * <pre>
+   * RESOURCE_EXHAUSTED: the caller read the stream too slowly and its buffer filled up; the stream
+   * ends after the events already buffered. Resume with the cursor of the last event received.
+   * { reason: "WATCH_BUFFER_FULL" }
+   * </pre>
+   *
+   * <code>ERROR_REASON_WATCH_BUFFER_FULL = 62;</code>
+   */
+  ERROR_REASON_WATCH_BUFFER_FULL(62),
+  /**
+   * <pre>
+   * UNAVAILABLE: the gateway process serving the stream is shutting down; resume with the cursor of
+   * the last event received (another process answers).
+   * { reason: "WATCH_INTERRUPTED" }
+   * </pre>
+   *
+   * <code>ERROR_REASON_WATCH_INTERRUPTED = 63;</code>
+   */
+  ERROR_REASON_WATCH_INTERRUPTED(63),
   UNRECOGNIZED(-1),
   ;
 
@@ -695,6 +737,48 @@ public enum ErrorReason
    * <code>ERROR_REASON_CALLER_FORBIDDEN = 51;</code>
    */
   public static final int ERROR_REASON_CALLER_FORBIDDEN_VALUE = 51;
+  /**
+   * <pre>
+   * WatchConnections.
+   * OUT_OF_RANGE: `after` is older than the events the gateway keeps (`[events] retention_seconds`):
+   * changes were lost to it. Read the connections again (ListConnections), then watch from
+   * `oldest_cursor` (or from now, with `after` empty).
+   * { reason: "EVENT_CURSOR_EXPIRED", metadata: { field: "after", oldest_cursor: "..." } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_EVENT_CURSOR_EXPIRED = 60;</code>
+   */
+  public static final int ERROR_REASON_EVENT_CURSOR_EXPIRED_VALUE = 60;
+  /**
+   * <pre>
+   * RESOURCE_EXHAUSTED: the caller already holds `[events] max_watchers_per_caller` streams on this
+   * gateway process; a RetryInfo says when to try again.
+   * { reason: "TOO_MANY_WATCHERS", metadata: { limit: "100" } }
+   * </pre>
+   *
+   * <code>ERROR_REASON_TOO_MANY_WATCHERS = 61;</code>
+   */
+  public static final int ERROR_REASON_TOO_MANY_WATCHERS_VALUE = 61;
+  /**
+   * <pre>
+   * RESOURCE_EXHAUSTED: the caller read the stream too slowly and its buffer filled up; the stream
+   * ends after the events already buffered. Resume with the cursor of the last event received.
+   * { reason: "WATCH_BUFFER_FULL" }
+   * </pre>
+   *
+   * <code>ERROR_REASON_WATCH_BUFFER_FULL = 62;</code>
+   */
+  public static final int ERROR_REASON_WATCH_BUFFER_FULL_VALUE = 62;
+  /**
+   * <pre>
+   * UNAVAILABLE: the gateway process serving the stream is shutting down; resume with the cursor of
+   * the last event received (another process answers).
+   * { reason: "WATCH_INTERRUPTED" }
+   * </pre>
+   *
+   * <code>ERROR_REASON_WATCH_INTERRUPTED = 63;</code>
+   */
+  public static final int ERROR_REASON_WATCH_INTERRUPTED_VALUE = 63;
 
 
   public final int getNumber() {
@@ -756,6 +840,10 @@ public enum ErrorReason
       case 44: return ERROR_REASON_RATE_LIMITER_UNAVAILABLE;
       case 50: return ERROR_REASON_CALLER_UNAUTHENTICATED;
       case 51: return ERROR_REASON_CALLER_FORBIDDEN;
+      case 60: return ERROR_REASON_EVENT_CURSOR_EXPIRED;
+      case 61: return ERROR_REASON_TOO_MANY_WATCHERS;
+      case 62: return ERROR_REASON_WATCH_BUFFER_FULL;
+      case 63: return ERROR_REASON_WATCH_INTERRUPTED;
       default: return null;
     }
   }

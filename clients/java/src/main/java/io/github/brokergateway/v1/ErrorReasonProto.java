@@ -36,7 +36,7 @@ public final class ErrorReasonProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n$broker_gateway/v1/error_reason.proto\022\021" +
-      "broker_gateway.v1*\322\n\n\013ErrorReason\022\034\n\030ERR" +
+      "broker_gateway.v1*\345\013\n\013ErrorReason\022\034\n\030ERR" +
       "OR_REASON_UNSPECIFIED\020\000\022\036\n\032ERROR_REASON_" +
       "INVALID_FIELD\020\001\022 \n\034ERROR_REASON_FIELD_TO" +
       "O_LARGE\020\002\022%\n!ERROR_REASON_INVALID_REDIRE" +
@@ -70,11 +70,15 @@ public final class ErrorReasonProto extends com.google.protobuf.GeneratedFile {
       "REASON_INTERNAL_ERROR\020+\022)\n%ERROR_REASON_" +
       "RATE_LIMITER_UNAVAILABLE\020,\022\'\n#ERROR_REAS" +
       "ON_CALLER_UNAUTHENTICATED\0202\022!\n\035ERROR_REA" +
-      "SON_CALLER_FORBIDDEN\0203B\217\001\n\032io.github.bro" +
-      "kergateway.v1B\020ErrorReasonProtoP\001\242\002\003BXX\252" +
-      "\002\020BrokerGateway.V1\312\002\020BrokerGateway\\V1\342\002\034" +
-      "BrokerGateway\\V1\\GPBMetadata\352\002\021BrokerGat" +
-      "eway::V1b\006proto3"
+      "SON_CALLER_FORBIDDEN\0203\022%\n!ERROR_REASON_E" +
+      "VENT_CURSOR_EXPIRED\020<\022\"\n\036ERROR_REASON_TO" +
+      "O_MANY_WATCHERS\020=\022\"\n\036ERROR_REASON_WATCH_" +
+      "BUFFER_FULL\020>\022\"\n\036ERROR_REASON_WATCH_INTE" +
+      "RRUPTED\020?B\217\001\n\032io.github.brokergateway.v1" +
+      "B\020ErrorReasonProtoP\001\242\002\003BXX\252\002\020BrokerGatew" +
+      "ay.V1\312\002\020BrokerGateway\\V1\342\002\034BrokerGateway" +
+      "\\V1\\GPBMetadata\352\002\021BrokerGateway::V1b\006pro" +
+      "to3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
