@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from broker_gateway_client.v1 import connection_pb2 as broker__gateway_dot_v1_dot_connection__pb2
+from broker_gateway_client.v1 import connection_event_pb2 as broker__gateway_dot_v1_dot_connection__event__pb2
 from broker_gateway_client.v1 import provider_pb2 as broker__gateway_dot_v1_dot_provider__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.broker_gateway/v1/broker_gateway_service.proto\x12\x11\x62roker_gateway.v1\x1a\"broker_gateway/v1/connection.proto\x1a broker_gateway/v1/provider.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14ListProvidersRequest\"R\n\x15ListProvidersResponse\x12\x39\n\tproviders\x18\x01 \x03(\x0b\x32\x1b.broker_gateway.v1.ProviderR\tproviders\"\xa7\x02\n\x10\x41uthorizeRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri\x12\x16\n\x06scopes\x18\x03 \x03(\tR\x06scopes\x12#\n\rconnection_id\x18\x04 \x01(\tR\x0c\x63onnectionId\x12W\n\x0c\x65xtra_params\x18\x05 \x03(\x0b\x32\x34.broker_gateway.v1.AuthorizeRequest.ExtraParamsEntryR\x0b\x65xtraParams\x1a>\n\x10\x45xtraParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xb8\x01\n\x11\x41uthorizeResponse\x12+\n\x11\x61uthorization_url\x18\x01 \x01(\tR\x10\x61uthorizationUrl\x12\x14\n\x05state\x18\x02 \x01(\tR\x05state\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12#\n\rconnection_id\x18\x04 \x01(\tR\x0c\x63onnectionId\"\xf1\x01\n\x0f\x45xchangeRequest\x12\x14\n\x05state\x18\x01 \x01(\tR\x05state\x12\x12\n\x04\x63ode\x18\x02 \x01(\tR\x04\x63ode\x12\x10\n\x03iss\x18\x03 \x01(\tR\x03iss\x12_\n\x0f\x63\x61llback_params\x18\x04 \x03(\x0b\x32\x36.broker_gateway.v1.ExchangeRequest.CallbackParamsEntryR\x0e\x63\x61llbackParams\x1a\x41\n\x13\x43\x61llbackParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"Q\n\x10\x45xchangeResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\"5\n\x0eRefreshRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"P\n\x0fRefreshResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\"4\n\rRevokeRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"z\n\x0eRevokeResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\x12)\n\x10upstream_revoked\x18\x02 \x01(\x08R\x0fupstreamRevoked\"9\n\x12GetUserInfoRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"O\n\x13GetUserInfoResponse\x12\x38\n\tuser_info\x18\x01 \x01(\x0b\x32\x1b.broker_gateway.v1.UserInfoR\x08userInfo\"\x81\x01\n\x08UserInfo\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05\x65mail\x18\x03 \x01(\tR\x05\x65mail\x12)\n\x03raw\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x03raw\"<\n\x15GetAccessTokenRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"\x97\x01\n\x16GetAccessTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12;\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12\x1d\n\ntoken_type\x18\x03 \x01(\tR\ttokenType\"\xc7\x01\n\x16InvokeOperationRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12\x1c\n\toperation\x18\x02 \x01(\tR\toperation\x12#\n\rconnection_id\x18\x03 \x01(\tR\x0c\x63onnectionId\x12/\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06params\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\"I\n\x17InvokeOperationResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x16.google.protobuf.ValueR\x06result\";\n\x14GetConnectionRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"V\n\x15GetConnectionResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\"p\n\x16ListConnectionsRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n\x17ListConnectionsResponse\x12?\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\x0b\x63onnections\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n\x17\x44\x65leteConnectionRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"\x1a\n\x18\x44\x65leteConnectionResponse2\xab\x08\n\rBrokerGateway\x12\x62\n\rListProviders\x12\'.broker_gateway.v1.ListProvidersRequest\x1a(.broker_gateway.v1.ListProvidersResponse\x12V\n\tAuthorize\x12#.broker_gateway.v1.AuthorizeRequest\x1a$.broker_gateway.v1.AuthorizeResponse\x12S\n\x08\x45xchange\x12\".broker_gateway.v1.ExchangeRequest\x1a#.broker_gateway.v1.ExchangeResponse\x12P\n\x07Refresh\x12!.broker_gateway.v1.RefreshRequest\x1a\".broker_gateway.v1.RefreshResponse\x12M\n\x06Revoke\x12 .broker_gateway.v1.RevokeRequest\x1a!.broker_gateway.v1.RevokeResponse\x12\\\n\x0bGetUserInfo\x12%.broker_gateway.v1.GetUserInfoRequest\x1a&.broker_gateway.v1.GetUserInfoResponse\x12\x65\n\x0eGetAccessToken\x12(.broker_gateway.v1.GetAccessTokenRequest\x1a).broker_gateway.v1.GetAccessTokenResponse\x12h\n\x0fInvokeOperation\x12).broker_gateway.v1.InvokeOperationRequest\x1a*.broker_gateway.v1.InvokeOperationResponse\x12\x62\n\rGetConnection\x12\'.broker_gateway.v1.GetConnectionRequest\x1a(.broker_gateway.v1.GetConnectionResponse\x12h\n\x0fListConnections\x12).broker_gateway.v1.ListConnectionsRequest\x1a*.broker_gateway.v1.ListConnectionsResponse\x12k\n\x10\x44\x65leteConnection\x12*.broker_gateway.v1.DeleteConnectionRequest\x1a+.broker_gateway.v1.DeleteConnectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.broker_gateway/v1/broker_gateway_service.proto\x12\x11\x62roker_gateway.v1\x1a\"broker_gateway/v1/connection.proto\x1a(broker_gateway/v1/connection_event.proto\x1a broker_gateway/v1/provider.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14ListProvidersRequest\"R\n\x15ListProvidersResponse\x12\x39\n\tproviders\x18\x01 \x03(\x0b\x32\x1b.broker_gateway.v1.ProviderR\tproviders\"\xa7\x02\n\x10\x41uthorizeRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri\x12\x16\n\x06scopes\x18\x03 \x03(\tR\x06scopes\x12#\n\rconnection_id\x18\x04 \x01(\tR\x0c\x63onnectionId\x12W\n\x0c\x65xtra_params\x18\x05 \x03(\x0b\x32\x34.broker_gateway.v1.AuthorizeRequest.ExtraParamsEntryR\x0b\x65xtraParams\x1a>\n\x10\x45xtraParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xb8\x01\n\x11\x41uthorizeResponse\x12+\n\x11\x61uthorization_url\x18\x01 \x01(\tR\x10\x61uthorizationUrl\x12\x14\n\x05state\x18\x02 \x01(\tR\x05state\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12#\n\rconnection_id\x18\x04 \x01(\tR\x0c\x63onnectionId\"\xf1\x01\n\x0f\x45xchangeRequest\x12\x14\n\x05state\x18\x01 \x01(\tR\x05state\x12\x12\n\x04\x63ode\x18\x02 \x01(\tR\x04\x63ode\x12\x10\n\x03iss\x18\x03 \x01(\tR\x03iss\x12_\n\x0f\x63\x61llback_params\x18\x04 \x03(\x0b\x32\x36.broker_gateway.v1.ExchangeRequest.CallbackParamsEntryR\x0e\x63\x61llbackParams\x1a\x41\n\x13\x43\x61llbackParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"Q\n\x10\x45xchangeResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\"5\n\x0eRefreshRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"P\n\x0fRefreshResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\"4\n\rRevokeRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"z\n\x0eRevokeResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\x12)\n\x10upstream_revoked\x18\x02 \x01(\x08R\x0fupstreamRevoked\"9\n\x12GetUserInfoRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"O\n\x13GetUserInfoResponse\x12\x38\n\tuser_info\x18\x01 \x01(\x0b\x32\x1b.broker_gateway.v1.UserInfoR\x08userInfo\"\x81\x01\n\x08UserInfo\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05\x65mail\x18\x03 \x01(\tR\x05\x65mail\x12)\n\x03raw\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x03raw\"<\n\x15GetAccessTokenRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"\x97\x01\n\x16GetAccessTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12;\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12\x1d\n\ntoken_type\x18\x03 \x01(\tR\ttokenType\"\xc7\x01\n\x16InvokeOperationRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12\x1c\n\toperation\x18\x02 \x01(\tR\toperation\x12#\n\rconnection_id\x18\x03 \x01(\tR\x0c\x63onnectionId\x12/\n\x06params\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x06params\x12\x1d\n\nrequest_id\x18\x05 \x01(\tR\trequestId\"I\n\x17InvokeOperationResponse\x12.\n\x06result\x18\x01 \x01(\x0b\x32\x16.google.protobuf.ValueR\x06result\";\n\x14GetConnectionRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"V\n\x15GetConnectionResponse\x12=\n\nconnection\x18\x01 \x01(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\nconnection\"p\n\x16ListConnectionsRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n\x17ListConnectionsResponse\x12?\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x1d.broker_gateway.v1.ConnectionR\x0b\x63onnections\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n\x17\x44\x65leteConnectionRequest\x12#\n\rconnection_id\x18\x01 \x01(\tR\x0c\x63onnectionId\"\x1a\n\x18\x44\x65leteConnectionResponse\"K\n\x17WatchConnectionsRequest\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12\x14\n\x05\x61\x66ter\x18\x02 \x01(\tR\x05\x61\x66ter\"T\n\x18WatchConnectionsResponse\x12\x38\n\x05\x65vent\x18\x01 \x01(\x0b\x32\".broker_gateway.v1.ConnectionEventR\x05\x65vent2\x9a\t\n\rBrokerGateway\x12\x62\n\rListProviders\x12\'.broker_gateway.v1.ListProvidersRequest\x1a(.broker_gateway.v1.ListProvidersResponse\x12V\n\tAuthorize\x12#.broker_gateway.v1.AuthorizeRequest\x1a$.broker_gateway.v1.AuthorizeResponse\x12S\n\x08\x45xchange\x12\".broker_gateway.v1.ExchangeRequest\x1a#.broker_gateway.v1.ExchangeResponse\x12P\n\x07Refresh\x12!.broker_gateway.v1.RefreshRequest\x1a\".broker_gateway.v1.RefreshResponse\x12M\n\x06Revoke\x12 .broker_gateway.v1.RevokeRequest\x1a!.broker_gateway.v1.RevokeResponse\x12\\\n\x0bGetUserInfo\x12%.broker_gateway.v1.GetUserInfoRequest\x1a&.broker_gateway.v1.GetUserInfoResponse\x12\x65\n\x0eGetAccessToken\x12(.broker_gateway.v1.GetAccessTokenRequest\x1a).broker_gateway.v1.GetAccessTokenResponse\x12h\n\x0fInvokeOperation\x12).broker_gateway.v1.InvokeOperationRequest\x1a*.broker_gateway.v1.InvokeOperationResponse\x12\x62\n\rGetConnection\x12\'.broker_gateway.v1.GetConnectionRequest\x1a(.broker_gateway.v1.GetConnectionResponse\x12h\n\x0fListConnections\x12).broker_gateway.v1.ListConnectionsRequest\x1a*.broker_gateway.v1.ListConnectionsResponse\x12k\n\x10\x44\x65leteConnection\x12*.broker_gateway.v1.DeleteConnectionRequest\x1a+.broker_gateway.v1.DeleteConnectionResponse\x12m\n\x10WatchConnections\x12*.broker_gateway.v1.WatchConnectionsRequest\x1a+.broker_gateway.v1.WatchConnectionsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,56 +40,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHORIZEREQUEST_EXTRAPARAMSENTRY']._serialized_options = b'8\001'
   _globals['_EXCHANGEREQUEST_CALLBACKPARAMSENTRY']._loaded_options = None
   _globals['_EXCHANGEREQUEST_CALLBACKPARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=202
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=224
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=226
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=308
-  _globals['_AUTHORIZEREQUEST']._serialized_start=311
-  _globals['_AUTHORIZEREQUEST']._serialized_end=606
-  _globals['_AUTHORIZEREQUEST_EXTRAPARAMSENTRY']._serialized_start=544
-  _globals['_AUTHORIZEREQUEST_EXTRAPARAMSENTRY']._serialized_end=606
-  _globals['_AUTHORIZERESPONSE']._serialized_start=609
-  _globals['_AUTHORIZERESPONSE']._serialized_end=793
-  _globals['_EXCHANGEREQUEST']._serialized_start=796
-  _globals['_EXCHANGEREQUEST']._serialized_end=1037
-  _globals['_EXCHANGEREQUEST_CALLBACKPARAMSENTRY']._serialized_start=972
-  _globals['_EXCHANGEREQUEST_CALLBACKPARAMSENTRY']._serialized_end=1037
-  _globals['_EXCHANGERESPONSE']._serialized_start=1039
-  _globals['_EXCHANGERESPONSE']._serialized_end=1120
-  _globals['_REFRESHREQUEST']._serialized_start=1122
-  _globals['_REFRESHREQUEST']._serialized_end=1175
-  _globals['_REFRESHRESPONSE']._serialized_start=1177
-  _globals['_REFRESHRESPONSE']._serialized_end=1257
-  _globals['_REVOKEREQUEST']._serialized_start=1259
-  _globals['_REVOKEREQUEST']._serialized_end=1311
-  _globals['_REVOKERESPONSE']._serialized_start=1313
-  _globals['_REVOKERESPONSE']._serialized_end=1435
-  _globals['_GETUSERINFOREQUEST']._serialized_start=1437
-  _globals['_GETUSERINFOREQUEST']._serialized_end=1494
-  _globals['_GETUSERINFORESPONSE']._serialized_start=1496
-  _globals['_GETUSERINFORESPONSE']._serialized_end=1575
-  _globals['_USERINFO']._serialized_start=1578
-  _globals['_USERINFO']._serialized_end=1707
-  _globals['_GETACCESSTOKENREQUEST']._serialized_start=1709
-  _globals['_GETACCESSTOKENREQUEST']._serialized_end=1769
-  _globals['_GETACCESSTOKENRESPONSE']._serialized_start=1772
-  _globals['_GETACCESSTOKENRESPONSE']._serialized_end=1923
-  _globals['_INVOKEOPERATIONREQUEST']._serialized_start=1926
-  _globals['_INVOKEOPERATIONREQUEST']._serialized_end=2125
-  _globals['_INVOKEOPERATIONRESPONSE']._serialized_start=2127
-  _globals['_INVOKEOPERATIONRESPONSE']._serialized_end=2200
-  _globals['_GETCONNECTIONREQUEST']._serialized_start=2202
-  _globals['_GETCONNECTIONREQUEST']._serialized_end=2261
-  _globals['_GETCONNECTIONRESPONSE']._serialized_start=2263
-  _globals['_GETCONNECTIONRESPONSE']._serialized_end=2349
-  _globals['_LISTCONNECTIONSREQUEST']._serialized_start=2351
-  _globals['_LISTCONNECTIONSREQUEST']._serialized_end=2463
-  _globals['_LISTCONNECTIONSRESPONSE']._serialized_start=2466
-  _globals['_LISTCONNECTIONSRESPONSE']._serialized_end=2596
-  _globals['_DELETECONNECTIONREQUEST']._serialized_start=2598
-  _globals['_DELETECONNECTIONREQUEST']._serialized_end=2660
-  _globals['_DELETECONNECTIONRESPONSE']._serialized_start=2662
-  _globals['_DELETECONNECTIONRESPONSE']._serialized_end=2688
-  _globals['_BROKERGATEWAY']._serialized_start=2691
-  _globals['_BROKERGATEWAY']._serialized_end=3758
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=244
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=266
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=268
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=350
+  _globals['_AUTHORIZEREQUEST']._serialized_start=353
+  _globals['_AUTHORIZEREQUEST']._serialized_end=648
+  _globals['_AUTHORIZEREQUEST_EXTRAPARAMSENTRY']._serialized_start=586
+  _globals['_AUTHORIZEREQUEST_EXTRAPARAMSENTRY']._serialized_end=648
+  _globals['_AUTHORIZERESPONSE']._serialized_start=651
+  _globals['_AUTHORIZERESPONSE']._serialized_end=835
+  _globals['_EXCHANGEREQUEST']._serialized_start=838
+  _globals['_EXCHANGEREQUEST']._serialized_end=1079
+  _globals['_EXCHANGEREQUEST_CALLBACKPARAMSENTRY']._serialized_start=1014
+  _globals['_EXCHANGEREQUEST_CALLBACKPARAMSENTRY']._serialized_end=1079
+  _globals['_EXCHANGERESPONSE']._serialized_start=1081
+  _globals['_EXCHANGERESPONSE']._serialized_end=1162
+  _globals['_REFRESHREQUEST']._serialized_start=1164
+  _globals['_REFRESHREQUEST']._serialized_end=1217
+  _globals['_REFRESHRESPONSE']._serialized_start=1219
+  _globals['_REFRESHRESPONSE']._serialized_end=1299
+  _globals['_REVOKEREQUEST']._serialized_start=1301
+  _globals['_REVOKEREQUEST']._serialized_end=1353
+  _globals['_REVOKERESPONSE']._serialized_start=1355
+  _globals['_REVOKERESPONSE']._serialized_end=1477
+  _globals['_GETUSERINFOREQUEST']._serialized_start=1479
+  _globals['_GETUSERINFOREQUEST']._serialized_end=1536
+  _globals['_GETUSERINFORESPONSE']._serialized_start=1538
+  _globals['_GETUSERINFORESPONSE']._serialized_end=1617
+  _globals['_USERINFO']._serialized_start=1620
+  _globals['_USERINFO']._serialized_end=1749
+  _globals['_GETACCESSTOKENREQUEST']._serialized_start=1751
+  _globals['_GETACCESSTOKENREQUEST']._serialized_end=1811
+  _globals['_GETACCESSTOKENRESPONSE']._serialized_start=1814
+  _globals['_GETACCESSTOKENRESPONSE']._serialized_end=1965
+  _globals['_INVOKEOPERATIONREQUEST']._serialized_start=1968
+  _globals['_INVOKEOPERATIONREQUEST']._serialized_end=2167
+  _globals['_INVOKEOPERATIONRESPONSE']._serialized_start=2169
+  _globals['_INVOKEOPERATIONRESPONSE']._serialized_end=2242
+  _globals['_GETCONNECTIONREQUEST']._serialized_start=2244
+  _globals['_GETCONNECTIONREQUEST']._serialized_end=2303
+  _globals['_GETCONNECTIONRESPONSE']._serialized_start=2305
+  _globals['_GETCONNECTIONRESPONSE']._serialized_end=2391
+  _globals['_LISTCONNECTIONSREQUEST']._serialized_start=2393
+  _globals['_LISTCONNECTIONSREQUEST']._serialized_end=2505
+  _globals['_LISTCONNECTIONSRESPONSE']._serialized_start=2508
+  _globals['_LISTCONNECTIONSRESPONSE']._serialized_end=2638
+  _globals['_DELETECONNECTIONREQUEST']._serialized_start=2640
+  _globals['_DELETECONNECTIONREQUEST']._serialized_end=2702
+  _globals['_DELETECONNECTIONRESPONSE']._serialized_start=2704
+  _globals['_DELETECONNECTIONRESPONSE']._serialized_end=2730
+  _globals['_WATCHCONNECTIONSREQUEST']._serialized_start=2732
+  _globals['_WATCHCONNECTIONSREQUEST']._serialized_end=2807
+  _globals['_WATCHCONNECTIONSRESPONSE']._serialized_start=2809
+  _globals['_WATCHCONNECTIONSRESPONSE']._serialized_end=2893
+  _globals['_BROKERGATEWAY']._serialized_start=2896
+  _globals['_BROKERGATEWAY']._serialized_end=4074
 # @@protoc_insertion_point(module_scope)

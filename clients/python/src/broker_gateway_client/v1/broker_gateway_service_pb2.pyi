@@ -1,6 +1,7 @@
 import datetime
 
 from broker_gateway_client.v1 import connection_pb2 as _connection_pb2
+from broker_gateway_client.v1 import connection_event_pb2 as _connection_event_pb2
 from broker_gateway_client.v1 import provider_pb2 as _provider_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -205,3 +206,17 @@ class DeleteConnectionRequest(_message.Message):
 class DeleteConnectionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class WatchConnectionsRequest(_message.Message):
+    __slots__ = ("provider", "after")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    after: str
+    def __init__(self, provider: _Optional[str] = ..., after: _Optional[str] = ...) -> None: ...
+
+class WatchConnectionsResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: _connection_event_pb2.ConnectionEvent
+    def __init__(self, event: _Optional[_Union[_connection_event_pb2.ConnectionEvent, _Mapping]] = ...) -> None: ...

@@ -92,6 +92,11 @@ class BrokerGatewayStub:
                 request_serializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.DeleteConnectionRequest.SerializeToString,
                 response_deserializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.DeleteConnectionResponse.FromString,
                 _registered_method=True)
+        self.WatchConnections = channel.unary_stream(
+                '/broker_gateway.v1.BrokerGateway/WatchConnections',
+                request_serializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.WatchConnectionsRequest.SerializeToString,
+                response_deserializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.WatchConnectionsResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerGatewayServicer:
@@ -180,6 +185,16 @@ class BrokerGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchConnections(self, request, context):
+        """Streams changes to the caller's connections as they are committed, in order, each with a cursor:
+        a caller that comes back with its last cursor gets every later change exactly once. The stream
+        starts with a HEARTBEAT carrying the current position and sends another after every idle
+        interval; it ends only with an error status (resume with the last cursor received).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +252,11 @@ def add_BrokerGatewayServicer_to_server(servicer, server):
                     servicer.DeleteConnection,
                     request_deserializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.DeleteConnectionRequest.FromString,
                     response_serializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.DeleteConnectionResponse.SerializeToString,
+            ),
+            'WatchConnections': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchConnections,
+                    request_deserializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.WatchConnectionsRequest.FromString,
+                    response_serializer=broker__gateway_dot_v1_dot_broker__gateway__service__pb2.WatchConnectionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +559,33 @@ class BrokerGateway:
             '/broker_gateway.v1.BrokerGateway/DeleteConnection',
             broker__gateway_dot_v1_dot_broker__gateway__service__pb2.DeleteConnectionRequest.SerializeToString,
             broker__gateway_dot_v1_dot_broker__gateway__service__pb2.DeleteConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/broker_gateway.v1.BrokerGateway/WatchConnections',
+            broker__gateway_dot_v1_dot_broker__gateway__service__pb2.WatchConnectionsRequest.SerializeToString,
+            broker__gateway_dot_v1_dot_broker__gateway__service__pb2.WatchConnectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,79 @@ impl ConnectionStatus {
         }
     }
 }
+/// A change to one of the caller's connections, or a heartbeat, as WatchConnections streams it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ConnectionEvent {
+    /// Opaque; pass the last one received as WatchConnectionsRequest.after to resume right after it.
+    /// Cursors increase within a tenant, in the order the changes were committed.
+    #[prost(string, tag="1")]
+    pub cursor: ::prost::alloc::string::String,
+    /// What happened.
+    #[prost(enumeration="ConnectionEventType", tag="2")]
+    pub r#type: i32,
+    /// The connection as GetConnection returned it right after the change (for DELETED, as it was
+    /// before); unset in a heartbeat.
+    #[prost(message, optional, tag="3")]
+    pub connection: ::core::option::Option<Connection>,
+    /// When the change was made (for a heartbeat: when it was sent).
+    #[prost(message, optional, tag="4")]
+    pub event_time: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// What a ConnectionEvent reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ConnectionEventType {
+    /// Never sent.
+    Unspecified = 0,
+    /// An Exchange stored a grant: a new connection, or an existing connection_id authorized again.
+    Created = 1,
+    /// The connection's tokens were refreshed (by a call, Refresh, or the keep-alive).
+    Refreshed = 2,
+    /// The provider refused the grant: the user must authorize again.
+    ReauthRequired = 3,
+    /// Revoke ended the connection.
+    Revoked = 4,
+    /// DeleteConnection removed the connection.
+    Deleted = 5,
+    /// The connection's refresh token expires within the configured lead time (`\[events\]
+    /// expiring_lead_seconds`) and the gateway could not renew it: sent once per refresh token.
+    RefreshTokenExpiring = 6,
+    /// Nothing happened: sent when a stream starts and after every idle heartbeat interval, so proxies
+    /// keep the stream open. Its cursor is the stream's position (resume from it as from any other).
+    Heartbeat = 7,
+}
+impl ConnectionEventType {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CONNECTION_EVENT_TYPE_UNSPECIFIED",
+            Self::Created => "CONNECTION_EVENT_TYPE_CREATED",
+            Self::Refreshed => "CONNECTION_EVENT_TYPE_REFRESHED",
+            Self::ReauthRequired => "CONNECTION_EVENT_TYPE_REAUTH_REQUIRED",
+            Self::Revoked => "CONNECTION_EVENT_TYPE_REVOKED",
+            Self::Deleted => "CONNECTION_EVENT_TYPE_DELETED",
+            Self::RefreshTokenExpiring => "CONNECTION_EVENT_TYPE_REFRESH_TOKEN_EXPIRING",
+            Self::Heartbeat => "CONNECTION_EVENT_TYPE_HEARTBEAT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CONNECTION_EVENT_TYPE_UNSPECIFIED" => Some(Self::Unspecified),
+            "CONNECTION_EVENT_TYPE_CREATED" => Some(Self::Created),
+            "CONNECTION_EVENT_TYPE_REFRESHED" => Some(Self::Refreshed),
+            "CONNECTION_EVENT_TYPE_REAUTH_REQUIRED" => Some(Self::ReauthRequired),
+            "CONNECTION_EVENT_TYPE_REVOKED" => Some(Self::Revoked),
+            "CONNECTION_EVENT_TYPE_DELETED" => Some(Self::Deleted),
+            "CONNECTION_EVENT_TYPE_REFRESH_TOKEN_EXPIRING" => Some(Self::RefreshTokenExpiring),
+            "CONNECTION_EVENT_TYPE_HEARTBEAT" => Some(Self::Heartbeat),
+            _ => None,
+        }
+    }
+}
 /// A configured provider instance: one entry of the gateway's configuration.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Provider {
@@ -397,6 +470,24 @@ pub struct DeleteConnectionRequest {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteConnectionResponse {
 }
+/// The request of WatchConnections.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchConnectionsRequest {
+    /// Only events of this provider's connections; all when empty.
+    #[prost(string, tag="1")]
+    pub provider: ::prost::alloc::string::String,
+    /// The cursor of the last event received, to resume right after it; empty to start at the current
+    /// position. A cursor older than the gateway keeps events for is OUT_OF_RANGE (EVENT_CURSOR_EXPIRED).
+    #[prost(string, tag="2")]
+    pub after: ::prost::alloc::string::String,
+}
+/// A message of the WatchConnections stream.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchConnectionsResponse {
+    /// The event (a HEARTBEAT when nothing happened).
+    #[prost(message, optional, tag="1")]
+    pub event: ::core::option::Option<ConnectionEvent>,
+}
 /// The reasons a BrokerGateway call fails, as carried in the one `google.rpc.ErrorInfo` of every error
 /// status, with domain `broker-gateway`. `ErrorInfo.reason` carries the name without the
 /// `ERROR_REASON_` prefix: `ERROR_REASON_REAUTH_REQUIRED` is sent as `REAUTH_REQUIRED`. Metadata keys are
@@ -527,6 +618,24 @@ pub enum ErrorReason {
     /// PERMISSION_DENIED: the caller is known but lacks the permission this RPC needs.
     ///    { reason: "CALLER_FORBIDDEN", metadata: { permission: "tokens" } }
     CallerForbidden = 51,
+    /// WatchConnections.
+    /// OUT_OF_RANGE: `after` is older than the events the gateway keeps (`\[events\] retention_seconds`):
+    /// changes were lost to it. Read the connections again (ListConnections), then watch from
+    /// `oldest_cursor` (or from now, with `after` empty).
+    ///    { reason: "EVENT_CURSOR_EXPIRED", metadata: { field: "after", oldest_cursor: "..." } }
+    EventCursorExpired = 60,
+    /// RESOURCE_EXHAUSTED: the caller already holds `\[events\] max_watchers_per_caller` streams on this
+    /// gateway process; a RetryInfo says when to try again.
+    ///    { reason: "TOO_MANY_WATCHERS", metadata: { limit: "100" } }
+    TooManyWatchers = 61,
+    /// RESOURCE_EXHAUSTED: the caller read the stream too slowly and its buffer filled up; the stream
+    /// ends after the events already buffered. Resume with the cursor of the last event received.
+    ///    { reason: "WATCH_BUFFER_FULL" }
+    WatchBufferFull = 62,
+    /// UNAVAILABLE: the gateway process serving the stream is shutting down; resume with the cursor of
+    /// the last event received (another process answers).
+    ///    { reason: "WATCH_INTERRUPTED" }
+    WatchInterrupted = 63,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -570,6 +679,10 @@ impl ErrorReason {
             Self::RateLimiterUnavailable => "ERROR_REASON_RATE_LIMITER_UNAVAILABLE",
             Self::CallerUnauthenticated => "ERROR_REASON_CALLER_UNAUTHENTICATED",
             Self::CallerForbidden => "ERROR_REASON_CALLER_FORBIDDEN",
+            Self::EventCursorExpired => "ERROR_REASON_EVENT_CURSOR_EXPIRED",
+            Self::TooManyWatchers => "ERROR_REASON_TOO_MANY_WATCHERS",
+            Self::WatchBufferFull => "ERROR_REASON_WATCH_BUFFER_FULL",
+            Self::WatchInterrupted => "ERROR_REASON_WATCH_INTERRUPTED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -610,6 +723,10 @@ impl ErrorReason {
             "ERROR_REASON_RATE_LIMITER_UNAVAILABLE" => Some(Self::RateLimiterUnavailable),
             "ERROR_REASON_CALLER_UNAUTHENTICATED" => Some(Self::CallerUnauthenticated),
             "ERROR_REASON_CALLER_FORBIDDEN" => Some(Self::CallerForbidden),
+            "ERROR_REASON_EVENT_CURSOR_EXPIRED" => Some(Self::EventCursorExpired),
+            "ERROR_REASON_TOO_MANY_WATCHERS" => Some(Self::TooManyWatchers),
+            "ERROR_REASON_WATCH_BUFFER_FULL" => Some(Self::WatchBufferFull),
+            "ERROR_REASON_WATCH_INTERRUPTED" => Some(Self::WatchInterrupted),
             _ => None,
         }
     }

@@ -368,5 +368,34 @@ pub mod broker_gateway_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        pub async fn watch_connections(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchConnectionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::WatchConnectionsResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/broker_gateway.v1.BrokerGateway/WatchConnections",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "broker_gateway.v1.BrokerGateway",
+                        "WatchConnections",
+                    ),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
