@@ -248,6 +248,25 @@ async def test_delete_connection(store: Store) -> None:
     assert await store.get_connection("t1", "conn_1") is None
 
 
+async def test_connection_stamp_changes_with_every_write_and_with_a_new_row_under_the_same_id(backend: Backend) -> None:
+    """The token cache trusts a copy only while the stamp is unchanged, in any instance: an update
+    moves the version, and a connection deleted and made again has a new seq (its version is 1 again)."""
+    one, two = await backend.open(), await backend.open()
+    assert await two.connection_stamp("t1", "conn_1") is None
+    await one.insert_connection(connection())
+    first = await one.get_connection("t1", "conn_1")
+    assert first is not None
+    assert await two.connection_stamp("t1", "conn_1") == (first.seq, 1)
+    assert await two.connection_stamp("t2", "conn_1") is None
+    assert await one.update_connection(dataclasses.replace(first, subject="changed", version=2), expected_version=1)
+    assert await two.connection_stamp("t1", "conn_1") == (first.seq, 2)
+    assert await one.delete_connection("t1", "conn_1")
+    assert await two.connection_stamp("t1", "conn_1") is None
+    await one.insert_connection(connection())
+    again = await two.connection_stamp("t1", "conn_1")
+    assert again is not None and again[1] == 1 and again[0] != first.seq
+
+
 async def test_list_pages_in_creation_order_with_provider_filter(store: Store) -> None:
     ids = [f"conn_{index:02}" for index in range(7)]
     for index, connection_id in enumerate(ids):

@@ -104,6 +104,11 @@ class Store(Protocol):
 
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
 
+    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+        """The connection's ``(seq, version)``, None when there is none: what tells whether a copy read
+        earlier is still current (``token_cache``), read on every token-using call, so as cheap as the
+        backend allows."""
+
     async def insert_connection(self, connection: StoredConnection) -> bool:
         """Add a new connection; False when the id is already taken in the tenant."""
 

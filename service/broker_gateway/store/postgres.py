@@ -327,6 +327,12 @@ class PostgresStore:
         )
         return None if row is None else _connection(row)
 
+    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+        row = await self._fetchone(
+            "SELECT seq, version FROM connections WHERE tenant = %s AND connection_id = %s", (tenant, connection_id)
+        )
+        return None if row is None else (row[0], row[1])
+
     async def insert_connection(self, connection: StoredConnection) -> bool:
         values = _connection_values(connection)
         inserted = await self._execute(

@@ -263,6 +263,12 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else _connection(row)
 
+    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+        row = self._execute(
+            "SELECT seq, version FROM connections WHERE tenant = ? AND connection_id = ?", (tenant, connection_id)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     async def insert_connection(self, connection: StoredConnection) -> bool:
         values = _connection_values(connection)
         columns = ", ".join(values)
