@@ -267,6 +267,21 @@ async def test_connection_stamp_changes_with_every_write_and_with_a_new_row_unde
     assert again is not None and again[1] == 1 and again[0] != first.seq
 
 
+async def test_concurrent_stamp_reads_each_get_their_own_connections_stamp(store: Store) -> None:
+    """Reads made at once may share a statement (PostgreSQL): each still gets its own row's stamp, and
+    None for a connection that is not there."""
+    for index in range(6):
+        await store.insert_connection(connection(f"conn_{index}", tenant=f"t{index % 2}"))
+    expected = {}
+    for index in range(6):
+        stored = await store.get_connection(f"t{index % 2}", f"conn_{index}")
+        assert stored is not None
+        expected[(stored.tenant, stored.connection_id)] = (stored.seq, stored.version)
+    keys = [(f"t{tenant}", f"conn_{index}") for index in range(8) for tenant in (0, 1)] * 3
+    stamps = await asyncio.gather(*(store.connection_stamp(tenant, connection_id) for tenant, connection_id in keys))
+    assert stamps == [expected.get(key) for key in keys]
+
+
 async def test_list_pages_in_creation_order_with_provider_filter(store: Store) -> None:
     ids = [f"conn_{index:02}" for index in range(7)]
     for index, connection_id in enumerate(ids):
