@@ -138,8 +138,8 @@ async def test_without_redis_the_default_refuses_and_sends_nothing_then_shares_a
 async def test_a_spent_limit_is_the_error_even_when_the_provider_fails_before_sending(
     replicas: Replicas, redis_server: RedisServer
 ) -> None:
-    """The Redis acquire runs while the provider prepares its request (admission.py); a call the
-    limiter refused answers RESOURCE_EXHAUSTED, as it did when the acquire came first."""
+    """A call the limiter refused answers RESOURCE_EXHAUSTED, whatever the provider would have done:
+    the acquire comes first (it must stay so if it is ever made to overlap the provider's work)."""
     flush_windows(redis_server)
     first, second = replicas.gateways
     failure = await expect_failure(first.stub.InvokeOperation(invoke("unsendable"), timeout=10))

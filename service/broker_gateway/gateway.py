@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,7 +25,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 
-from . import admission, audit, deadlines, validation
+from . import audit, deadlines, validation
 from .errors import (
     AccessTokenRejected,
     AuthorizationCodeInvalid,
@@ -487,34 +486,15 @@ class Gateway:
 
         async def send() -> Any:
             # Taken here, after a replay was ruled out: a replayed result costs the upstream nothing.
-            acquire = self.rate_limiter.acquire(provider_id, operation.name, operation.rate_limit, f"{tenant}/{connection_id}")
-            if operation.rate_limit is None or not self.rate_limiter.remote:
-                await acquire
-                return await send_upstream(None)
-            pending = asyncio.ensure_future(acquire)  # admission.py: awaited right before the request leaves
-            try:
-                result = await send_upstream(pending)
-            except asyncio.CancelledError:
-                pending.cancel()
-                raise
-            except BaseException:
-                await pending  # a refusal is the call's error, even when the provider failed before sending
-                raise
-            await pending
-            return result
-
-        async def send_upstream(pending: asyncio.Future[None] | None) -> Any:
+            await self.rate_limiter.acquire(provider_id, operation.name, operation.rate_limit, f"{tenant}/{connection_id}")
             with self.tracer.start_as_current_span("broker_gateway.invoke.upstream") as span:
                 span.set_attribute("broker_gateway.provider", provider_id)
                 span.set_attribute("broker_gateway.operation", operation.name)
                 if connection is None:
-                    with _admitting(pending):
-                        return await provider.invoke(operation, params, credentials=None, request_id=sent_id)
+                    return await provider.invoke(operation, params, credentials=None, request_id=sent_id)
 
                 async def call(credentials: ConnectionCredentials) -> Any:
-                    # Inside the call only: a refresh the token read starts is not the operation's request.
-                    with _admitting(pending):
-                        return await provider.invoke(operation, params, credentials=credentials, request_id=sent_id)
+                    return await provider.invoke(operation, params, credentials=credentials, request_id=sent_id)
 
                 return await self._with_user_token(connection, call, tokens)
 
@@ -856,10 +836,6 @@ def _retrieve_outcome(task: asyncio.Task[Any]) -> None:
         log.info("a detached refresh or code exchange failed: %s (provider %s)", error.reason, error.metadata.get("provider", "?"))
     else:
         log.error("a detached refresh or code exchange failed unexpectedly", exc_info=error)
-
-
-def _admitting(pending: asyncio.Future[None] | None) -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext() if pending is None else admission.admitting(pending)
 
 
 def _require_active(connection: StoredConnection) -> None:

@@ -81,10 +81,6 @@ MIN_RETRY_SECONDS = 0.001
 class Limiter(Protocol):
     """What the gateway calls before sending a limited request upstream."""
 
-    #: Whether ``acquire`` waits on the network: then it runs while the provider prepares its request
-    #: (``admission``), instead of before the provider starts.
-    remote: bool
-
     async def acquire(self, provider_id: str, name: str, limit: RateLimit | None, connection_key: str) -> None:
         """Let one call named ``name`` (an operation, or ``user_info``) through under ``limit``, or
         raise ProviderRateLimited (with the wait) or RateLimiterUnavailable."""
@@ -122,8 +118,6 @@ def _spent(provider_id: str, name: str, limit: RateLimit, retry_after: float) ->
 class RateLimiter:
     """Sliding windows in this process's memory, keyed by provider, bucket name and (for
     per-connection limits) connection."""
-
-    remote = False
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -176,8 +170,6 @@ def redis_location(url: str) -> str:
 class RedisRateLimiter:
     """Sliding windows in Redis, shared by every process that names the same Redis; see the module
     docstring for the library, its limits and the fallback while Redis is unreachable."""
-
-    remote = True
 
     def __init__(
         self,

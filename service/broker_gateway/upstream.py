@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from opentelemetry import propagate, trace
 
-from . import admission, deadlines
+from . import deadlines
 from .errors import OutcomeUnknown, ProviderResponseInvalid, ProviderUnavailable
 
 #: Upstream answers are small JSON documents; anything larger is refused rather than buffered.
@@ -113,7 +113,6 @@ class UpstreamClient:
             span.end()
 
     async def _send(self, request: httpx.Request, auth: httpx.Auth | tuple[str, str] | None) -> UpstreamResponse:
-        await admission.admitted()
         metadata = {"provider": self._provider_id}
         try:
             response = await self._client.send(request, auth=auth, follow_redirects=False, stream=True)
