@@ -205,21 +205,34 @@ class StampReads:
     for many calls, while a call alone still gets its answer from one statement sent at once.
 
     Never stale: a call's read is sent after the call asked for it (it joins the next statement, never
-    one already sent), so it sees every write committed before. Hand-written: psycopg's pipeline mode
-    saves round trips but still makes one statement, and its client-side work, per read.
+    one already sent), so it sees every write committed before. A call that finds no statement on its
+    way sends its own at once, without a task or a loop turn; the reads that queue meanwhile are sent
+    by a task. Hand-written: psycopg's pipeline mode saves round trips but still makes one statement,
+    and its client-side work, per read.
     """
 
     def __init__(self, read: Callable[[list[StampKey]], Awaitable[dict[StampKey, tuple[int, int]]]]) -> None:
         self._read = read
         self._waiting: dict[StampKey, list[asyncio.Future[tuple[int, int] | None]]] = {}
+        #: Whether a statement is on its way (sent by a caller, or by ``_sending``).
+        self._busy = False
         self._sending: asyncio.Task[None] | None = None
 
     async def read(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
-        future: asyncio.Future[tuple[int, int] | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault((tenant, connection_id), []).append(future)
-        if self._sending is None:
-            self._sending = asyncio.get_running_loop().create_task(self._send())
-        return await future
+        key = (tenant, connection_id)
+        if self._busy:
+            future: asyncio.Future[tuple[int, int] | None] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(key, []).append(future)
+            return await future
+        self._busy = True
+        try:
+            stamps = await self._read([key])
+        finally:
+            if self._waiting:
+                self._sending = asyncio.get_running_loop().create_task(self._send())
+            else:
+                self._busy = False
+        return stamps.get(key)
 
     async def _send(self) -> None:
         batch: dict[StampKey, list[asyncio.Future[tuple[int, int] | None]]] = {}
@@ -236,7 +249,7 @@ class StampReads:
                             if not future.done():
                                 future.set_result(stamps.get(key))
         finally:
-            self._sending = None
+            self._busy, self._sending = False, None
             # Only when cancelled (the store closing) or broken: no caller waits forever.
             gone = StoreUnavailable("the stamp read was interrupted; retry shortly", retry_after=RETRY_AFTER)
             _settle(batch, gone)
