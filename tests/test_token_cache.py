@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
-from broker_gateway.store.base import Store
+from broker_gateway.store.base import Stamp, Store
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
@@ -104,7 +104,7 @@ class CountingStore:
         self.full_reads += 1
         return await self.store.get_connection(tenant, connection_id)
 
-    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
         self.stamp_reads += 1
         return await self.store.connection_stamp(tenant, connection_id)
 

@@ -2,12 +2,15 @@
 
 Every token-using call (GetAccessToken, GetUserInfo, InvokeOperation) read the whole connection row,
 converted it and opened its token set (AES-GCM and JSON). The cache keeps the converted connection and
-its opened tokens under (tenant, connection id) with the row's stamp: ``(seq, version)``. A cached
-entry is served only after the store has confirmed that the stamp is still the row's
-(``Store.connection_stamp``, a read of two integers by the primary key), so a token that a refresh,
-revoke, delete or re-seal superseded, in this process, another worker or another replica, is never
-served: every write of a connection increments its version, and ``seq`` is never reused, so a
-connection deleted and made again under the same id has a stamp of its own. Dropping entries on this
+its opened tokens under (tenant, connection id) with the row's stamp (``store.base.Stamp``: seq,
+version and the sealed tokens as stored). A cached entry is served only after the store has confirmed
+that the stamp is still the row's (``Store.connection_stamp``, a read by the unique key), so a token
+that a refresh, revoke, delete or re-seal superseded, in this process, another worker or another
+replica, is never served: every write of a connection increments its version, and ``seq`` is never
+reused, so a connection deleted and made again under the same id has a stamp of its own. And since
+the stamp holds the ciphertext the tokens were opened from, serving them is exactly what opening the
+stored ciphertext again would give: a ciphertext damaged behind the store's back (no version moved)
+is a miss, opened again, and fails as it would have. Dropping entries on this
 process's own writes only frees memory (and the plaintext) early; correctness rests on the check.
 
 Hand-written rather than ``cachetools``: the entry is valid only together with a store check the
@@ -19,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .provider import TokenSet
-from .store.base import ConnectionStatus, StoredConnection
+from .store.base import ConnectionStatus, Stamp, StoredConnection
 from .vault import Vault
 
 #: Connections whose opened tokens are kept; past this the oldest entry is dropped. An entry (the
@@ -32,14 +35,13 @@ DEFAULT_SIZE = 4096
 class CachedTokens:
     """A connection as read from the store and its opened tokens; valid while the row's stamp is."""
 
-    stamp: tuple[int, int]
+    stamp: Stamp
     connection: StoredConnection
     tokens: TokenSet
 
 
-def stamp_of(connection: StoredConnection) -> tuple[int, int]:
-    """What identifies one state of one stored row: its creation sequence and its version."""
-    return connection.seq, connection.version
+def stamp_of(connection: StoredConnection) -> Stamp:
+    return connection.seq, connection.version, connection.sealed_tokens
 
 
 class TokenCache:

@@ -78,6 +78,12 @@ class StoredConnection:
     seq: int = 0
 
 
+#: One state of one stored connection: its ``seq`` (never reused), its ``version`` (moved by every write)
+#: and its sealed tokens as stored (so that even a change made behind the store's back, which moves no
+#: version, is seen). Equal stamps mean a copy read earlier, and what was opened from it, are current.
+Stamp = tuple[int, int, bytes | None]
+
+
 class Store(Protocol):
     """A backend for pending authorizations, connections and refresh leases.
 
@@ -104,10 +110,10 @@ class Store(Protocol):
 
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
 
-    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
-        """The connection's ``(seq, version)``, None when there is none: what tells whether a copy read
-        earlier is still current (``token_cache``), read on every token-using call, so as cheap as the
-        backend allows."""
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
+        """The connection's stamp, None when there is none: what tells whether a copy read earlier is
+        still current (``token_cache``); read on every token-using call, so as cheap as the backend
+        allows."""
 
     async def insert_connection(self, connection: StoredConnection) -> bool:
         """Add a new connection; False when the id is already taken in the tenant."""

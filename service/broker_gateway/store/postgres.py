@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import ConfigError, StoreUnavailable
-from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Stamp, StoredConnection, TakeOutcome
 from .crypto import envelope_key_id
 from .postgres_schema import LATEST, migrate, schema_version
 from .url import redact, url_password
@@ -211,17 +211,17 @@ class StampReads:
     and its client-side work, per read.
     """
 
-    def __init__(self, read: Callable[[list[StampKey]], Awaitable[dict[StampKey, tuple[int, int]]]]) -> None:
+    def __init__(self, read: Callable[[list[StampKey]], Awaitable[dict[StampKey, Stamp]]]) -> None:
         self._read = read
-        self._waiting: dict[StampKey, list[asyncio.Future[tuple[int, int] | None]]] = {}
+        self._waiting: dict[StampKey, list[asyncio.Future[Stamp | None]]] = {}
         #: Whether a statement is on its way (sent by a caller, or by ``_sending``).
         self._busy = False
         self._sending: asyncio.Task[None] | None = None
 
-    async def read(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+    async def read(self, tenant: str, connection_id: str) -> Stamp | None:
         key = (tenant, connection_id)
         if self._busy:
-            future: asyncio.Future[tuple[int, int] | None] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Stamp | None] = asyncio.get_running_loop().create_future()
             self._waiting.setdefault(key, []).append(future)
             return await future
         self._busy = True
@@ -235,7 +235,7 @@ class StampReads:
         return stamps.get(key)
 
     async def _send(self) -> None:
-        batch: dict[StampKey, list[asyncio.Future[tuple[int, int] | None]]] = {}
+        batch: dict[StampKey, list[asyncio.Future[Stamp | None]]] = {}
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, {}
@@ -262,7 +262,7 @@ class StampReads:
                 await self._sending
 
 
-def _settle(batch: dict[StampKey, list[asyncio.Future[tuple[int, int] | None]]], error: BaseException) -> None:
+def _settle(batch: dict[StampKey, list[asyncio.Future[Stamp | None]]], error: BaseException) -> None:
     for futures in batch.values():
         for future in futures:
             if not future.done():
@@ -403,23 +403,25 @@ class PostgresStore:
         )
         return None if row is None else _connection(row)
 
-    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
         return await self._stamps.read(tenant, connection_id)
 
-    async def _read_stamps(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    async def _read_stamps(self, keys: list[StampKey]) -> dict[StampKey, Stamp]:
         """The stamps of the connections of ``keys`` that exist, in one statement."""
         if len(keys) == 1:
             rows = await self._fetchall(
-                "SELECT tenant, connection_id, seq, version FROM connections WHERE tenant = %s AND connection_id = %s",
+                "SELECT tenant, connection_id, seq, version, sealed_tokens FROM connections"
+                " WHERE tenant = %s AND connection_id = %s",
                 keys[0],
             )
         else:
             rows = await self._fetchall(
-                "SELECT c.tenant, c.connection_id, c.seq, c.version FROM unnest(%s::text[], %s::text[]) AS k(tenant, id)"
+                "SELECT c.tenant, c.connection_id, c.seq, c.version, c.sealed_tokens"
+                " FROM unnest(%s::text[], %s::text[]) AS k(tenant, id)"
                 " JOIN connections AS c ON c.tenant = k.tenant AND c.connection_id = k.id",
                 ([tenant for tenant, _ in keys], [connection_id for _, connection_id in keys]),
             )
-        return {(tenant, connection_id): (seq, version) for tenant, connection_id, seq, version in rows}
+        return {(tenant, connection_id): (seq, version, sealed) for tenant, connection_id, seq, version, sealed in rows}
 
     async def insert_connection(self, connection: StoredConnection) -> bool:
         values = _connection_values(connection)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import StoreUnavailable
 from ..private_files import create_private_file, make_private_dir, restrict
-from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, StoredConnection, TakeOutcome
+from .base import ClaimOutcome, ConnectionStatus, PendingAuthorization, Stamp, StoredConnection, TakeOutcome
 from .checkpointer import BACKSTOP_PAGES, Checkpointer
 from .crypto import envelope_key_id
 
@@ -263,11 +263,12 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else _connection(row)
 
-    async def connection_stamp(self, tenant: str, connection_id: str) -> tuple[int, int] | None:
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
         row = self._execute(
-            "SELECT seq, version FROM connections WHERE tenant = ? AND connection_id = ?", (tenant, connection_id)
+            "SELECT seq, version, sealed_tokens FROM connections WHERE tenant = ? AND connection_id = ?",
+            (tenant, connection_id),
         ).fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     async def insert_connection(self, connection: StoredConnection) -> bool:
         values = _connection_values(connection)
