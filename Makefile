@@ -84,8 +84,9 @@ release-api:
 	cp -R protos/broker_gateway protos-released/
 
 # The benchmark harness (benchmarks/README.md): builds ghz and installs nginx, PostgreSQL and
-# redis-server when missing (the last two as for `make test`), runs everything on loopback, prints
-# the table and writes benchmarks/results/latest.json (~40 minutes).
+# redis-server when missing (the last two as for `make test`), runs everything on loopback in both
+# load profiles (one HTTP/2 connection, then 8), prints a table for each and writes
+# benchmarks/results/latest.json and latest.many.json (~80 minutes).
 # `make bench BENCH_QUICK=1` is a short run for development; BENCH_ARGS passes more options.
 .PHONY: bench
 bench: $(VENV)/.installed postgres-server redis-server-installed

@@ -1,6 +1,7 @@
 """Profile the gateway's hot paths under load with py-spy.
 
     python -m benchmarks.profile [--rpc GetAccessToken,GetUserInfo,Authorize] [--seconds 15] [--native]
+                                 [--connections 8] [--postgres] [--redis]
 
 Starts nginx and one gateway (tracing off, or on with ``--tracing``; metrics on with ``--metrics``) as ``make bench`` does, seeds
 connections, and for each RPC runs ghz at concurrency 16 while ``py-spy record`` samples the gateway
@@ -9,7 +10,9 @@ flame graph per RPC to ``benchmarks/results/profiles/`` (not committed) and prin
 the largest inclusive and self shares, and each of the gateway's threads' CPU time per call (where
 py-spy's GIL view misses work: grpc's own threads, and everything that merely slows the main thread
 down, such as the garbage collector or a batch exporter's thread on the same core). py-spy is
-installed into the virtualenv on first use.
+installed into the virtualenv on first use. ``--connections`` spreads the calls over that many HTTP/2
+connections (the many-connection profile of ``benchmarks.run``); ``--postgres`` and ``--redis`` give
+the gateway the PostgreSQL store and the Redis limiter of the many-replicas rows.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import fixtures, okx, tools
+from . import backends, fixtures, okx, tools
 from .loadgen import ghz_command, run_ghz, write_data
 from .procs import REPO, Processes, cpu_plan, free_port
 from .upstream import nginx_config
@@ -77,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracing", action="store_true", help="profile with tracing on (OTLP to a local sink)")
     parser.add_argument("--metrics", action="store_true", help="profile with metrics on ([metrics] listen, not scraped)")
     parser.add_argument("--tag", default="", help="suffix for the output files")
+    parser.add_argument("--connections", type=int, default=1, help="ghz's HTTP/2 connections")
+    parser.add_argument("--postgres", action="store_true", help="the gateway on a PostgreSQL store")
+    parser.add_argument("--redis", action="store_true", help="the gateway's rate limits in Redis")
     args = parser.parse_args(argv)
     spy, ghz = py_spy(), tools.ghz()
     OUT.mkdir(parents=True, exist_ok=True)
     server_cpus, tool_cpus = cpu_plan(True)
-    with tempfile.TemporaryDirectory(prefix="broker-gateway-profile-") as work, Processes(Path(work)) as procs:
+    with (tempfile.TemporaryDirectory(prefix="broker-gateway-profile-") as work, contextlib.ExitStack() as services,
+          Processes(Path(work)) as procs):
         work_dir = Path(work)
         nginx_port = free_port()
         (work_dir / "nginx.conf").write_text(nginx_config(work_dir, nginx_port))
@@ -96,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             tracing = f"http://127.0.0.1:{sink_port}"
         with_okx = "InvokeOperation" in args.rpc
         metrics = f"127.0.0.1:{free_port()}" if args.metrics else None
-        setup = fixtures.write_config(work_dir / "gateway", upstream, with_okx=with_okx, metrics_listen=metrics)
+        store_url = backends.postgres_database(services, tool_cpus) if args.postgres else None
+        redis = backends.redis_url(services, work_dir / "redis", tool_cpus) if args.redis else None
+        setup = fixtures.write_config(work_dir / "gateway", upstream, with_okx=with_okx, metrics_listen=metrics,
+                                      store_url=store_url, rate_limits_url=redis)
+        if store_url:
+            backends.migrate(setup.config_path)
         port = free_port()
         gateway = procs.start(
             "gateway",
@@ -115,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for rpc in args.rpc.split(","):
             data_file = write_data(work_dir / f"{rpc}.json", data[rpc])
             command = ghz_command(ghz, address, "broker_gateway.v1.BrokerGateway." + rpc, data_file=data_file,
-                                  concurrency=args.concurrency, duration=args.seconds + 3)
+                                  concurrency=args.concurrency, duration=args.seconds + 3, connections=args.connections)
             command = ["taskset", "--cpu-list", ",".join(map(str, sorted(tool_cpus or {0}))), *command]
             collapsed = OUT / f"{rpc}{args.tag}.txt"
             spy_command = [str(spy), "record", "--pid", str(gateway.pid), "--duration", str(int(args.seconds)),
@@ -124,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 spy_command.remove("--nonblocking")
                 spy_command.append("--native")
             warm = run_ghz(ghz_command(ghz, address, "broker_gateway.v1.BrokerGateway." + rpc, data_file=data_file,
-                                       concurrency=args.concurrency, duration=2), concurrency=args.concurrency)
+                                       concurrency=args.concurrency, duration=2, connections=args.connections),
+                               concurrency=args.concurrency)
             recorder = subprocess.Popen(spy_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(0.5)
             threads_before = gateway.thread_cpu_seconds()

@@ -26,6 +26,7 @@ class Target:
     metric: str  # "rps" (row/floor >= bound) or "p99" (row/floor <= bound)
     bound: float
     only: int | None = None  # evaluated at this concurrency only
+    at: tuple[int, ...] = ()  # evaluated at these concurrencies only (all when empty)
 
 
 #: What a ratio compares: throughput, p99 latency, or the server's CPU time per call.
@@ -43,6 +44,15 @@ def paired_ratio(results: dict[str, dict[int, list[Any]]], row: str, floor: str,
     return statistics.median(ratios) if ratios else None
 
 
+def paired_difference(results: dict[str, dict[int, list[Any]]], row: str, floor: str, concurrency: int) -> float | None:
+    """The median over runs of the row's server CPU per call minus its floor's, in microseconds: the
+    gateway's own cost per call, each run's row and floor measured seconds apart."""
+    mine, theirs = results.get(row, {}).get(concurrency), results.get(floor, {}).get(concurrency)
+    differences = [a.server_cpu_us_per_call - b.server_cpu_us_per_call for a, b in zip(mine or [], theirs or [])
+                   if a.server_cpu_us_per_call is not None and b.server_cpu_us_per_call is not None]
+    return statistics.median(differences) if differences else None
+
+
 def evaluate(
     targets: Sequence[Target], results: dict[str, dict[int, list[Any]]], concurrency: Sequence[int], skipped: dict[str, str]
 ) -> list[dict[str, Any]]:
@@ -54,7 +64,7 @@ def evaluate(
             continue
         cells: dict[str, Any] = {}
         for c in concurrency:
-            if target.only is not None and c != target.only:
+            if (target.only is not None and c != target.only) or (target.at and c not in target.at):
                 continue
             ratio = paired_ratio(results, target.row, target.floor, c, target.metric)
             if ratio is None:
@@ -89,7 +99,7 @@ def render(document: dict[str, Any]) -> str:
         "",
         (
             f"{'row':<24}{'c':>4}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}  {'floor':<24}{'x floor':>8}{'p99 x':>7}"
-            f"{'srv cpu':>8}{'us/call':>8}{'cpu x':>7}{'ghz cpu':>8}{'err':>5}"
+            f"{'srv cpu':>8}{'us/call':>8}{'cpu x':>7}{'us +fl':>7}{'ghz cpu':>8}{'err':>5}"
         ),
     ]
     results = _measurements(rows)
@@ -100,10 +110,12 @@ def render(document: dict[str, Any]) -> str:
             rps_ratio = paired_ratio(results, key, floor, int(c), "rps") if floor else None
             p99_ratio = paired_ratio(results, key, floor, int(c), "p99") if floor else None
             cpu_ratio = paired_ratio(results, key, floor, int(c), "cpu") if floor else None
+            cpu_over = paired_difference(results, key, floor, int(c)) if floor else None
             lines.append(
                 f"{key:<24}{c:>4}{cell['rps']:>9.0f}{_fmt(cell['p50_ms']):>9}{_fmt(cell['p99_ms']):>9}  "
                 f"{(floor or ''):<24}{_fmt(rps_ratio):>8}{_fmt(p99_ratio):>7}"
                 f"{_fmt(cell['server_cpu']):>8}{_fmt(cell.get('server_cpu_us_per_call'), 0):>8}{_fmt(cpu_ratio):>7}"
+                f"{_fmt(cpu_over, 0):>7}"
                 f"{_fmt(cell['loadgen_cpu']):>8}{cell['errors']:>5}"
             )
         lines.append("")

@@ -1,6 +1,6 @@
 """The whole benchmark in one command: ``make bench`` (``make bench BENCH_QUICK=1`` for a short run).
 
-    python -m benchmarks.run [--quick] [--runs N] [--duration S] [--concurrency 1,16,64]
+    python -m benchmarks.run [--quick] [--runs N] [--duration S] [--concurrency 1,16,64] [--profile one|many|both]
                              [--rows Authorize,GetAccessToken,...] [--no-memory] [--no-pin] [--json PATH]
 
 Starts nginx (the canned upstream), the floors, the OTLP sink, a gateway with tracing off and one with
@@ -66,6 +66,18 @@ class Row:
 #: per connection) but for a 2/256 chance; the one-process row uses as many, so only the processes differ.
 WORKER_ROW_CONNECTIONS = 8
 
+#: The load profiles (``--profile``): every row over one HTTP/2 connection, as the table has always been
+#: measured, and every row over ``MANY_CONNECTIONS`` (issue 18: a gateway serves many backends at once,
+#: and under many connections grpc.aio does more work per loop turn, so the floor gets cheaper per call
+#: while the gateway's own work does not). Floors are measured the same way in the same pass.
+PROFILES = ("one", "many")
+MANY_CONNECTIONS = 8
+
+
+def profile_connections(row: Row, profile: str) -> int:
+    """ghz's connections for ``row`` in ``profile`` (capped at the concurrency by ``ghz_command``)."""
+    return max(row.connections, MANY_CONNECTIONS) if profile == "many" else row.connections
+
 #: In the order they are measured in each pass: every row close behind its floor (at most one other
 #: row between them), so that a paired ratio spans seconds, not the minute a whole pass takes.
 ROWS = [
@@ -128,6 +140,17 @@ TARGETS = [
     Target("GetAccessToken on PostgreSQL >= 0.5 x echo", "GetAccessToken+pg", "echo.pg", "rps", 0.5),
     Target("Authorize on PostgreSQL >= 0.4 x echo", "Authorize+pg", "echo.pg", "rps", 0.4),
     Target("InvokeOperation, Redis limits >= 0.75 x pass-through", "InvokeOperation+redis", "passthrough.okx", "rps", 0.75),
+    # Issue 18: the gateway's own cost halved, in both load profiles, at c=16 and 64.
+    Target("GetAccessToken >= 0.7 x echo (c=16, 64)", "GetAccessToken", "echo", "rps", 0.7, at=(16, 64)),
+    Target("Authorize >= 0.55 x echo (c=16, 64)", "Authorize", "echo", "rps", 0.55, at=(16, 64)),
+    Target("GetUserInfo >= 0.85 x pass-through (c=16, 64)", "GetUserInfo", "passthrough.userinfo", "rps", 0.85, at=(16, 64)),
+    Target("InvokeOperation >= 0.85 x pass-through (c=16, 64)", "InvokeOperation", "passthrough.okx", "rps", 0.85,
+           at=(16, 64)),
+    Target("GetAccessToken p99 <= 1.3 x echo p99 at c=64", "GetAccessToken", "echo", "p99", 1.3, only=64),
+    Target("Authorize p99 <= 1.3 x echo p99 at c=64", "Authorize", "echo", "p99", 1.3, only=64),
+    Target("GetUserInfo p99 <= 1.3 x pass-through p99 at c=64", "GetUserInfo", "passthrough.userinfo", "p99", 1.3, only=64),
+    Target("InvokeOperation p99 <= 1.3 x pass-through p99 at c=64", "InvokeOperation", "passthrough.okx", "p99", 1.3,
+           only=64),
 ]
 
 #: The servers of the authentication rows, all over TLS from the run's throwaway PKI. Each row with a
@@ -164,6 +187,7 @@ class Plan:
     pin: bool = True
     keep: bool = False
     otel: dict[str, str] = field(default_factory=dict)
+    profiles: tuple[str, ...] = PROFILES
 
     @classmethod
     def quick(cls) -> Plan:
@@ -183,6 +207,8 @@ class Bench:
     results: dict[str, dict[int, list[Measurement]]] = field(default_factory=dict)
     tool_cpus: set[int] | None = None
     transports: dict[str, Transport] = field(default_factory=dict)
+    #: The load profile being measured (``PROFILES``).
+    profile: str = "one"
 
     def transport(self, server: str) -> Transport:
         return self.transports.get(server, PLAINTEXT)
@@ -191,16 +217,17 @@ class Bench:
         server = self.children[row.server]
         transport = self.transport(row.server)
         floor, options = row.server in FLOOR_SERVERS, transport.ghz_options()
+        connections = profile_connections(row, self.profile)
         if row.count_based:
             count = max(concurrency * 4, 50) if warmup else self.plan.exchange_calls
             states = asyncio.run(fixtures.authorize_states(self.servers[row.server], count, transport=transport))
             data = write_data(self.work / "exchange.json", [{"state": s, "code": "bench-code"} for s in states])
             command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=data, concurrency=concurrency,
-                                  count=count, floor=floor, transport=options, connections=row.connections)
+                                  count=count, floor=floor, transport=options, connections=connections)
         else:
             command = ghz_command(self.ghz, self.servers[row.server], row.call, data_file=self.data[row.key],
                                   concurrency=concurrency, duration=self.plan.warmup if warmup else self.plan.duration,
-                                  floor=floor, transport=options, connections=row.connections)
+                                  floor=floor, transport=options, connections=connections)
         command = _pinned(command, self.tool_cpus)
         result = run_ghz(command, concurrency=concurrency, server_cpu=server.cpu_seconds)
         if not server.alive():
@@ -495,6 +522,8 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, Path]:
     parser.add_argument("--exchange-calls", type=int)
     parser.add_argument("--connections", type=int)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--profile", choices=(*PROFILES, "both"), default="both",
+                        help=f"load profile: one HTTP/2 connection, {MANY_CONNECTIONS} of them, or both (default)")
     parser.add_argument("--memory-connections", type=int)
     parser.add_argument("--memory-load", type=float, help="seconds of load for the memory figure")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and tools to separate cores")
@@ -516,11 +545,24 @@ def parse_args(argv: list[str] | None) -> tuple[Plan, Path]:
         if unknown:
             parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     plan.memory = not args.no_memory
+    plan.profiles = PROFILES if args.profile == "both" else (args.profile,)
     plan.pin = not args.no_pin
     plan.keep = args.keep
     plan.otel = dict(item.split("=", 1) for item in args.otel)
     default = "quick.json" if args.quick or args.rows else "latest.json"
     return plan, args.json or REPO / "benchmarks" / "results" / default
+
+
+def _profile_text(profile: str) -> str:
+    if profile == "many":
+        return f"{MANY_CONNECTIONS} HTTP/2 connections (one per call at c=1)"
+    return f"one HTTP/2 connection ({WORKER_ROW_CONNECTIONS} in the workers rows)"
+
+
+def profile_path(json_path: Path, profile: str) -> Path:
+    """Where a profile's results go: the path given for the one-connection profile, ``NAME.many.json``
+    beside it for the many-connection one (so ``benchmarks.report --merge`` pools one profile at a time)."""
+    return json_path if profile == "one" else json_path.with_suffix(f".{profile}.json")
 
 
 @contextlib.contextmanager
@@ -552,8 +594,13 @@ def main(argv: list[str] | None = None) -> int:
         start_everything(bench, procs, services, okx_reason=okx_reason)
         prepare_data(bench)
         rows = active_rows(bench)
+        results: dict[str, dict[str, dict[int, list[Measurement]]]] = {}
         try:
-            run_matrix(bench, rows)
+            for profile in plan.profiles:
+                bench.profile, bench.results = profile, {}
+                print(f"profile {profile!r}: {_profile_text(profile)}", flush=True)
+                run_matrix(bench, rows)
+                results[profile] = bench.results
         except Exception:
             for child in procs.children:
                 print(f"--- {child.name} log tail:\n{child.tail()}", file=sys.stderr)
@@ -564,32 +611,34 @@ def main(argv: list[str] | None = None) -> int:
         export = _stop_sink(bench.children.get("sink"))
         memory = run_memory(bench, procs) if plan.memory else None
     info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    summary = summarise(bench)
-    verdicts = evaluate(TARGETS, bench.results, plan.concurrency, bench.skipped)
-    document = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": info,
-        "plan": {k: v for k, v in vars(plan).items()},
-        "method": {
-            "loadgen": f"ghz {tools.GHZ_VERSION}, one HTTP/2 connection ({WORKER_ROW_CONNECTIONS} in the workers rows), "
-            + ("pinned to its own core(s)" if plan.pin else "unpinned"),
-            "upstream": "nginx (Debian) with canned return 200 answers",
-            "statistic": "median over runs; ratio = median of per-run ratios (row and floor measured seconds apart)",
-        },
-        "rows": summary,
-        "descriptions": {row.key: row.description for row in ROWS},
-        "floors": {row.key: row.floor for row in ROWS if row.floor},
-        "targets": verdicts,
-        "skipped": bench.skipped,
-        "tracing_export": export,
-        "memory": memory,
-        "elapsed_seconds": round(time.monotonic() - started),
-    }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
-    print()
-    print(render(document))
-    print(f"\nwritten to {json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path}")
+    for profile in plan.profiles:
+        bench.results = results[profile]
+        document = {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": info,
+            "plan": {k: v for k, v in vars(plan).items()},
+            "profile": profile,
+            "method": {
+                "loadgen": f"ghz {tools.GHZ_VERSION}, {_profile_text(profile)}, "
+                + ("pinned to its own core(s)" if plan.pin else "unpinned"),
+                "upstream": "nginx (Debian) with canned return 200 answers",
+                "statistic": "median over runs; ratio = median of per-run ratios (row and floor measured seconds apart)",
+            },
+            "rows": summarise(bench),
+            "descriptions": {row.key: row.description for row in ROWS},
+            "floors": {row.key: row.floor for row in ROWS if row.floor},
+            "targets": evaluate(TARGETS, bench.results, plan.concurrency, bench.skipped),
+            "skipped": bench.skipped,
+            "tracing_export": export,
+            "memory": memory,
+            "elapsed_seconds": round(time.monotonic() - started),
+        }
+        path = profile_path(json_path, profile)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        print()
+        print(render(document))
+        print(f"\nwritten to {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0
 
 

@@ -14,15 +14,16 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from broker_gateway.config import ProviderConfig, RateLimitsConfig
-from broker_gateway.errors import GatewayError, ProviderRateLimited, RateLimiterUnavailable
-from broker_gateway.provider import Operation, OperationAuth, Provider, RateLimit, RateScope, hookimpl
+from broker_gateway.errors import GatewayError, ProviderRateLimited, ProviderUnavailable, RateLimiterUnavailable
+from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, Provider, RateLimit, RateScope, hookimpl
 from broker_gateway.ratelimit import OnUnavailable, RateLimiter, RedisRateLimiter
 from conftest import REDIRECT_URI, FakeClock, GatewayHarness, expect_failure, gateway_config, running_gateway
 from google.rpc import error_details_pb2
@@ -37,12 +38,23 @@ TICKER_LIMIT = RateLimit(10, 60.0)
 
 
 class SharedLimitProvider(CountingProvider):
-    """The counting provider with one read limited to ten calls a minute."""
+    """The counting provider with one read limited to ten calls a minute, and one operation, allowed
+    once a minute, whose provider fails before it sends anything."""
 
     type = "counting-shared"
 
     def operations(self) -> Sequence[Operation]:
-        return (Operation("ticker", "A read.", OperationAuth.NONE, NUMBER, safe_to_retry=True, rate_limit=TICKER_LIMIT),)
+        return (
+            Operation("ticker", "A read.", OperationAuth.NONE, NUMBER, safe_to_retry=True, rate_limit=TICKER_LIMIT),
+            Operation("unsendable", "Fails before sending.", OperationAuth.NONE, NUMBER, rate_limit=RateLimit(1, 60.0)),
+        )
+
+    async def invoke(
+        self, operation: Operation, params: Mapping[str, Any], *, credentials: ConnectionCredentials | None, request_id: str
+    ) -> Any:
+        if operation.name == "unsendable":
+            raise ProviderUnavailable("the provider cannot send this", metadata={"provider": self.context.provider_id})
+        return await super().invoke(operation, params, credentials=credentials, request_id=request_id)
 
 
 class Plugin:
@@ -121,6 +133,21 @@ async def test_without_redis_the_default_refuses_and_sends_nothing_then_shares_a
     )
     assert sum(not isinstance(r, Exception) for r in results) == TICKER_LIMIT.requests
     assert len(replicas.upstream.received) == TICKER_LIMIT.requests
+
+
+async def test_a_spent_limit_is_the_error_even_when_the_provider_fails_before_sending(
+    replicas: Replicas, redis_server: RedisServer
+) -> None:
+    """A call the limiter refused answers RESOURCE_EXHAUSTED, whatever the provider would have done:
+    the acquire comes first (it must stay so if it is ever made to overlap the provider's work)."""
+    flush_windows(redis_server)
+    first, second = replicas.gateways
+    failure = await expect_failure(first.stub.InvokeOperation(invoke("unsendable"), timeout=10))
+    assert failure.code is grpc.StatusCode.UNAVAILABLE
+    for gateway in (first, second):
+        failure = await expect_failure(gateway.stub.InvokeOperation(invoke("unsendable"), timeout=10))
+        assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED")
+    assert replicas.upstream.received == []
 
 
 # -- the same answers as the in-process limiter ----------------------------------------------------

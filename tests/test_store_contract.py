@@ -275,6 +275,42 @@ async def test_count_connections_per_provider_and_status_across_tenants(store: S
     assert ("okx", ConnectionStatus.ACTIVE) not in await store.count_connections()
 
 
+async def test_connection_stamp_changes_with_every_write_and_with_a_new_row_under_the_same_id(backend: Backend) -> None:
+    """The token cache trusts a copy only while the stamp is unchanged, in any instance: an update
+    moves the version, a connection deleted and made again has a new seq (its version is 1 again), and
+    the stamp carries the sealed tokens as stored."""
+    one, two = await backend.open(), await backend.open()
+    assert await two.connection_stamp("t1", "conn_1") is None
+    await one.insert_connection(connection())
+    first = await one.get_connection("t1", "conn_1")
+    assert first is not None
+    assert await two.connection_stamp("t1", "conn_1") == (first.seq, 1, first.sealed_tokens)
+    assert await two.connection_stamp("t2", "conn_1") is None
+    revoked = dataclasses.replace(first, sealed_tokens=None, version=2)
+    assert await one.update_connection(revoked, expected_version=1)
+    assert await two.connection_stamp("t1", "conn_1") == (first.seq, 2, None)
+    assert await one.delete_connection("t1", "conn_1")
+    assert await two.connection_stamp("t1", "conn_1") is None
+    await one.insert_connection(connection())
+    again = await two.connection_stamp("t1", "conn_1")
+    assert again is not None and again[:2] != (first.seq, 1) and again[1] == 1
+
+
+async def test_concurrent_stamp_reads_each_get_their_own_connections_stamp(store: Store) -> None:
+    """Reads made at once may share a statement (PostgreSQL): each still gets its own row's stamp, and
+    None for a connection that is not there."""
+    for index in range(6):
+        await store.insert_connection(connection(f"conn_{index}", tenant=f"t{index % 2}"))
+    expected = {}
+    for index in range(6):
+        stored = await store.get_connection(f"t{index % 2}", f"conn_{index}")
+        assert stored is not None
+        expected[(stored.tenant, stored.connection_id)] = (stored.seq, stored.version, stored.sealed_tokens)
+    keys = [(f"t{tenant}", f"conn_{index}") for index in range(8) for tenant in (0, 1)] * 3
+    stamps = await asyncio.gather(*(store.connection_stamp(tenant, connection_id) for tenant, connection_id in keys))
+    assert stamps == [expected.get(key) for key in keys]
+
+
 async def test_list_pages_in_creation_order_with_provider_filter(store: Store) -> None:
     ids = [f"conn_{index:02}" for index in range(7)]
     for index, connection_id in enumerate(ids):

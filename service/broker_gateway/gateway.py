@@ -70,6 +70,7 @@ from .store.base import (
     StoredEvent,
     TakeOutcome,
 )
+from .token_cache import TokenCache
 from .vault import Vault
 from .watch import EventHub, EventSettings, Heartbeat, decode_cursor
 
@@ -174,6 +175,7 @@ class Gateway:
             limit_per_tenant=settings.max_pending_authorizations_per_tenant,
         )
         self.events = EventHub(store, clock, settings.events)
+        self.token_cache = TokenCache(vault)
         self._inflight: dict[tuple[str, str, bool], asyncio.Task[StoredConnection]] = {}
         self._detached: set[asyncio.Task[Any]] = set()
         self._draining = False
@@ -390,6 +392,7 @@ class Gateway:
 
     async def delete_connection(self, tenant: str, connection_id: str) -> None:
         validation.identifier("connection_id", connection_id)
+        self.token_cache.forget(tenant, connection_id)
         if not await self.store.delete_connection(tenant, connection_id, event=Change(EventType.DELETED, self.clock())):
             raise ConnectionNotFound("no connection has this connection_id")
         self.events.poke()
@@ -407,9 +410,22 @@ class Gateway:
     # -- tokens ------------------------------------------------------------------------------------
 
     async def access_token(self, tenant: str, connection_id: str) -> TokenSet:
-        connection = await self.get_connection(tenant, connection_id)
-        _, tokens = await self._usable_tokens(connection)
+        connection, tokens = await self._connection_with_tokens(tenant, connection_id)
+        _, tokens = await self._usable_tokens(connection, tokens)
         return tokens
+
+    async def _connection_with_tokens(self, tenant: str, connection_id: str) -> tuple[StoredConnection, TokenSet | None]:
+        """The connection, with its opened tokens when the cache holds them for the row as it is now
+        (confirmed by the store's stamp, never assumed: token_cache.py)."""
+        cached = self.token_cache.lookup(tenant, connection_id)
+        if cached is None:
+            return await self.get_connection(tenant, connection_id), None
+        stamp = await self.store.connection_stamp(tenant, connection_id)
+        if stamp != cached.stamp:
+            self.token_cache.forget(tenant, connection_id)
+            return await self.get_connection(tenant, connection_id), None
+        audit.note_provider(cached.connection.provider_id)
+        return cached.connection, cached.tokens
 
     async def refresh(self, tenant: str, connection_id: str) -> StoredConnection:
         connection = await self.get_connection(tenant, connection_id)
@@ -433,6 +449,7 @@ class Gateway:
             with self.tracer.start_as_current_span("broker_gateway.revoke.upstream"):
                 # RFC 7009 revocation is idempotent: a lost answer is worth a retry, not an unknown.
                 upstream_revoked = await _repeatable(configured.provider.revoke(ConnectionCredentials(tokens, connection.metadata)))
+        self.token_cache.forget(tenant, connection_id)
         while True:
             revoked = dataclasses.replace(
                 connection,
@@ -451,7 +468,7 @@ class Gateway:
             connection = await self.get_connection(tenant, connection_id)
 
     async def user_info(self, tenant: str, connection_id: str) -> UserInfo:
-        connection = await self.get_connection(tenant, connection_id)
+        connection, tokens = await self._connection_with_tokens(tenant, connection_id)
         configured = self._provider_of(connection)
         if not configured.provider.capabilities.user_info:
             raise CapabilityUnsupported(
@@ -461,7 +478,7 @@ class Gateway:
         deadlines.require_budget()
         limit = configured.provider.user_info_rate_limit
         await self.rate_limiter.acquire(connection.provider_id, "user_info", limit, f"{tenant}/{connection_id}")
-        info = await _repeatable(self._with_user_token(connection, configured.provider.user_info))
+        info = await _repeatable(self._with_user_token(connection, configured.provider.user_info, tokens))
         if info.subject and info.subject != connection.subject:
             await self._record_subject(connection, info.subject)
         return info
@@ -489,9 +506,9 @@ class Gateway:
             validation.opaque_token("request_id", request_id, limit=validation.MAX_ID)
         check_params(operation.params_schema, params)
         provider.check_params(operation, params)
-        connection = None
+        connection, tokens = None, None
         if operation.auth is OperationAuth.USER_TOKEN:
-            connection = await self.get_connection(tenant, connection_id)
+            connection, tokens = await self._connection_with_tokens(tenant, connection_id)
             if connection.provider_id != provider_id:
                 raise InvalidArgument(
                     "connection_id",
@@ -512,7 +529,7 @@ class Gateway:
                 async def call(credentials: ConnectionCredentials) -> Any:
                     return await provider.invoke(operation, params, credentials=credentials, request_id=sent_id)
 
-                return await self._with_user_token(connection, call)
+                return await self._with_user_token(connection, call, tokens)
 
         if operation.safe_to_retry:
             return await _repeatable(send())
@@ -555,11 +572,14 @@ class Gateway:
         return configured
 
     async def _with_user_token(
-        self, connection: StoredConnection, call: Callable[[ConnectionCredentials], Awaitable[T]]
+        self,
+        connection: StoredConnection,
+        call: Callable[[ConnectionCredentials], Awaitable[T]],
+        opened: TokenSet | None = None,
     ) -> T:
         """Call upstream with a fresh token; a token the upstream refuses gets one forced refresh and
-        one retry (oauth-security G2), never a loop."""
-        connection, tokens = await self._usable_tokens(connection)
+        one retry (oauth-security G2), never a loop. ``opened``: the connection's tokens, already opened."""
+        connection, tokens = await self._usable_tokens(connection, opened)
         deadlines.require_budget()
         try:
             return await call(ConnectionCredentials(tokens, connection.metadata))
@@ -567,12 +587,14 @@ class Gateway:
             if not self._provider_of(connection).provider.capabilities.refresh or not tokens.refresh_token:
                 raise
         connection = await self._refresh(connection, force=True)
-        tokens = self.vault.open_tokens(connection)
+        tokens = self.token_cache.open(connection)
         return await call(ConnectionCredentials(tokens, connection.metadata))
 
-    async def _usable_tokens(self, connection: StoredConnection) -> tuple[StoredConnection, TokenSet]:
+    async def _usable_tokens(
+        self, connection: StoredConnection, opened: TokenSet | None = None
+    ) -> tuple[StoredConnection, TokenSet]:
         _require_active(connection)
-        tokens = self.vault.open_tokens(connection)
+        tokens = self.token_cache.open(connection) if opened is None else opened
         if not self._needs_refresh(tokens):
             return connection, tokens
         provider = self._provider_of(connection).provider
@@ -583,7 +605,7 @@ class Gateway:
                 )
             return connection, tokens
         connection = await self._refresh(connection, force=False)
-        return connection, self.vault.open_tokens(connection)
+        return connection, self.token_cache.open(connection)
 
     def _needs_refresh(self, tokens: TokenSet) -> bool:
         margin = self.settings.refresh_margin

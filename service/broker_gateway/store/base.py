@@ -111,6 +111,12 @@ class StoredEvent:
     connection: StoredConnection
 
 
+#: One state of one stored connection: its ``seq`` (never reused), its ``version`` (moved by every write)
+#: and its sealed tokens as stored (so that even a change made behind the store's back, which moves no
+#: version, is seen). Equal stamps mean a copy read earlier, and what was opened from it, are current.
+Stamp = tuple[int, int, bytes | None]
+
+
 class Store(Protocol):
     """A backend for pending authorizations, connections and refresh leases.
 
@@ -140,6 +146,11 @@ class Store(Protocol):
         left out. For the connections gauge (metrics.py), read every few seconds, not per call."""
 
     async def get_connection(self, tenant: str, connection_id: str) -> StoredConnection | None: ...
+
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
+        """The connection's stamp, None when there is none: what tells whether a copy read earlier is
+        still current (``token_cache``); read on every token-using call, so as cheap as the backend
+        allows."""
 
     async def insert_connection(self, connection: StoredConnection, *, event: Change | None = None) -> bool:
         """Add a new connection; False when the id is already taken in the tenant. With ``event``,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from .base import (
     ConnectionStatus,
     EventType,
     PendingAuthorization,
+    Stamp,
     StoredConnection,
     StoredEvent,
     TakeOutcome,
@@ -230,6 +231,80 @@ def _pending(row: Sequence[Any]) -> PendingAuthorization:
     )
 
 
+StampKey = tuple[str, str]
+
+
+class StampReads:
+    """Stamp reads (one per token-using call, ``token_cache``) asked while one statement is on its way
+    share the next statement, so that under load the client-side cost of a statement (the pool, the
+    protocol, psycopg's waits on the socket: most of the gateway's CPU for such a read) is paid once
+    for many calls, while a call alone still gets its answer from one statement sent at once.
+
+    Never stale: a call's read is sent after the call asked for it (it joins the next statement, never
+    one already sent), so it sees every write committed before. A call that finds no statement on its
+    way sends its own at once, without a task or a loop turn; the reads that queue meanwhile are sent
+    by a task. Hand-written: psycopg's pipeline mode saves round trips but still makes one statement,
+    and its client-side work, per read.
+    """
+
+    def __init__(self, read: Callable[[list[StampKey]], Awaitable[dict[StampKey, Stamp]]]) -> None:
+        self._read = read
+        self._waiting: dict[StampKey, list[asyncio.Future[Stamp | None]]] = {}
+        #: Whether a statement is on its way (sent by a caller, or by ``_sending``).
+        self._busy = False
+        self._sending: asyncio.Task[None] | None = None
+
+    async def read(self, tenant: str, connection_id: str) -> Stamp | None:
+        key = (tenant, connection_id)
+        if self._busy:
+            future: asyncio.Future[Stamp | None] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(key, []).append(future)
+            return await future
+        self._busy = True
+        try:
+            stamps = await self._read([key])
+        finally:
+            if self._waiting:
+                self._sending = asyncio.get_running_loop().create_task(self._send())
+            else:
+                self._busy = False
+        return stamps.get(key)
+
+    async def _send(self) -> None:
+        batch: dict[StampKey, list[asyncio.Future[Stamp | None]]] = {}
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    stamps = await self._read(list(batch))
+                except (StoreUnavailable, psycopg.Error) as error:
+                    _settle(batch, error)
+                else:
+                    for key, futures in batch.items():
+                        for future in futures:
+                            if not future.done():
+                                future.set_result(stamps.get(key))
+        finally:
+            self._busy, self._sending = False, None
+            # Only when cancelled (the store closing) or broken: no caller waits forever.
+            gone = StoreUnavailable("the stamp read was interrupted; retry shortly", retry_after=RETRY_AFTER)
+            _settle(batch, gone)
+            _settle(self._waiting, gone)
+
+    async def close(self) -> None:
+        if self._sending is not None:
+            self._sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sending
+
+
+def _settle(batch: dict[StampKey, list[asyncio.Future[Stamp | None]]], error: BaseException) -> None:
+    for futures in batch.values():
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
+
 class PostgresStore:
     """A Store on a PostgreSQL database whose schema ``broker-gateway migrate`` has brought up to date.
 
@@ -240,6 +315,7 @@ class PostgresStore:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
         self._checking: asyncio.Task[None] | None = None
+        self._stamps = StampReads(self._read_stamps)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = POOL_SIZE) -> PostgresStore:
@@ -305,6 +381,7 @@ class PostgresStore:
         await self._fetchone("SELECT 1")
 
     async def close(self) -> None:
+        await self._stamps.close()
         if self._checking is not None:
             self._checking.cancel()
             with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
@@ -365,6 +442,26 @@ class PostgresStore:
             (tenant, connection_id),
         )
         return None if row is None else _connection(row)
+
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
+        return await self._stamps.read(tenant, connection_id)
+
+    async def _read_stamps(self, keys: list[StampKey]) -> dict[StampKey, Stamp]:
+        """The stamps of the connections of ``keys`` that exist, in one statement."""
+        if len(keys) == 1:
+            rows = await self._fetchall(
+                "SELECT tenant, connection_id, seq, version, sealed_tokens FROM connections"
+                " WHERE tenant = %s AND connection_id = %s",
+                keys[0],
+            )
+        else:
+            rows = await self._fetchall(
+                "SELECT c.tenant, c.connection_id, c.seq, c.version, c.sealed_tokens"
+                " FROM unnest(%s::text[], %s::text[]) AS k(tenant, id)"
+                " JOIN connections AS c ON c.tenant = k.tenant AND c.connection_id = k.id",
+                ([tenant for tenant, _ in keys], [connection_id for _, connection_id in keys]),
+            )
+        return {(tenant, connection_id): (seq, version, sealed) for tenant, connection_id, seq, version, sealed in rows}
 
     async def insert_connection(self, connection: StoredConnection, *, event: Change | None = None) -> bool:
         values = _connection_values(connection)

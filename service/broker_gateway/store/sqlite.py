@@ -25,6 +25,7 @@ from .base import (
     ConnectionStatus,
     EventType,
     PendingAuthorization,
+    Stamp,
     StoredConnection,
     StoredEvent,
     TakeOutcome,
@@ -333,6 +334,13 @@ class SQLiteStore:
             (tenant, connection_id),
         ).fetchone()
         return None if row is None else _connection(row)
+
+    async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
+        row = self._execute(
+            "SELECT seq, version, sealed_tokens FROM connections WHERE tenant = ? AND connection_id = ?",
+            (tenant, connection_id),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
 
     def _transaction(self, write: Callable[[], bool]) -> bool:
         """Run ``write`` (several statements) as one write transaction; its result decides nothing
