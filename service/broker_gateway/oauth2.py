@@ -275,7 +275,7 @@ class OAuth2Provider(Provider):
     _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint")
     settings_keys: ClassVar[frozenset[str] | None] = frozenset({
         *_ENDPOINTS, "client_id", "client_secret", "scopes", "default_scopes", "scope_separator",
-        "token_endpoint_auth_method", "pkce", "issuer", "require_iss", "allowed_extra_params",
+        "token_endpoint_auth_method", "client_secret_basic_encoding", "pkce", "issuer", "require_iss", "allowed_extra_params",
         "refresh_token_ttl_seconds", "keepalive_before_seconds", "claims",
     })
 

@@ -1,8 +1,9 @@
 """The whole BrokerGateway flow against a sandbox gateway, with the Python client.
 
 It lists providers, starts an authorization, approves it through the wallet simulator's
-``approve=<username>`` shortcut, exchanges the code, reads the user's info and an access token, and
-then replays the exchange to show how a failed call's error details are read. Every call carries a
+``approve=<username>`` shortcut, exchanges the code, reads the user's info and an access token,
+watches its connections while it revokes the new one (WatchConnections reports REVOKED), and then
+replays the exchange to show how a failed call's error details are read. Every call carries a
 deadline. With ``make run`` in another terminal it needs no settings::
 
     python examples/flow.py
@@ -24,7 +25,7 @@ import grpc
 from broker_gateway_client import error_details, error_info, secure_channel
 from broker_gateway_client.v1 import broker_gateway_service_pb2 as api
 from broker_gateway_client.v1 import broker_gateway_service_pb2_grpc as api_grpc
-from broker_gateway_client.v1 import connection_pb2
+from broker_gateway_client.v1 import connection_event_pb2, connection_pb2
 
 #: The deadline of each gateway call, in seconds; the gateway derives its upstream timeouts from it.
 CALL_TIMEOUT = 10.0
@@ -58,6 +59,26 @@ def approve(authorization_url: str, username: str) -> dict[str, str]:
     raise RuntimeError("expected a 302 from the simulator")
 
 
+def watch_revoke(client: api_grpc.BrokerGatewayStub, connection_id: str) -> None:
+    """Watch the wallet's connections, revoke ``connection_id`` and wait for its REVOKED event. The
+    stream opens with a HEARTBEAT: once it has arrived, every later change is delivered. A real watcher
+    keeps the last cursor it received and resumes from it (WatchConnectionsRequest.after)."""
+    stream = client.WatchConnections(api.WatchConnectionsRequest(provider="wallet"), timeout=CALL_TIMEOUT)
+    try:
+        next(stream)
+        client.Revoke(api.RevokeRequest(connection_id=connection_id), timeout=CALL_TIMEOUT)
+        for response in stream:
+            event = response.event
+            if event.type == connection_event_pb2.CONNECTION_EVENT_TYPE_REVOKED and event.connection.connection_id == connection_id:
+                print(f"watch_event: {connection_event_pb2.ConnectionEventType.Name(event.type)}")
+                print(f"watch_connection_id: {event.connection.connection_id}")
+                print(f"watch_cursor: {event.cursor}")
+                return
+    finally:
+        stream.cancel()
+    sys.exit("the watch ended before the REVOKED event")
+
+
 def main() -> None:
     address = os.environ.get("BROKER_GATEWAY_ADDRESS") or "127.0.0.1:50051"
     redirect_uri = os.environ.get("BROKER_GATEWAY_REDIRECT_URI") or "http://127.0.0.1:8765/callback"
@@ -87,6 +108,8 @@ def main() -> None:
         token = client.GetAccessToken(api.GetAccessTokenRequest(connection_id=connection.connection_id), timeout=CALL_TIMEOUT)
         print(f"token_type: {token.token_type}")
         print(f"token_expire_seconds: {token.expire_time.seconds}")
+
+        watch_revoke(client, connection.connection_id)
 
         # A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo
         # whose reason is AUTHZ_TRANSACTION_INVALID.

@@ -1,7 +1,8 @@
 //! The whole BrokerGateway flow against a sandbox gateway, with the Rust client: it lists providers,
 //! starts an authorization, approves it through the wallet simulator's `approve=<username>` shortcut,
-//! exchanges the code, reads the user's info and an access token, and then replays the exchange to
-//! show how a failed call's error details are read. Every call carries a deadline.
+//! exchanges the code, reads the user's info and an access token, watches its connections while it
+//! revokes the new one (WatchConnections reports REVOKED), and then replays the exchange to show how a
+//! failed call's error details are read. Every call carries a deadline.
 //!
 //! ```sh
 //! BROKER_GATEWAY_ADDRESS=127.0.0.1:50051 \
@@ -17,8 +18,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use broker_gateway_client::v1::{
-    AuthorizeRequest, ConnectionStatus, ExchangeRequest, GetAccessTokenRequest, GetUserInfoRequest,
-    ListProvidersRequest,
+    AuthorizeRequest, ConnectionEventType, ConnectionStatus, ExchangeRequest, GetAccessTokenRequest,
+    GetUserInfoRequest, ListProvidersRequest, RevokeRequest, WatchConnectionsRequest,
 };
 use broker_gateway_client::{connect_insecure, connect_tls, error_details, error_info, tls, Client, Error};
 use http_body_util::Empty;
@@ -104,6 +105,8 @@ async fn main() -> Result<(), Error> {
         token.expire_time.map(|time| time.seconds).unwrap_or_default()
     );
 
+    watch_revoke(&mut client, &connection.connection_id).await?;
+
     // A state works once: replaying the exchange fails with FAILED_PRECONDITION and an ErrorInfo whose
     // reason is AUTHZ_TRANSACTION_INVALID.
     let status = match client.exchange(deadline(exchange)).await {
@@ -118,6 +121,36 @@ async fn main() -> Result<(), Error> {
     println!("error_domain: {}", info.domain);
     println!("error_retry_delay: {:?}", details.retry_delay);
     Ok(())
+}
+
+/// Watches the wallet's connections, revokes `connection_id` and waits for its REVOKED event. The
+/// stream opens with a HEARTBEAT: once it has arrived, every later change is delivered. A real watcher
+/// keeps the last cursor it received and resumes from it (`WatchConnectionsRequest::after`).
+async fn watch_revoke(client: &mut Client, connection_id: &str) -> Result<(), Error> {
+    let mut stream = client
+        .watch_connections(deadline(WatchConnectionsRequest {
+            provider: "wallet".into(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    stream.message().await?.ok_or("the watch ended before its first HEARTBEAT")?;
+    client
+        .revoke(deadline(RevokeRequest {
+            connection_id: connection_id.into(),
+        }))
+        .await?;
+    while let Some(response) = stream.message().await? {
+        let Some(event) = response.event else { continue };
+        let revoked = event.r#type == ConnectionEventType::Revoked as i32;
+        if revoked && event.connection.as_ref().is_some_and(|c| c.connection_id == connection_id) {
+            println!("watch_event: {}", ConnectionEventType::Revoked.as_str_name());
+            println!("watch_connection_id: {connection_id}");
+            println!("watch_cursor: {}", event.cursor);
+            return Ok(());
+        }
+    }
+    Err("the watch ended before the REVOKED event".into())
 }
 
 /// TLS when given a CA file, and the API key when given one (the key needs TLS).
