@@ -16,6 +16,8 @@ import grpc
 import pytest
 from broker_gateway.config import Config
 from broker_gateway.errors import ConfigError, StoreUnavailable
+from broker_gateway.store.base import Change, EventType
+from broker_gateway.store.copy import HistoriesDiffer, copy_events
 from broker_gateway.store.crypto import Keyring
 from broker_gateway.store.postgres import POOL_SIZE, PostgresStore, migrate_store
 from broker_gateway.store.postgres_schema import LATEST, MIGRATIONS
@@ -26,7 +28,8 @@ from conftest import REDIRECT_URI, FakeClock, Wallet, connect_wallet, failure_of
 from google.rpc import error_details_pb2
 from support.postgres import PostgresServer
 from test_cli import CLI, KEY, environment, free_port
-from test_store_contract import connection
+from test_store_contract import NOW, connection
+from test_watch_connections import Watcher, kinds
 
 SECRET = "pw-that-must-never-be-printed"
 ALL_STEPS = [version for version, _ in MIGRATIONS]
@@ -164,8 +167,12 @@ async def test_copy_store_from_sqlite_to_postgres_keeps_every_connection_working
 
     first = await asyncio.to_thread(run_cli, "copy-store", "--from", str(source), "--to", str(target))
     again = await asyncio.to_thread(run_cli, "copy-store", "--from", str(source), "--to", str(target))
-    assert (first.returncode, first.stdout.strip()) == (0, "copied 2 connection(s), updated 0, 0 already there")
-    assert (again.returncode, again.stdout.strip()) == (0, "copied 0 connection(s), updated 0, 2 already there")
+    assert (first.returncode, first.stdout.strip()) == (
+        0, "copied 2 connection(s), updated 0, 0 already there; 2 connection event(s) copied"
+    )
+    assert (again.returncode, again.stdout.strip()) == (
+        0, "copied 0 connection(s), updated 0, 2 already there; 0 connection event(s) copied"
+    )
 
     async with running_gateway(with_postgres(on_sqlite, postgres_url), clock) as harness:
         assert [(await access_token(harness.stub, connection_id)).access_token for connection_id in ids] == tokens
@@ -193,6 +200,106 @@ async def test_copy_store_refuses_a_target_without_the_same_keys(tmp_path: Path,
     target_store = await PostgresStore.open(postgres_url)
     assert [c async for c in target_store.all_connections()] == [], "nothing is copied before the keys are checked"
     await target_store.close()
+
+
+async def test_a_watcher_resumes_from_its_cursor_across_copy_store_and_sees_every_later_event_once(
+    tmp_path: Path, postgres_url: str, wallet: Wallet, clock: FakeClock
+) -> None:
+    """Why: a backend keeps its last cursor while the gateway moves from SQLite to PostgreSQL; resumed
+    on the new store, it must neither skip nor repeat an event."""
+    on_sqlite = with_key(gateway_config(tmp_path, [wallet.provider_config()]))
+    async with running_gateway(on_sqlite, clock) as harness:
+        watcher = await Watcher(harness.stub).opened()
+        ann = await connect_wallet(harness, wallet, "ann")
+        bob = await connect_wallet(harness, wallet, "bob")
+        before = await watcher.take(1)
+        resume_from = watcher.cursor
+        watcher.close()
+        await harness.stub.Revoke(api.RevokeRequest(connection_id=ann.connection_id), timeout=30)
+        await harness.stub.Refresh(api.RefreshRequest(connection_id=bob.connection_id), timeout=30)
+    source = store_config(tmp_path, f'path = "{on_sqlite.store_path}"', name="sqlite.toml")
+    target = url_config(tmp_path, postgres_url, name="postgres.toml")
+    for _ in range(2):  # a rerun copies nothing twice
+        result = await asyncio.to_thread(run_cli, "copy-store", "--from", str(source), "--to", str(target))
+        assert result.returncode == 0, result.stderr
+
+    async with running_gateway(with_postgres(on_sqlite, postgres_url), clock) as harness:
+        await harness.stub.DeleteConnection(api.DeleteConnectionRequest(connection_id=bob.connection_id), timeout=30)
+        resumed = await Watcher(harness.stub, after=resume_from).opened()
+        assert resumed.cursor == resume_from, "the old cursor is accepted as it is"
+        carl = await connect_wallet(harness, wallet, "carl")
+        after = await resumed.take(5)
+        resumed.close()
+    flow = [(kind, event.connection.connection_id) for kind, event in zip(kinds(before + after), before + after, strict=True)]
+    assert flow == [
+        ("CREATED", ann.connection_id),
+        ("CREATED", bob.connection_id),
+        ("REVOKED", ann.connection_id),
+        ("REFRESHED", bob.connection_id),
+        ("DELETED", bob.connection_id),
+        ("CREATED", carl.connection_id),
+    ]
+    cursors = [event.cursor for event in before + after]
+    assert len(set(cursors)) == len(cursors)
+
+
+async def test_copy_store_refuses_a_target_with_an_event_history_of_its_own(tmp_path: Path, postgres_url: str) -> None:
+    """Merging two histories would give one cursor two meanings: refused before anything is copied."""
+    source_store = SQLiteStore(tmp_path / "gateway.db")
+    await source_store.insert_connection(connection("conn_old", sealed=False), event=Change(EventType.CREATED, NOW))
+    await source_store.close()
+    target_store = await PostgresStore.open(postgres_url)
+    await target_store.insert_connection(connection("conn_new", sealed=False), event=Change(EventType.CREATED, NOW))
+    own = await target_store.events_after("t1", 0, limit=10)
+    source = store_config(tmp_path, 'path = "gateway.db"', name="sqlite.toml")
+    result = await asyncio.to_thread(run_cli, "copy-store", "--from", str(source), "--to", str(url_config(tmp_path, postgres_url)))
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "the target already holds connection events of tenant 't1' that the source does not" in result.stderr
+    assert await target_store.events_after("t1", 0, limit=10) == own
+    assert [c.connection_id async for c in target_store.all_connections()] == ["conn_new"]
+    await target_store.close()
+
+
+async def test_copying_events_again_accepts_what_the_target_added_since_but_not_a_source_that_moved_on(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """After a copy the target records its own events after the copied ones; a rerun leaves them be,
+    unless the source recorded events of its own too (two histories from the same point)."""
+    source = SQLiteStore(tmp_path / "gateway.db")
+    target = await PostgresStore.open(postgres_url)
+    try:
+        for name in ("conn_a", "conn_b"):
+            await source.insert_connection(connection(name), event=Change(EventType.CREATED, NOW))
+        assert await copy_events(source, target) == 2
+        await target.insert_connection(connection("conn_on_target"), event=Change(EventType.CREATED, NOW))
+        assert await copy_events(source, target) == 0
+        copied = await target.events_after("t1", 0, limit=10)
+        assert [e.connection.connection_id for e in copied] == ["conn_a", "conn_b", "conn_on_target"]
+        assert [e.seq for e in copied[:2]] == [e.seq for e in await source.events_after("t1", 0, limit=10)]
+        await source.insert_connection(connection("conn_on_source"), event=Change(EventType.CREATED, NOW))
+        with pytest.raises(HistoriesDiffer):
+            await copy_events(source, target)
+        assert await target.events_after("t1", 0, limit=10) == copied
+    finally:
+        await source.close()
+        await target.close()
+
+
+async def test_copying_events_into_sqlite_refuses_two_tenants_numbered_alike(tmp_path: Path, postgres_url: str) -> None:
+    """PostgreSQL numbers each tenant's events from 1; SQLite numbers them across tenants, so the
+    second tenant's events cannot keep their numbers there, and are not renumbered behind a cursor's back."""
+    source = await PostgresStore.open(postgres_url)
+    target = SQLiteStore(tmp_path / "gateway.db")
+    try:
+        for tenant in ("t1", "t2"):
+            await source.insert_connection(connection(tenant=tenant), event=Change(EventType.CREATED, NOW))
+        with pytest.raises(HistoriesDiffer, match="event 1 of tenant 't2' cannot keep its number"):
+            await copy_events(source, target)
+        assert await target.events_after("t1", 0, limit=10) == await source.events_after("t1", 0, limit=10)
+        assert await target.events_after("t2", 0, limit=10) == []
+    finally:
+        await source.close()
+        await target.close()
 
 
 # -- replicas on one database --------------------------------------------------------------------------

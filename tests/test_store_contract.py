@@ -23,10 +23,12 @@ from broker_gateway.store.base import (
     Change,
     ClaimOutcome,
     ConnectionStatus,
+    EventSeqTaken,
     EventType,
     PendingAuthorization,
     Store,
     StoredConnection,
+    StoredEvent,
     TakeOutcome,
 )
 from broker_gateway.store.crypto import KEY_BYTES, Keyring
@@ -618,3 +620,55 @@ async def test_prune_forgets_old_events_and_remembers_how_far_per_tenant(store: 
     assert await store.latest_event_seqs(["t1"]) == {"t1": before[3].seq}
     await store.insert_connection(connection("conn_new"), event=change(EventType.CREATED, 90))
     assert (await store.events_after("t1", before[3].seq, limit=10))[0].seq > before[3].seq
+
+
+# -- copying event logs (copy-store) -------------------------------------------------------------------
+
+
+def copied_event(seq: int, connection_id: str = "conn_1", *, tenant: str = "t1", kind: EventType = EventType.CREATED) -> StoredEvent:
+    """An event as another store's events_after gives it: the connection without tokens or seq."""
+    snapshot = dataclasses.replace(connection(connection_id, tenant=tenant), sealed_tokens=None)
+    return StoredEvent(seq=seq, type=kind, time=NOW + timedelta(minutes=seq), connection=snapshot)
+
+
+async def test_imported_events_keep_their_seqs_and_later_events_follow_them(store: Store) -> None:
+    """Why: a watcher's cursor is a seq; after copy-store it must mean the same event on the target."""
+    t1 = [copied_event(3, "conn_a"), copied_event(5, "conn_b"), copied_event(8, "conn_a", kind=EventType.REVOKED)]
+    t2 = [copied_event(4, "conn_c", tenant="t2")]
+    await store.advance_event_bounds("t1", pruned_through=2, latest=8)
+    await store.advance_event_bounds("t2", pruned_through=0, latest=4)
+    assert await store.import_events("t1", t1) == 3
+    assert await store.import_events("t2", t2) == 1
+    assert await store.events_after("t1", 0, limit=10) == t1
+    assert await store.events_after("t1", 3, limit=1) == [t1[1]]
+    assert await store.events_after("t2", 0, limit=10) == t2
+    assert await store.event_bounds("t1") == (2, 8)
+    assert await store.latest_event_seqs(["t1", "t2"]) == {"t1": 8, "t2": 4}
+    assert await store.event_tenants() == ["t1", "t2"]
+    assert await store.import_events("t1", t1) == 0, "importing again adds nothing"
+    assert await store.events_after("t1", 0, limit=10) == t1
+    assert await store.insert_connection(connection("conn_new"), event=change(EventType.CREATED))
+    [new] = await store.events_after("t1", 8, limit=10)
+    assert new.seq > 8 and new.connection.connection_id == "conn_new"
+
+
+async def test_an_import_refuses_a_seq_held_by_a_different_event_and_adds_nothing(store: Store) -> None:
+    assert await store.insert_connection(connection("conn_own"), event=change(EventType.CREATED))
+    [own] = await store.events_after("t1", 0, limit=10)
+    assert await store.import_events("t1", [own]) == 0, "the same event at the same seq is already there"
+    with pytest.raises(EventSeqTaken) as taken:
+        await store.import_events("t1", [copied_event(own.seq + 1, "conn_other"), copied_event(own.seq, "conn_other")])
+    assert (taken.value.tenant, taken.value.seq) == ("t1", own.seq)
+    assert await store.events_after("t1", 0, limit=10) == [own]
+
+
+async def test_advanced_bounds_are_never_lowered_and_hold_with_every_event_pruned(store: Store) -> None:
+    """A tenant whose events were all pruned in the source still has a horizon and a numbering: an
+    old cursor stays OUT_OF_RANGE and a new event does not reuse a seq a watcher has seen."""
+    await store.advance_event_bounds("t1", pruned_through=50, latest=50)
+    await store.advance_event_bounds("t1", pruned_through=10, latest=10)
+    assert await store.event_bounds("t1") == (50, 50)
+    assert await store.event_tenants() == ["t1"]
+    assert await store.insert_connection(connection(), event=change(EventType.CREATED))
+    [new] = await store.events_after("t1", 0, limit=10)
+    assert new.seq > 50

@@ -23,7 +23,7 @@ from .provider import Provider
 from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
 from .server import check_exposure, start_server, termination_signal
 from .store import open_store
-from .store.copy import CopyReport, copy_connections, keyring_problems
+from .store.copy import CopyReport, HistoriesDiffer, copy_connections, copy_events, keyring_problems
 from .store.crypto import Keyring, generate_key
 from .vault import RewrapReport, Vault
 from .workers import READY, ParentLink, ServeFailed, Supervisor, one_line, reserve_port
@@ -222,7 +222,10 @@ async def _copy_store(from_path: str, to_path: str) -> CopyReport:
             )
             if problems:
                 raise ConfigError(problems)
-            return await copy_connections(source, target)
+            events = await copy_events(source, target)
+            report = await copy_connections(source, target)
+            report.events_copied = events
+            return report
         finally:
             await target.close()
     finally:
@@ -399,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
             print(asyncio.run(_migrate(args.config)))
         elif args.command == "copy-store":
             copied = asyncio.run(_copy_store(args.source, args.target))
-            print(f"copied {copied.copied} connection(s), updated {copied.updated}, {copied.unchanged} already there")
+            print(
+                f"copied {copied.copied} connection(s), updated {copied.updated}, {copied.unchanged} already there;"
+                f" {copied.events_copied} connection event(s) copied"
+            )
         elif args.command == "generate-key":
             print(generate_key())
         elif args.command == "new-caller-key":
@@ -414,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except StoreUnavailable as error:
         print(f"broker-gateway: {error.message}", file=sys.stderr)
+        return 1
+    except HistoriesDiffer as error:
+        print(f"broker-gateway: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # a file or directory that cannot be made or read: one line, not a traceback
         print(f"broker-gateway: {one_line(error)}", file=sys.stderr)

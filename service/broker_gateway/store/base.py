@@ -117,6 +117,15 @@ class StoredEvent:
 Stamp = tuple[int, int, bytes | None]
 
 
+class EventSeqTaken(Exception):
+    """A copied event's seq is held by a different event: the target has a history of its own."""
+
+    def __init__(self, tenant: str, seq: int) -> None:
+        super().__init__(f"event {seq} of tenant {tenant!r} is held by a different event")
+        self.tenant = tenant
+        self.seq = seq
+
+
 class Store(Protocol):
     """A backend for pending authorizations, connections and refresh leases.
 
@@ -182,6 +191,20 @@ class Store(Protocol):
 
     async def prune_events(self, before: datetime) -> None:
         """Forget events older than ``before``, remembering per tenant the highest seq forgotten."""
+
+    async def event_tenants(self) -> list[str]:
+        """Every tenant with an event log (events, or only the horizon that pruning left), sorted, for
+        copying one store into another."""
+
+    async def advance_event_bounds(self, tenant: str, *, pruned_through: int, latest: int) -> None:
+        """Raise the tenant's horizon to at least ``pruned_through`` and its numbering to at least
+        ``latest`` (lowered never): events recorded from then on get seqs above ``latest``, so copied
+        events keep their seqs and a watcher's cursor means the same on both stores."""
+
+    async def import_events(self, tenant: str, events: Sequence[StoredEvent]) -> int:
+        """Add the tenant's ``events`` (copied from another store) with their seqs as they are, in one
+        transaction; an event already held (same seq, same content) is left alone. The number added.
+        Raise EventSeqTaken, adding nothing, when a seq is held by a different event."""
 
     async def list_connections(
         self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int

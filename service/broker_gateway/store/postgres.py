@@ -37,6 +37,7 @@ from .base import (
     Change,
     ClaimOutcome,
     ConnectionStatus,
+    EventSeqTaken,
     EventType,
     PendingAuthorization,
     Stamp,
@@ -212,6 +213,13 @@ def _event(row: Sequence[Any]) -> StoredEvent:
     seq, tenant, kind, event_time, *snapshot = row
     connection = _connection((0, tenant, *snapshot[:7], None, *snapshot[7:]))
     return StoredEvent(seq=seq, type=EventType(kind), time=event_time, connection=connection)
+
+
+def _event_values(tenant: str, event: StoredEvent) -> tuple[object, ...]:
+    """An event's row, in _EVENT_COLUMNS order."""
+    c = _connection_values(event.connection)
+    snapshot = [c[column.strip()] for column in _SNAPSHOT_COLUMNS.split(",")]
+    return (event.seq, tenant, event.type.value, event.time, *snapshot)
 
 
 def _pending(row: Sequence[Any]) -> PendingAuthorization:
@@ -529,6 +537,37 @@ class PostgresStore:
             " FROM reach WHERE c.tenant = reach.tenant",
             (before,),
         )
+
+    async def event_tenants(self) -> list[str]:
+        return [row[0] for row in await self._fetchall("SELECT tenant FROM event_counters ORDER BY tenant")]
+
+    async def advance_event_bounds(self, tenant: str, *, pruned_through: int, latest: int) -> None:
+        await self._execute(
+            "INSERT INTO event_counters (tenant, last_seq, pruned_through) VALUES (%s, %s, %s) ON CONFLICT (tenant)"
+            " DO UPDATE SET last_seq = GREATEST(event_counters.last_seq, EXCLUDED.last_seq),"
+            " pruned_through = GREATEST(event_counters.pruned_through, EXCLUDED.pruned_through)",
+            (tenant, latest, pruned_through),
+        )
+
+    async def import_events(self, tenant: str, events: Sequence[StoredEvent]) -> int:
+        if not events:
+            return 0
+        wanted = {event.seq: event for event in events}
+        async with self._session() as connection, connection.transaction():
+            cursor = await connection.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM connection_events WHERE tenant = %s AND seq = ANY(%s) FOR UPDATE",
+                (tenant, list(wanted)),
+            )
+            for held in map(_event, await cursor.fetchall()):
+                if held != wanted.pop(held.seq):
+                    raise EventSeqTaken(tenant, held.seq)
+            missing = list(wanted.values())
+            async with connection.cursor() as insert:
+                await insert.executemany(
+                    f"INSERT INTO connection_events ({_EVENT_COLUMNS}) VALUES ({', '.join('%s' for _ in range(16))})",
+                    [_event_values(tenant, event) for event in missing],
+                )
+        return len(missing)
 
     async def list_connections(
         self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
 from ..private_files import create_private_file, make_private_dir, restrict
@@ -23,6 +23,7 @@ from .base import (
     Change,
     ClaimOutcome,
     ConnectionStatus,
+    EventSeqTaken,
     EventType,
     PendingAuthorization,
     Stamp,
@@ -135,6 +136,9 @@ _RECORD_EVENT = (
 )
 
 
+_Result = TypeVar("_Result")
+
+
 def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -208,6 +212,13 @@ def _connection_values(c: StoredConnection) -> dict[str, object]:
         "update_time": _ts(c.update_time),
         "version": c.version,
     }
+
+
+def _event_values(tenant: str, event: StoredEvent) -> tuple[object, ...]:
+    """An event's row, in _EVENT_COLUMNS order."""
+    c = _connection_values(event.connection)
+    snapshot = [c[column.strip()] for column in _SNAPSHOT_COLUMNS.split(",")]
+    return (event.seq, tenant, event.type.value, _ts(event.time), *snapshot)
 
 
 class _NothingDeleted(Exception):
@@ -342,7 +353,7 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
-    def _transaction(self, write: Callable[[], bool]) -> bool:
+    def _transaction(self, write: Callable[[], _Result]) -> _Result:
         """Run ``write`` (several statements) as one write transaction; its result decides nothing
         about committing: a write that changed nothing leaves nothing to commit."""
         self._execute("BEGIN IMMEDIATE")
@@ -453,6 +464,52 @@ class SQLiteStore:
             return True
 
         self._transaction(prune)
+
+    async def event_tenants(self) -> list[str]:
+        rows = self._execute(
+            "SELECT tenant FROM connection_events UNION SELECT tenant FROM event_horizons ORDER BY tenant"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    async def advance_event_bounds(self, tenant: str, *, pruned_through: int, latest: int) -> None:
+        def advance() -> bool:
+            self._execute(
+                "INSERT INTO event_horizons (tenant, pruned_through) VALUES (?, ?) ON CONFLICT (tenant)"
+                " DO UPDATE SET pruned_through = MAX(pruned_through, excluded.pruned_through)",
+                (tenant, pruned_through),
+            )
+            # Seqs here are numbered across tenants by AUTOINCREMENT, whose counter is the row of
+            # sqlite_sequence (writable by design: sqlite.org/autoinc.html); it has no row before the
+            # table's first insert.
+            self._execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'connection_events', 0"
+                " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'connection_events')"
+            )
+            self._execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'connection_events'", (latest,))
+            return True
+
+        self._transaction(advance)
+
+    async def import_events(self, tenant: str, events: Sequence[StoredEvent]) -> int:
+        def add() -> int:
+            seqs = [event.seq for event in events]
+            # The seq is the key across tenants here, so a seq may be held by another tenant's event:
+            # that is a different event too.
+            held = self._execute(
+                f"SELECT {_EVENT_COLUMNS} FROM connection_events WHERE seq IN ({', '.join('?' for _ in seqs)})", seqs
+            ).fetchall()
+            wanted = {event.seq: event for event in events}
+            for row in held:
+                if _event(row) != wanted[row[0]]:
+                    raise EventSeqTaken(tenant, row[0])
+            done = {row[0] for row in held}
+            insert = f"INSERT INTO connection_events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' for _ in range(16))})"
+            for event in events:
+                if event.seq not in done:
+                    self._execute(insert, _event_values(tenant, event))
+            return len(events) - len(done)
+
+        return self._transaction(add) if events else 0
 
     async def list_connections(
         self, tenant: str, *, provider_id: str | None, after_seq: int, limit: int
