@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +35,7 @@ from broker_gateway_client.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from conftest import REDIRECT_URI, FakeClock, Wallet, gateway_config, running_gateway
 
 CALLER_SUBJECT = "spiffe://acme.example/billing"
+CLIENT_SOURCES = Path(__file__).resolve().parent.parent / "clients" / "python" / "src"
 
 
 def closed_port() -> int:
@@ -165,3 +169,36 @@ async def test_a_failure_the_gateway_did_not_answer_has_no_details() -> None:
     for failure in await failures(aio_call, lambda: list_providers_blocking(grpc.insecure_channel(address))):
         assert failure.code() is grpc.StatusCode.UNAVAILABLE
         assert (error_details(failure), error_info(failure), reason(failure)) == (None, None, "")
+
+
+def test_the_stubs_are_typed_so_a_type_checker_sees_a_misspelt_rpc(tmp_path: Path) -> None:
+    """The service stubs' .pyi (mypy-protobuf's, through the generator's grpc_pyi option) type both the
+    blocking and the grpc.aio stub: a misspelt RPC is a type error, the correct calls are not."""
+    caller = tmp_path / "caller.py"
+    caller.write_text(
+        "import grpc\n"
+        "from broker_gateway_client.v1 import broker_gateway_service_pb2 as api\n"
+        "from broker_gateway_client.v1 import broker_gateway_service_pb2_grpc as api_grpc\n"
+        "\n"
+        "def blocking(channel: grpc.Channel) -> None:\n"
+        "    stub = api_grpc.BrokerGatewayStub(channel)\n"
+        "    stub.ListProviders(api.ListProvidersRequest())\n"
+        "    stub.ListProvider(api.ListProvidersRequest())\n"
+        "\n"
+        "async def asynchronous(channel: grpc.aio.Channel) -> None:\n"
+        "    stub = api_grpc.BrokerGatewayAsyncStub(channel)\n"
+        "    await stub.GetAccessToken(api.GetAccessTokenRequest(connection_id='c'))\n"
+        "    await stub.GetAccesToken(api.GetAccessTokenRequest(connection_id='c'))\n"
+    )
+    # Read through MYPYPATH the stubs count as the checked code, and without types-grpcio (a caller's
+    # choice: the README) grpc.Channel and grpc.aio.Channel are both Any, which makes the stub's two
+    # constructor overloads overlap; installed in site-packages, mypy reports nothing inside them.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--ignore-missing-imports", "--config-file", os.devnull,
+         "--disable-error-code", "overload-cannot-match", str(caller)],
+        check=False, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "MYPYPATH": str(CLIENT_SOURCES)}, timeout=300,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[1] for line in errors] == ["8", "13"], result.stdout + result.stderr
+    assert '"BrokerGatewayStub" has no attribute "ListProvider"' in errors[0]
+    assert '"BrokerGatewayAsyncStub" has no attribute "GetAccesToken"' in errors[1]

@@ -10,6 +10,10 @@ proto's own path: `broker_gateway/v1/x.proto` becomes `NAME/v1/x_pb2.py`, import
 `NAME.v1`. The Python client (clients/python) carries its own copy that way, so it needs no server
 package. Only the Python module paths change; the embedded descriptors stay byte for byte the same,
 so both copies can be loaded in one process (the descriptor pool accepts an identical file twice).
+
+The option `grpc_pyi` adds a `.pyi` for each `_pb2_grpc.py` (grpcio-tools writes none), from
+mypy-protobuf's gRPC generator run in the same process: the stubs' classes and methods, typed for both
+`grpc` and `grpc.aio` channels, so a caller's type checker sees a misspelt RPC or a wrong request type.
 """
 
 import re
@@ -20,6 +24,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 from grpc_tools import protoc
+from mypy_protobuf.main import Descriptors, GRPCType, generate_mypy_grpc_stubs
 
 
 def relocate(name: str, content: str, package: str) -> tuple[str, str]:
@@ -31,7 +36,7 @@ def relocate(name: str, content: str, package: str) -> tuple[str, str]:
     already holds every file it returns.
     """
     root, _, rest = name.partition("/")
-    module_path = re.compile(rf"(?<![\w./]){re.escape(root)}(?=\.\w+(?: import |\.\w+_pb2'))")
+    module_path = re.compile(rf"(?<![\w./]){re.escape(root)}(?=\.\w+(?: import |\.\w+_pb2\b))")
     return f"{package}/{rest}", module_path.sub(package, content)
 
 
@@ -62,12 +67,24 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         if status != 0:
             response.error = f"grpc_tools.protoc exited with {status}"
             return response
-        for path in sorted(p for p in out.rglob("*") if p.is_file()):
-            name, content = path.relative_to(out).as_posix(), path.read_text()
-            if package:
-                name, content = relocate(name, content, package)
-            response.file.add(name=name, content=content)
+        generated = [(path.relative_to(out).as_posix(), path.read_text()) for path in out.rglob("*") if path.is_file()]
+    if "grpc_pyi" in options:
+        generated += grpc_type_stubs(request)
+    for name, content in sorted(generated):
+        if package:
+            name, content = relocate(name, content, package)
+        response.file.add(name=name, content=content)
     return response
+
+
+def grpc_type_stubs(request: plugin_pb2.CodeGeneratorRequest) -> list[tuple[str, str]]:
+    """mypy-protobuf's `_pb2_grpc.pyi` files for the request's protos, sync and grpc.aio alike."""
+    typed = plugin_pb2.CodeGeneratorResponse()
+    generate_mypy_grpc_stubs(
+        Descriptors(request), typed, quiet=True, readable_stubs=False, relax_strict_optional_primitives=False,
+        use_default_deprecation_warnings=False, generate_concrete_servicer_stubs=False, grpc_type=GRPCType.BOTH,
+    )
+    return [(file.name, file.content) for file in typed.file]
 
 
 def main() -> None:
