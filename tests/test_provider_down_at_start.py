@@ -13,13 +13,14 @@ import grpc
 import uvicorn
 from broker_gateway.app import build_application
 from broker_gateway.config import ProviderConfig
+from broker_gateway.oauth2 import OAuth2Provider
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import REDIRECT_URI, Wallet, expect_failure, gateway_config, running_gateway
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 
@@ -90,3 +91,53 @@ async def test_closing_the_gateway_ends_the_background_discovery(tmp_path: Path)
         assert retrying() == []
     finally:
         closed.close()
+
+
+def flaky_discovery_app(issuer: str) -> Starlette:
+    """Discovery as a misbehaving network gives it: first a 429, then a document of another issuer
+    (with endpoints of its own), then the right one."""
+    answers = iter(["busy", "another issuer"])
+
+    async def document(request: Request) -> Response:
+        answer = next(answers, "right")
+        if answer == "busy":
+            return Response(status_code=429, headers={"Retry-After": "1"})
+        named = "http://elsewhere.invalid" if answer == "another issuer" else issuer
+        return JSONResponse({
+            "issuer": named,
+            "authorization_endpoint": named + "/authorize",
+            "token_endpoint": named + "/token",
+            "code_challenge_methods_supported": ["S256"],
+        })
+
+    return Starlette(routes=[Route("/.well-known/openid-configuration", document)])
+
+
+async def test_an_issuer_that_refuses_or_misanswers_is_retried_and_keeps_nothing_of_a_wrong_document(tmp_path: Path) -> None:
+    """A 429 at start is "down", not a crash; a later document naming another issuer is refused
+    without leaving its endpoints behind, so the right document's are the ones used."""
+    idp_socket = socket.socket()
+    idp_socket.bind(("127.0.0.1", 0))
+    issuer = f"http://127.0.0.1:{idp_socket.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(flaky_discovery_app(issuer), log_level="warning", lifespan="off"))
+    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[idp_socket]))
+    idp = ProviderConfig(
+        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
+        settings={"issuer": issuer, "client_id": "c", "client_secret": "s"},
+    )
+    try:
+        async with running_gateway(gateway_config(tmp_path, [idp])) as harness:
+            give_up = time.monotonic() + 90
+            while True:
+                try:
+                    start = await harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10)
+                    break
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < give_up, error
+                await asyncio.sleep(0.5)
+            assert start.authorization_url.startswith(issuer + "/authorize?")
+            provider = harness.application.gateway.providers["idp"].provider
+            assert isinstance(provider, OAuth2Provider) and provider.endpoints["token_endpoint"] == issuer + "/token"
+    finally:
+        server.should_exit = True
+        await serving

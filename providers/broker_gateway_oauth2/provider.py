@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broker_gateway.errors import ConfigError, ProviderResponseInvalid, ProviderUnavailable
+from broker_gateway.errors import ConfigError, GatewayError, ProviderResponseInvalid, ProviderUnavailable
 from broker_gateway.oauth2 import OAuth2Provider, raise_for_oauth_error
 from broker_gateway.provider import AuthorizationRequest, ConnectionCredentials, Grant, ProviderContext, TokenSet, UserInfo
 
@@ -52,7 +52,7 @@ class GenericOAuth2Provider(OAuth2Provider):
             return
         try:
             self._apply_metadata(await self._fetch_metadata())
-        except ProviderUnavailable as error:
+        except GatewayError as error:  # unreachable, no answer, refused (429, a proxy's 403): all "down"
             self._discovery_error = error.message
             self.context.logger.warning(
                 "provider %s: discovery at %s failed (%s); serving the other providers and retrying in the background",
@@ -75,8 +75,8 @@ class GenericOAuth2Provider(OAuth2Provider):
             await asyncio.sleep(delay)
             try:
                 self._apply_metadata(await self._fetch_metadata())
-            except (ProviderUnavailable, ConfigError) as error:
-                message = error.message if isinstance(error, ProviderUnavailable) else "; ".join(error.problems)
+            except (GatewayError, ConfigError) as error:
+                message = error.message if isinstance(error, GatewayError) else "; ".join(error.problems)
                 self.context.logger.warning("provider %s: discovery failed again (%s)", self.context.provider_id, message)
                 delay = min(delay * 2, DISCOVERY_LAST_RETRY)
                 continue
@@ -153,6 +153,17 @@ class GenericOAuth2Provider(OAuth2Provider):
         raise ConfigError([f"issuer: no usable discovery document for {self.issuer} ({last_error or 'not found'})"])
 
     def _apply_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Take the discovery document, or refuse it keeping nothing of it: discovery retried in the
+        background must start again from the configuration, never from a refused document's endpoints
+        (a document of another issuer would otherwise leave its token endpoint behind)."""
+        kept = (dict(self.endpoints), self._requires_iss, self.pkce, self._issuer, self._scopes)
+        try:
+            self._take_metadata(metadata)
+        except ConfigError:
+            self.endpoints, self._requires_iss, self.pkce, self._issuer, self._scopes = kept
+            raise
+
+    def _take_metadata(self, metadata: Mapping[str, Any]) -> None:
         problems: list[str] = []
         # OpenID Connect Discovery §4.3 / RFC 8414 §3.3: the document must name the issuer it was
         # fetched for, exactly, or it could describe another server (mix-up).

@@ -169,6 +169,9 @@ async def _probe(provider: Provider, http: httpx.AsyncClient, problems: list[str
     except ConfigError as error:
         problems.extend(f"{where}.{problem}" for problem in error.problems)
         return []
+    except GatewayError as error:  # a provider of another type whose start reached its upstream
+        problems.append(f"{where}: {error.message}")
+        return []
     if provider.start_problem is not None:
         problems.append(f"{where}: {provider.start_problem}")
         return []
