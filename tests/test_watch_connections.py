@@ -18,12 +18,12 @@ import grpc
 import pytest
 from broker_gateway.errors import WatchBufferFull
 from broker_gateway.gateway import GatewaySettings
-from broker_gateway.store.base import Change, EventType
+from broker_gateway.store.base import Change, EventType, StoredEvent
 from broker_gateway.store.sqlite import SQLiteStore
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_event_pb2 as events_pb
 from broker_gateway.v1 import connection_pb2
-from broker_gateway.watch import BUFFER, EventHub, EventSettings, Heartbeat, encode_cursor
+from broker_gateway.watch import BUFFER, EventHub, EventSettings, Heartbeat, _Subscription, encode_cursor
 from conftest import (
     REDIRECT_URI,
     FakeClock,
@@ -330,3 +330,17 @@ async def test_a_grant_the_provider_refuses_is_reported_reauth_required(wallet_g
     assert (kinds([seen]), seen.connection.connection_id, seen.connection.status) == (
         ["REAUTH_REQUIRED"], connection_id, connection_pb2.CONNECTION_STATUS_REAUTH_REQUIRED
     )
+
+
+def test_a_buffer_that_dropped_an_event_takes_nothing_after_it() -> None:
+    """Once an event is dropped, later ones are dropped too even when room is made: the stream then
+    ends right after the last event before the gap, and resuming from it finds the dropped one."""
+    subscription = _Subscription()
+    events = [StoredEvent(seq, EventType.CREATED, NOW, connection(f"conn_{seq}")) for seq in range(1, BUFFER + 3)]
+    for event in events[: BUFFER + 1]:
+        subscription.offer(event)
+    assert subscription.overflowed
+    subscription.queue.get_nowait()  # the reader takes one: room for one more
+    subscription.offer(events[BUFFER + 1])
+    held = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+    assert held == events[1:BUFFER]

@@ -392,8 +392,9 @@ class Gateway:
 
     async def delete_connection(self, tenant: str, connection_id: str) -> None:
         validation.identifier("connection_id", connection_id)
-        self.token_cache.forget(tenant, connection_id)
-        if not await self.store.delete_connection(tenant, connection_id, event=Change(EventType.DELETED, self.clock())):
+        deleted = await self.store.delete_connection(tenant, connection_id, event=Change(EventType.DELETED, self.clock()))
+        self.token_cache.forget(tenant, connection_id)  # after the write: a call racing it may have cached the row
+        if not deleted:
             raise ConnectionNotFound("no connection has this connection_id")
         self.events.poke()
 
@@ -449,7 +450,6 @@ class Gateway:
             with self.tracer.start_as_current_span("broker_gateway.revoke.upstream"):
                 # RFC 7009 revocation is idempotent: a lost answer is worth a retry, not an unknown.
                 upstream_revoked = await _repeatable(configured.provider.revoke(ConnectionCredentials(tokens, connection.metadata)))
-        self.token_cache.forget(tenant, connection_id)
         while True:
             revoked = dataclasses.replace(
                 connection,
@@ -463,6 +463,7 @@ class Gateway:
             )
             event = Change(EventType.REVOKED, revoked.update_time)
             if await self.store.update_connection(revoked, expected_version=connection.version, event=event):
+                self.token_cache.forget(tenant, connection_id)  # after the write: nothing can cache it again
                 self.events.poke()
                 return revoked, upstream_revoked
             connection = await self.get_connection(tenant, connection_id)
@@ -758,6 +759,7 @@ class Gateway:
         if await self.store.update_connection(
             marked, expected_version=current.version, event=Change(EventType.REAUTH_REQUIRED, marked.update_time)
         ):
+            self.token_cache.forget(marked.tenant, marked.connection_id)  # dead tokens leave memory now
             self.events.poke()
         raise ReauthRequired(
             "the provider no longer accepts this connection's grant; authorize it again",

@@ -111,6 +111,8 @@ class _Subscription:
     overflowed: bool = False
 
     def offer(self, event: StoredEvent | None) -> None:
+        if self.overflowed:  # nothing after a dropped event: resuming from the last one read finds it
+            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -249,6 +251,8 @@ class EventHub:
                     await self._hand_out(tenant, seq)
             except GatewayError as error:  # the store is down: streams wait, the next poll retries
                 log.warning("reading connection events failed: %s", error.reason)
+            except Exception:  # never end the poller: every live stream depends on it
+                log.exception("reading connection events failed unexpectedly; the next poll retries")
 
     async def _hand_out(self, tenant: str, latest: int) -> None:
         position = self._positions.get(tenant)

@@ -501,10 +501,13 @@ class PostgresStore:
 
     async def record_expiring(self, tenant: str, connection_id: str, *, version: int, time: datetime) -> bool:
         # Of the keep-alive job, which one process runs at a time (its lease): no race to recording twice.
+        # FOR UPDATE: a write committed while this statement waits for the tenant's counter is seen (the
+        # row is re-checked at its newest version), so the event never carries a superseded snapshot;
+        # it also takes the row before the counter, in the order every other writer does.
         due = (
             f"SELECT tenant, {_SNAPSHOT_COLUMNS} FROM connections c WHERE tenant = %s AND connection_id = %s AND version = %s"
             " AND status = %s AND NOT EXISTS (SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant"
-            " AND e.connection_id = c.connection_id AND e.version = c.version AND e.type = %s)"
+            " AND e.connection_id = c.connection_id AND e.version = c.version AND e.type = %s) FOR UPDATE OF c"
         )
         kind = EventType.REFRESH_TOKEN_EXPIRING.value
         recorded = await self._execute(
