@@ -6,6 +6,7 @@ keeps working."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,29 @@ def test_rewrap_refuses_a_wrong_key_under_a_known_id(tmp_path: Path, capsys: pyt
     config.write_text(config.read_text().replace(original, wrong))
     assert main(["rewrap", "--config", str(config)]) == 2
     assert "the key with id 'k1' is not the key the store was used with" in capsys.readouterr().err
+
+
+async def test_a_store_from_before_check_values_proves_a_key_by_opening_a_token(tmp_path: Path, wallet: Wallet) -> None:
+    """A store that seals tokens but records no check value yet (made before they existed): a wrong
+    key under the id in use is refused rather than recorded as the reference; the right one starts."""
+    original = ("k1", decode_key(generate_key()))
+    config = with_keys(gateway_config(tmp_path, [wallet.provider_config()]), original)
+    async with running_gateway(config) as harness:
+        await connect_wallet(harness, wallet)
+    forget_check_values(config)
+
+    with pytest.raises(ConfigError) as refused:
+        await build_application(with_keys(config, ("k1", decode_key(generate_key()))))
+    assert len(refused.value.problems) == 1 and "'k1'" in refused.value.problems[0]
+
+    application = await build_application(config)
+    try:
+        assert await application.gateway.store.key_check_values() == {"k1": key_check_value(original[1])}
+    finally:
+        await application.close()
+
+
+def forget_check_values(config: Config) -> None:
+    """What a store made before key check values holds: none."""
+    with sqlite3.connect(config.store_path) as database:
+        database.execute("DELETE FROM key_check_values")

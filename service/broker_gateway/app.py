@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from . import __version__, telemetry
 from .config import Config, RateLimitsConfig, unknown_keys
-from .errors import ConfigError
+from .errors import ConfigError, TokenDecryptFailed
 from .gateway import ConfiguredProvider, Gateway
 from .metrics import GatewayMetrics
 from .metrics_export import MetricsExport, start_metrics
@@ -27,7 +27,7 @@ from .ratelimit import Limiter, RateLimiter, RedisRateLimiter
 from .spans import gateway_tracer
 from .store import open_store
 from .store.base import Store
-from .store.crypto import Keyring, key_check_problems, key_check_value
+from .store.crypto import Keyring, envelope_key_id, key_check_problems, key_check_value
 from .upstream import UpstreamClient
 from .vault import Vault
 
@@ -181,10 +181,36 @@ async def build_application(
 async def check_keys(store: Store, keys: Sequence[tuple[str, bytes]]) -> None:
     """Refuse keys whose bytes differ from those the store was used with under the same id, and record
     the check values of keys it has not seen yet."""
-    problems = key_check_problems(await store.key_check_values(), keys)
+    recorded = await store.key_check_values()
+    problems = key_check_problems(recorded, keys)
+    unproven = (await store.key_ids_in_use()) - recorded.keys()
+    if not problems and unproven:
+        problems = await _opening_problems(store, keys, unproven)
     if problems:
         raise ConfigError(problems)
     await store.record_key_check_values({key_id: key_check_value(key) for key_id, key in keys})
+
+
+async def _opening_problems(store: Store, keys: Sequence[tuple[str, bytes]], key_ids: set[str]) -> list[str]:
+    """Keys that already seal tokens but have no check value (a store from before check values): each is
+    proven by opening one connection sealed under it, once, so that a wrong key is never recorded as the
+    reference the right one would then be refused against."""
+    vault = Vault(Keyring(keys))
+    unopened = set(key_ids)
+    problems = []
+    async for connection in store.all_connections():  # read to the end: the generator closes itself
+        key_id = None if connection.sealed_tokens is None else envelope_key_id(connection.sealed_tokens)
+        if key_id not in unopened:
+            continue
+        unopened.discard(key_id)
+        try:
+            vault.open_tokens(connection)
+        except TokenDecryptFailed:
+            problems.append(
+                f"encryption.keys: the key with id {key_id!r} does not open the tokens stored under that id "
+                "(wrong bytes under a known id: configure the key they were sealed with)"
+            )
+    return problems
 
 
 def rate_limiter_of(config: Config) -> Limiter:
