@@ -204,7 +204,7 @@ async def _opening_problems(store: Store, keys: Sequence[tuple[str, bytes]], key
             continue
         unopened.discard(key_id)
         try:
-            vault.open_tokens(connection)
+            vault.open_sealed_tokens(connection)
         except TokenDecryptFailed:
             problems.append(
                 f"encryption.keys: the key with id {key_id!r} does not open the tokens stored under that id "

@@ -39,6 +39,13 @@ class Vault:
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
 
+    def open_sealed_tokens(self, connection: StoredConnection) -> bytes:
+        """The connection's sealed token document, decrypted and authenticated (not parsed): what proves
+        that a key opens what the store holds."""
+        if connection.sealed_tokens is None:
+            raise TokenDecryptFailed("the connection holds no tokens")
+        return self.keyring.open(connection.sealed_tokens, context=(connection.tenant, connection.connection_id, "tokens"))
+
     def seal_tokens(self, tenant: str, connection_id: str, tokens: TokenSet) -> bytes:
         document = {
             "access_token": tokens.access_token,
@@ -53,10 +60,7 @@ class Vault:
         return self.keyring.seal(json.dumps(document).encode(), context=(tenant, connection_id, "tokens"))
 
     def open_tokens(self, connection: StoredConnection) -> TokenSet:
-        if connection.sealed_tokens is None:
-            raise TokenDecryptFailed("the connection holds no tokens")
-        plaintext = self.keyring.open(connection.sealed_tokens, context=(connection.tenant, connection.connection_id, "tokens"))
-        document = json.loads(plaintext)
+        document = json.loads(self.open_sealed_tokens(connection))
         return TokenSet(
             access_token=document["access_token"],
             token_type=document["token_type"],
