@@ -162,6 +162,20 @@ def _guard_stream(
     )
 
 
+def _admit(
+    context: grpc.aio.ServicerContext, authenticator: Authenticator | None, permission: Permission | None, *, traced: bool
+) -> Caller:
+    """The caller of this call, authenticated and holding ``permission`` (anonymous without callers);
+    with ``traced``, named on the current span."""
+    if authenticator is None:
+        return callers.ANONYMOUS
+    caller = authenticator.authenticate(context.invocation_metadata(), context.auth_context)
+    if traced:
+        trace.get_current_span().set_attribute("broker_gateway.caller", caller.id)
+    caller.require(permission)
+    return caller
+
+
 def _wrap(
     full_method: str,
     handler: grpc.RpcMethodHandler,
@@ -178,13 +192,7 @@ def _wrap(
     audited = rpc in audit.AUDITED_RPCS
 
     def authenticate(context: grpc.aio.ServicerContext) -> Caller:
-        if authenticator is None:
-            return callers.ANONYMOUS
-        caller = authenticator.authenticate(context.invocation_metadata(), context.auth_context)
-        if spans is not None:
-            trace.get_current_span().set_attribute("broker_gateway.caller", caller.id)
-        caller.require(permission)
-        return caller
+        return _admit(context, authenticator, permission, traced=spans is not None)
 
     async def serve(request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, GatewayError | None]:
         """The response, or the failure to report; grpc's own aborts pass through."""
@@ -268,10 +276,7 @@ def _wrap_stream(
         failure: GatewayError | None = None
         admitted = False
         try:
-            caller = callers.ANONYMOUS if authenticator is None else authenticator.authenticate(
-                context.invocation_metadata(), context.auth_context
-            )
-            caller.require(permission)
+            caller = _admit(context, authenticator, permission, traced=False)
             admitted = True
             # Not reset: grpc.aio serves each call in a task of its own, whose context ends with it
             # (and a stream closed from elsewhere could not reset it).
