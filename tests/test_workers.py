@@ -29,11 +29,11 @@ from test_cli import CLI, VALID, check_config, environment, free_port, wait_unti
 CHANNELS = 40
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after a generous timeout."""
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0, log: Path | None = None) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` (and showing ``log``) after a generous timeout."""
     give_up = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        assert time.monotonic() < give_up, f"timed out waiting for {what}" + (f"; the log:\n{log.read_text()}" if log else "")
         time.sleep(0.1)
 
 
@@ -96,7 +96,7 @@ def serving_workers(tmp_path: Path, count: int = 2, *, config: Path | None = Non
         parent = subprocess.Popen(command, env=environment(), stdout=output, stderr=output)
         deployment = Deployment(parent, address, log)
         try:
-            wait_for(lambda: f"{count} workers serving" in log.read_text(), "the workers to serve")
+            wait_for(lambda: f"{count} workers serving" in log.read_text(), "the workers to serve", log=log)
             assert len(deployment.workers()) == count, log.read_text()
             yield deployment
         finally:
