@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from broker_gateway.app import Application, build_application
 from broker_gateway.config import Config, ProviderConfig, ServerConfig
 from broker_gateway.gateway import GatewaySettings
 from broker_gateway.provider import TokenSet
+from broker_gateway.sandbox.asgi import serve_asgi
 from broker_gateway.server import RunningServer, start_server
 from broker_gateway.store.base import StoredConnection
 from broker_gateway.store.crypto import decode_key, generate_key
@@ -72,21 +72,6 @@ class Upstream:
     @property
     def request_log(self) -> Any:
         return self.app.state.request_log
-
-
-@contextlib.asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[tuple[str, uvicorn.Server, asyncio.Task[None]]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", server, task
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass
@@ -193,7 +178,9 @@ async def wallet_gateway(tmp_path: Path, wallet: Wallet, clock: FakeClock) -> As
         yield harness
 
 
-async def connect_wallet(harness: GatewayHarness, wallet: Wallet, username: str = "alice", **authorize: Any) -> connection_pb2.Connection:
+async def connect_wallet(
+    harness: GatewayHarness, wallet: Wallet, username: str = "alice", **authorize: Any
+) -> connection_pb2.Connection:
     """Authorize, approve and Exchange: a new ACTIVE connection to the wallet."""
     start = await harness.stub.Authorize(
         api.AuthorizeRequest(provider="wallet", redirect_uri=REDIRECT_URI, **authorize), timeout=10
@@ -236,4 +223,3 @@ async def expect_failure(call: Any) -> Failure:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     return failure_of(caught.value)
-

@@ -41,7 +41,7 @@ from typing import Any
 import grpc
 import pytest
 from broker_gateway.callers import new_key
-from broker_gateway.simkit import stable_user_id
+from broker_gateway.sandbox.simkit import stable_user_id
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway.v1 import connection_pb2

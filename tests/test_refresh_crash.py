@@ -24,9 +24,9 @@ from typing import Any
 
 import grpc
 import pytest
-from broker_gateway import simkit
 from broker_gateway.config import ProviderConfig
 from broker_gateway.gateway import GatewaySettings
+from broker_gateway.sandbox import simkit
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway_oauth2.sandbox import TOKEN_PATH, WalletClient, create_wallet_app

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
 
 REDIRECT = "https://app.example/oauth/callback"

@@ -54,7 +54,7 @@ RFC 7636 and the OAuth 2.1 draft where they have an answer:
 - The document's "top-up redirect" has no documented endpoint and no revocation endpoint is
   documented, so neither is simulated.
 
-Sandbox conventions shared with the other simulators (see ``broker_gateway.simkit``): the consent
+Sandbox conventions shared with the other simulators (see ``broker_gateway.sandbox.simkit``): the consent
 page is a real form; ``approve=<username>`` on the authorization request approves at once for tests;
 ``GET``/``DELETE /_sandbox/requests`` read and clear the log of received requests.
 """
@@ -70,7 +70,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, unquote_plus
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

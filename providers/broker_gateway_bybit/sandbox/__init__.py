@@ -58,7 +58,7 @@ Choices where Bybit documents nothing (each also in docs/providers/bybit.md):
   10001. All of these come with HTTP 200 unless stated. Rate limits count fixed windows (per second,
   or per minute for the deposit records) per key and endpoint.
 
-Sandbox conventions shared with the other simulators (``broker_gateway.simkit``): the consent page is a
+Sandbox conventions shared with the other simulators (``broker_gateway.sandbox.simkit``): the consent page is a
 real form; ``approve=<username>`` approves at once; ``GET``/``DELETE /_sandbox/requests``. In-process
 tests also find ``app.state.tokens``, ``app.state.codes``, ``app.state.awards`` and ``app.state.v5_errors`` (every V5 error
 answered, as ``{"operation", "retCode"}``).
@@ -75,7 +75,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.applications import Starlette
 
 from .accounts import BrokerKey, BybitClient, bybit_uid, index_clients

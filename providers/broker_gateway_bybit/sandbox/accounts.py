@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 
 @dataclass(frozen=True)

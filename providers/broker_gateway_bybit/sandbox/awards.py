@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 from .accounts import BrokerKey
 from .v5_envelope import ParamError

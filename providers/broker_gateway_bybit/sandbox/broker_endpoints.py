@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 from .accounts import BrokerKey
 from .sample_data import EARNING_CATEGORIES, deposit_rows, earning_rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 from .paths import (
     ACCOUNT_INFO_PATH,

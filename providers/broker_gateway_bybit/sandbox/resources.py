@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route

@@ -6,7 +6,7 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 from ..signing import jwt_encode, jwt_verify
 from .accounts import bybit_uid

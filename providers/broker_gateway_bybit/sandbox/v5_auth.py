@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 from ..signing import DEFAULT_RECV_WINDOW, sign
 from .accounts import BrokerKey

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 
 class V5Error(Exception):

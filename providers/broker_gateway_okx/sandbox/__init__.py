@@ -15,7 +15,7 @@ implements, and the choices it makes where the documents are silent ([I] in exch
 - ``responses``: OKX's envelope and the documented HTTP status of each code;
 - ``simulator``: the parts wired together, the request pipelines and the routes.
 
-Sandbox conventions shared with the other simulators (``broker_gateway.simkit``): a real consent page,
+Sandbox conventions shared with the other simulators (``broker_gateway.sandbox.simkit``): a real consent page,
 ``approve=<username>`` for tests, ``GET``/``DELETE /_sandbox/requests``. ``app.state.okx`` is the
 ``OkxSimulator`` (orders, keys, grants) for in-process tests.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.applications import Starlette
 
 from .authorize import AUTHORIZE_PATH, SCOPES

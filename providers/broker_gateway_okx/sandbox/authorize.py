@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import Response
 

@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import Response
 

@@ -14,7 +14,7 @@ import hmac
 import threading
 from dataclasses import dataclass
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import Response
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 

@@ -3,7 +3,7 @@ here a UID is a stable 18-digit number derived from the name, the same across re
 
 from __future__ import annotations
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 
 __all__ = ["uid_of"]
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker_gateway import simkit
+from broker_gateway.sandbox import simkit
 from starlette.responses import JSONResponse, Response
 
 from .api_keys import KeyRing, SigningKey, parse_ips, parse_perms

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import html
 import json
 import re
@@ -32,17 +31,18 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from .app import build_application
-from .callers import DEFAULT_TENANT, CallerConfig, Permission, key_sha256, new_key
-from .config import Config, ProviderConfig, ServerConfig
-from .devpki import Authority
-from .gateway import GatewaySettings
-from .plugins import plugin_manager, sandbox_upstreams
-from .private_files import make_private_dir, restrict, write_private_bytes, write_private_text
-from .server import RunningServer, start_server, termination_signal
-from .store.crypto import decode_key, generate_key
-from .tls import TlsConfig
-from .workers import cannot_listen, reserve_port
+from ..app import build_application
+from ..callers import DEFAULT_TENANT, CallerConfig, Permission, key_sha256, new_key
+from ..config import Config, ProviderConfig, ServerConfig
+from ..devpki import Authority
+from ..gateway import GatewaySettings
+from ..plugins import plugin_manager, sandbox_upstreams
+from ..private_files import make_private_dir, restrict, write_private_bytes, write_private_text
+from ..server import RunningServer, start_server, termination_signal
+from ..store.crypto import decode_key, generate_key
+from ..tls import TlsConfig
+from ..workers import cannot_listen, reserve_port
+from .asgi import start_asgi, stop_asgi
 
 DEFAULT_DATA_DIR = ".broker-gateway"
 DEFAULT_CALLBACK = "127.0.0.1:8765"
@@ -102,7 +102,7 @@ def grpcurl_prefix(description: Mapping[str, Any]) -> str:
     key (as ``$BROKER_GATEWAY_API_KEY``, so the key itself is printed only once, at start)."""
     if "ca_file" not in description:
         return "grpcurl -plaintext"
-    return f"grpcurl -cacert {description['ca_file']} -H \"authorization: Bearer $BROKER_GATEWAY_API_KEY\""
+    return f'grpcurl -cacert {description["ca_file"]} -H "authorization: Bearer $BROKER_GATEWAY_API_KEY"'
 
 
 def exchange_command(description: Mapping[str, Any], params: Mapping[str, str]) -> str:
@@ -110,7 +110,9 @@ def exchange_command(description: Mapping[str, Any], params: Mapping[str, str]) 
     rest = dict(params)
     state, code, iss = rest.pop("state", ""), rest.pop("code", ""), rest.pop("iss", "")
     body = {"state": state, "code": code, **({"iss": iss} if iss else {}), "callback_params": rest}
-    return f"{grpcurl_prefix(description)} -d '{json.dumps(body)}' {description['gateway']} broker_gateway.v1.BrokerGateway/Exchange"
+    return (
+        f"{grpcurl_prefix(description)} -d '{json.dumps(body)}' {description['gateway']} broker_gateway.v1.BrokerGateway/Exchange"
+    )
 
 
 def callback_app(description: Mapping[str, Any], announce: Callable[[str], None] | None = None) -> Starlette:
@@ -161,19 +163,7 @@ class Sandbox:
         if self.running is not None:
             await self.running.stop(grace=1.0)
         for server, task in self._servers:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def _serve_asgi(app: ASGIApp, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    while not server.started and not task.done():
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()  # it could not listen: say so now, not when the sandbox stops
-    return server, task
+            await stop_asgi(server, task)
 
 
 def secure_parts(data_dir: Path) -> tuple[TlsConfig, CallerConfig, dict[str, str]]:
@@ -223,7 +213,7 @@ async def start_sandbox(
     running = await start_server(application, listen)
     gateway_address = f"{listen.rpartition(':')[0]}:{running.port}"
     description = {"gateway": gateway_address, "redirect_uri": redirect_uri, **access, "upstreams": upstreams}
-    servers.append(await _serve_asgi(callback_app(description, announce), callback_socket))
+    servers.append(await start_asgi(callback_app(description, announce), callback_socket))
     write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
     return Sandbox(running, description, servers)
 
@@ -239,7 +229,7 @@ async def _start_simulators(
     for upstream in sandbox_upstreams(manager):
         sock = _bind("127.0.0.1:0")
         parts = upstream.build(SandboxEnvironment(base_url=_url(sock), redirect_uri=redirect_uri))
-        servers.append(await _serve_asgi(parts.app, sock))
+        servers.append(await start_asgi(parts.app, sock))
         providers.append(
             ProviderConfig(
                 id=upstream.provider_id,
@@ -262,7 +252,7 @@ async def start_simulators_only(*, gateway: str, data_dir: Path, callback: str, 
     redirect_uri = f"{_url(callback_socket)}/callback"
     servers, providers, upstreams = await _start_simulators(plugin_manager(), redirect_uri)
     description = {"gateway": gateway, "redirect_uri": redirect_uri, "upstreams": upstreams}
-    servers.append(await _serve_asgi(callback_app(description), callback_socket))
+    servers.append(await start_asgi(callback_app(description), callback_socket))
     write_private_text(config_file, gateway_config_toml(providers, load_or_create_key(data_dir)))
     write_private_text(data_dir / "sandbox.json", json.dumps(description, indent=2) + "\n")
     return Sandbox(None, description, servers)
@@ -280,8 +270,11 @@ def gateway_config_toml(providers: list[ProviderConfig], key: tuple[str, bytes])
     ]
     for provider in providers:
         entry = {
-            "id": provider.id, "type": provider.type, "redirect_uris": list(provider.redirect_uris),
-            "allow_insecure_http": provider.allow_insecure_http, **provider.settings,
+            "id": provider.id,
+            "type": provider.type,
+            "redirect_uris": list(provider.redirect_uris),
+            "allow_insecure_http": provider.allow_insecure_http,
+            **provider.settings,
         }
         lines += ["", "[[providers]]", *(f"{_toml_key(name)} = {_toml(value)}" for name, value in entry.items())]
     return "\n".join(lines) + "\n"
@@ -313,8 +306,11 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
     # the URL as it is, where JSON would escape each & as \u0026.
     authorize = f'provider: "{provider}" redirect_uri: "{redirect_uri}"'
     secure = (
-        [f"TLS with the CA in {description['ca_file']}; calls need the caller key:",
-         f"  export BROKER_GATEWAY_API_KEY={description['api_key']}", ""]
+        [
+            f"TLS with the CA in {description['ca_file']}; calls need the caller key:",
+            f"  export BROKER_GATEWAY_API_KEY={description['api_key']}",
+            "",
+        ]
         if "api_key" in description
         else []
     )
@@ -335,7 +331,9 @@ def instructions(description: Mapping[str, Any], data_dir: Path) -> str:
     )
 
 
-async def run_simulators(gateway: str, data_dir: Path, callback: str, config_file: Path, announce: Callable[[str], None] = print) -> None:
+async def run_simulators(
+    gateway: str, data_dir: Path, callback: str, config_file: Path, announce: Callable[[str], None] = print
+) -> None:
     """Run the simulators and the callback page alone until SIGTERM or SIGINT."""
     sandbox = await start_simulators_only(gateway=gateway, data_dir=data_dir, callback=callback, config_file=config_file)
     try:

@@ -229,9 +229,7 @@ class GrantStore:
             record.used = True
             return Lookup(Status.OK, record.grant)
 
-    def issue_tokens(
-        self, *, client_id: str, user: str, scopes: Iterable[str], grant_id: str | None = None
-    ) -> IssuedTokens:
+    def issue_tokens(self, *, client_id: str, user: str, scopes: Iterable[str], grant_id: str | None = None) -> IssuedTokens:
         """Issue an access token and (unless ``refresh_ttl`` is None) a refresh token for one grant."""
         now = self._clock()
         grant = TokenGrant(
@@ -272,9 +270,7 @@ class GrantStore:
         grant = record.grant
         return Lookup(
             Status.OK,
-            self.issue_tokens(
-                client_id=grant.client_id, user=grant.user, scopes=grant.scopes, grant_id=grant.grant_id
-            ),
+            self.issue_tokens(client_id=grant.client_id, user=grant.user, scopes=grant.scopes, grant_id=grant.grant_id),
         )
 
     def lookup_access(self, access_token: str) -> Lookup[TokenGrant]:
@@ -354,8 +350,7 @@ def check_username(value: str) -> str:
     """Return ``value`` if it is an acceptable username, else raise InvalidUsername."""
     if not USERNAME_PATTERN.fullmatch(value):
         raise InvalidUsername(
-            "username must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
+            "username must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
 
@@ -392,7 +387,7 @@ _STYLE = (
 
 def _page(title: str, body: str, status_code: int) -> HTMLResponse:
     document = (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )
@@ -401,7 +396,7 @@ def _page(title: str, body: str, status_code: int) -> HTMLResponse:
 
 def error_page(message: str, *, title: str = "Authorization error", status_code: int = 400) -> HTMLResponse:
     """An HTML error shown instead of redirecting, for requests whose redirect target is untrusted."""
-    return _page(title, f"<p class=\"error\">{html.escape(message)}</p>", status_code)
+    return _page(title, f'<p class="error">{html.escape(message)}</p>', status_code)
 
 
 def consent_page(
@@ -426,14 +421,12 @@ def consent_page(
     descriptions = scope_descriptions or {}
     parts: list[str] = []
     if error:
-        parts.append(f"<p class=\"error\">{esc(error)}</p>")
+        parts.append(f'<p class="error">{esc(error)}</p>')
     if confirm_scopes:
         parts.append(f"<p>The application <code>{esc(client_id)}</code> asks for access to your account:</p>")
         if scopes:
             items = "".join(
-                f"<li><code>{esc(s)}</code>"
-                + (f": {esc(descriptions[s])}" if s in descriptions else "")
-                + "</li>"
+                f"<li><code>{esc(s)}</code>" + (f": {esc(descriptions[s])}" if s in descriptions else "") + "</li>"
                 for s in scopes
             )
             parts.append(f"<ul>{items}</ul>")
@@ -441,15 +434,13 @@ def consent_page(
             parts.append("<p>No scopes were requested.</p>")
     else:
         parts.append(f"<p>Sign in to continue to <code>{esc(client_id)}</code>.</p>")
-    hidden = "".join(
-        f"<input type=\"hidden\" name=\"{esc(k)}\" value=\"{esc(v)}\">" for k, v in hidden_fields.items()
-    )
+    hidden = "".join(f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">' for k, v in hidden_fields.items())
     parts.append(
-        f"<form method=\"post\" action=\"{esc(action)}\">{hidden}"
-        "<p><label>Username <input name=\"username\" autocomplete=\"username\" required "
-        "pattern=\"[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}\"></label></p>"
-        "<button type=\"submit\" name=\"decision\" value=\"approve\">Authorize</button>"
-        "<button type=\"submit\" name=\"decision\" value=\"deny\" formnovalidate>Deny</button>"
+        f'<form method="post" action="{esc(action)}">{hidden}'
+        '<p><label>Username <input name="username" autocomplete="username" required '
+        'pattern="[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}"></label></p>'
+        '<button type="submit" name="decision" value="approve">Authorize</button>'
+        '<button type="submit" name="decision" value="deny" formnovalidate>Deny</button>'
         "</form>"
     )
     return _page(f"{provider_name}: authorize {client_id}", "".join(parts), status_code)
@@ -495,7 +486,7 @@ def redirect(redirect_uri: str, params: Mapping[str, str | None]) -> Response:
 # Request log
 # --------------------------------------------------------------------------------------------------
 
-_ENTRY_KEY = "broker_gateway.simkit.log_entry"
+_ENTRY_KEY = "broker_gateway.sandbox.simkit.log_entry"
 _SANDBOX_PREFIX = "/_sandbox/"
 
 
