@@ -19,6 +19,7 @@ from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
+from conftest import failure_of
 from google.protobuf import json_format
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,18 @@ def installed_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample plugin installed with pip into its own directory, as a separate distribution."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(SAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(SAMPLE),
+        ],
         check=True,
         timeout=300,
         cwd=tmp_path_factory.mktemp("build"),
@@ -77,6 +89,12 @@ redirect_uris = ["https://app.example/callback"]
             request.params.update({"text": "hello"})
             result = json_format.MessageToDict(stub.InvokeOperation(request, timeout=10).result)
             assert result == {"echo": "hello", "provider": "echo"}
+            # An operations-only type has no user flow: the caller is told so, not INTERNAL.
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Authorize(api.AuthorizeRequest(provider="echo", redirect_uri="https://app.example/callback"), timeout=10)
+            failure = failure_of(refused.value)
+            assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "CAPABILITY_UNSUPPORTED")
+            assert failure.metadata == {"provider": "echo", "capability": "authorize"}
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)

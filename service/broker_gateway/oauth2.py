@@ -459,11 +459,28 @@ class OAuth2Provider(Provider):
             self._endpoint("userinfo_endpoint"),
             headers={"Authorization": f"Bearer {credentials.tokens.access_token}", "Accept": "application/json"},
         )
+        return self.user_info_from_claims(self.user_info_claims(response))
+
+    # -- Compliance hooks: a provider that differs from the standard only in how it answers overrides
+    # -- one of these (as Authlib's compliance hooks do), not the flow around it.
+
+    def token_payload(self, response: UpstreamResponse) -> Mapping[str, Any]:
+        """The token endpoint's answer as an RFC 6749 §5.1 payload; a refusal raised as the mapped
+        error. Override for a provider that wraps its answer or reports errors in a 200."""
+        raise_for_oauth_error(response, self.context.provider_id)
+        payload = response.json()
+        if not isinstance(payload, dict):
+            raise ProviderResponseInvalid("the token response is not a JSON object")
+        return payload
+
+    def user_info_claims(self, response: UpstreamResponse) -> Mapping[str, Any]:
+        """The user-info endpoint's answer as a claims object; a refusal raised as the mapped error.
+        Override for a provider that wraps its claims or reports errors in a 200."""
         raise_for_resource_error(response, self.context.provider_id)
         claims = response.json()
         if not isinstance(claims, dict):
             raise ProviderResponseInvalid("the user info response is not a JSON object")
-        return self.user_info_from_claims(claims)
+        return claims
 
     def user_info_from_claims(self, claims: Mapping[str, Any]) -> UserInfo:
         """Normalise user-info claims with the configured claim names (dotted paths reach nested
@@ -483,11 +500,9 @@ class OAuth2Provider(Provider):
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    async def token_request(self, form: Mapping[str, str]) -> Any:
-        """POST to the token endpoint with client authentication; the parsed JSON answer."""
-        response = await self._post_form(self._endpoint("token_endpoint"), form)
-        raise_for_oauth_error(response, self.context.provider_id)
-        return response.json()
+    async def token_request(self, form: Mapping[str, str]) -> Mapping[str, Any]:
+        """POST to the token endpoint with client authentication; the answer through ``token_payload``."""
+        return self.token_payload(await self._post_form(self._endpoint("token_endpoint"), form))
 
     async def _post_form(self, url: str, form: Mapping[str, str]) -> UpstreamResponse:
         headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}

@@ -244,7 +244,7 @@ class Provider:
         return None
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
-        raise NotImplementedError
+        raise self._no_authorization()
 
     async def exchange_code(
         self,
@@ -255,7 +255,15 @@ class Provider:
         scopes: Sequence[str],
         callback_params: Mapping[str, str],
     ) -> Grant:
-        raise NotImplementedError
+        raise self._no_authorization()
+
+    def _no_authorization(self) -> CapabilityUnsupported:
+        """An operations-only provider (its account keys configured, no user flow) answers the
+        authorization flow with a status its caller can act on, not INTERNAL."""
+        return CapabilityUnsupported(
+            f"provider {self.context.provider_id} has no authorization flow",
+            metadata={"provider": self.context.provider_id, "capability": "authorize"},
+        )
 
     async def refresh(self, credentials: ConnectionCredentials) -> TokenSet:
         raise CapabilityUnsupported(
