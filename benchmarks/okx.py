@@ -4,7 +4,7 @@ The row runs only when a ``broker_gateway_okx`` plugin registers provider type `
 configuration of ``provider_entry`` and answers one InvokeOperation; otherwise the table says why it
 is skipped ("okx provider not installed", the configuration problems, or the error of that first
 call). Nothing stands in for the provider: the real one signs every call (HMAC-SHA256 over timestamp,
-method, path with query and body, exchanges.md 1.1) with the broker key below, and nginx answers
+method, path with query and body, docs/design/exchanges.md) with the broker key below, and nginx answers
 GET ``/api/v5/broker/dma/subaccount-info`` with the canned envelope of ``upstream.py``. The
 pass-through floor makes the same GET with the same query, unsigned.
 
@@ -23,7 +23,7 @@ from .upstream import OKX_PARAMS
 PROVIDER_ID = "okx"
 OPERATION = "dma.list_subaccounts"
 PARAMS: dict[str, Any] = dict(OKX_PARAMS)
-#: The test vector secret of exchanges.md 1.3: a dummy, never a real key.
+#: The test vectors' secret (docs/design/exchanges.md, OKX signing): a dummy, never a real key.
 SECRET_KEY = "22582BD0CFF14C41EDBF1AB98506286D"
 
 

@@ -2,7 +2,7 @@
 
 nginx (Debian's ``nginx-light``) runs as a non-daemon child in a temporary directory on a free
 loopback port, single process, with ``return 200 '...'`` blocks and no files: the token endpoint
-(any method, POST in practice), userinfo, and OKX's DMA sub-account list (exchanges.md 2.2, the
+(any method, POST in practice), userinfo, and OKX's DMA sub-account list (docs/design/exchanges.md, the
 envelope of 1.2). Keep-alive is effectively unlimited so neither the gateway nor the pass-through
 floor pays for reconnects.
 """

@@ -1,6 +1,6 @@
 """Bad input on every BrokerGateway RPC: INVALID_ARGUMENT naming the field, and nothing sent upstream.
 
-Acceptance (DESIGN.md, "Errors"; oauth-security 3.3 and 4.3): invalid input on every RPC (empty,
+Acceptance (docs/design/errors.md and security.md, Bad input): invalid input on every RPC (empty,
 oversized, malformed URIs, unknown provider...) gives INVALID_ARGUMENT with the specific ErrorInfo
 reason, ``metadata["field"]`` and a ``google.rpc.BadRequest`` naming the same field, never INTERNAL
 or UNKNOWN, never a traceback in the message; and the wallet simulator receives no request at all.
@@ -177,7 +177,7 @@ def assert_no_traceback(message: str) -> None:
 
 def assert_bad_input(failure: Failure, reason: str, field: str, *, code: grpc.StatusCode = INVALID) -> None:
     """The status, the specific reason, the field in ErrorInfo metadata and in BadRequest; short,
-    traceback-free message (it travels in trailers, oauth-security 3.3)."""
+    traceback-free message (it travels in trailers, docs/design/errors.md)."""
     assert (failure.code, failure.reason) == (code, reason), failure
     assert failure.metadata.get("field") == field, failure.metadata
     assert bad_request_fields(failure) == [field], failure.details
@@ -338,12 +338,12 @@ async def test_authorize_valid_request_is_accepted(env: Env) -> None:
 
 @pytest.mark.parametrize(("provider", "reason"), BAD_PROVIDERS)
 async def test_authorize_refuses_bad_provider(env: Env, provider: str, reason: str) -> None:
-    """Why: an unknown provider is bad input (oauth-security 3.3), not NOT_FOUND or INTERNAL."""
+    """Why: an unknown provider is bad input (docs/design/errors.md), not NOT_FOUND or INTERNAL."""
     await refused(env, env.stub.Authorize(authorize(provider=provider)), reason, "provider")
 
 
 REDIRECT_VARIANTS: list[Any] = [
-    # oauth-security 4.3 A1: each differs from a registered URI; exact string match is the rule.
+    # docs/design/security.md, Bad input: each differs from a registered URI; exact string match is the rule.
     pytest.param(REDIRECT_URI + "/", "INVALID_REDIRECT_URI", id="trailing-slash"),
     pytest.param(HTTPS_REDIRECT + "/", "INVALID_REDIRECT_URI", id="https-trailing-slash"),
     pytest.param("HTTP://127.0.0.1:8765/callback", "INVALID_REDIRECT_URI", id="scheme-case"),
@@ -419,7 +419,7 @@ async def test_authorize_refuses_redirect_uri_variants(env: Env, redirect_uri: s
 )
 async def test_authorize_refuses_bad_scopes(env: Env, scopes: list[str], reason: str) -> None:
     """Why: a scope is copied into the authorization URL; separators or unknown scopes must never get
-    there (oauth-security 4.3 A2), and the per-provider allowlist is enforced by the gateway."""
+    there (docs/design/security.md), and the per-provider allowlist is enforced by the gateway."""
     await refused(env, env.stub.Authorize(authorize(scopes=scopes)), reason, "scopes")
 
 
@@ -527,7 +527,7 @@ EXCHANGE_CASES: list[Any] = [
 async def test_exchange_refuses_bad_input_without_consuming_state(
     env: Env, overrides: dict[str, Any], reason: str, field: str
 ) -> None:
-    """Why: a malformed callback must be refused before the token request (oauth-security 4.3 B6) and
+    """Why: a malformed callback must be refused before the token request (docs/design/security.md) and
     before the single-use state is taken, so a corrected retry of the same callback still works."""
     state, authorization_url = await pending_state(env)
     request: dict[str, Any] = {"state": state, "code": VALID_CODE, **overrides}
@@ -538,7 +538,7 @@ async def test_exchange_refuses_bad_input_without_consuming_state(
 
 
 async def test_exchange_unknown_state_is_failed_precondition(env: Env) -> None:
-    """Why: a well-formed but unknown state is not bad input but a dead transaction (oauth-security 3.3)."""
+    """Why: a well-formed but unknown state is not bad input but a dead transaction (docs/design/errors.md)."""
     failure = await expect_failure(env.stub.Exchange(api.ExchangeRequest(state="no-such-state", code=VALID_CODE)))
     assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "AUTHZ_TRANSACTION_INVALID")
     assert failure.metadata.get("cause") == "unknown"
@@ -558,7 +558,7 @@ async def test_exchange_unknown_state_is_failed_precondition(env: Env) -> None:
 )
 async def test_exchange_refuses_issuer_mismatch(env: Env, iss: str) -> None:
     """Why: RFC 9207 mix-up defence; a callback from another issuer must not cause a token request
-    to either (oauth-security 4.3 B4 and B8)."""
+    to either (docs/design/security.md, Exchange)."""
     state, _ = await pending_state(env, "wallet-b")
     await refused(env, env.stub.Exchange(api.ExchangeRequest(state=state, code=VALID_CODE, iss=iss)), "ISSUER_MISMATCH", "iss")
 
@@ -690,7 +690,7 @@ def raw_call(env: Env, rpc: str) -> Any:
 @pytest.mark.parametrize("rpc", ALL_RPCS)
 async def test_invalid_utf8_is_invalid_argument(env: Env, rpc: str, payload: bytes) -> None:
     """Why: protobuf refuses invalid UTF-8 in a proto3 string; grpcio would answer INTERNAL, which
-    callers read as a gateway bug. It is the caller's bad input (oauth-security 3.3)."""
+    callers read as a gateway bug. It is the caller's bad input (docs/design/errors.md)."""
     request = b"\x0a" + bytes([len(payload)]) + payload  # field 1, wire type 2
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await raw_call(env, rpc)(request, timeout=10)
@@ -720,7 +720,7 @@ async def test_undecodable_bytes_are_invalid_argument(env: Env, request_bytes: b
 
 
 async def test_message_over_receive_limit_is_resource_exhausted(env: Env) -> None:
-    """Why: oauth-security 3.7 and G3: the gateway's 256 KiB receive limit is enforced by grpc itself,
+    """Why: docs/design/grpc.md, Message sizes: the gateway's 256 KiB receive limit is enforced by grpc itself,
     which answers RESOURCE_EXHAUSTED before any handler (so there is no ErrorInfo to expect)."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await env.stub.GetConnection(api.GetConnectionRequest(connection_id="a" * OVER_LIMIT), timeout=10)

@@ -2,7 +2,7 @@
 
 Why: a signature that differs by one byte from what Bybit computes fails every broker call, and the
 exact-bytes rule (sign what is sent) is easy to break with a re-serialisation. The four vectors are
-reference/exchanges.md 4.2's, which agree with pybit's ``generate_signature``.
+docs/design/exchanges.md's, which agree with pybit's ``generate_signature``.
 """
 
 from __future__ import annotations

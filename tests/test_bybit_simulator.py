@@ -1,4 +1,4 @@
-"""Tests the Bybit sandbox simulator against the documented facts (reference/exchanges.md 4, sources/000)
+"""Tests the Bybit sandbox simulator against the documented facts (docs/design/exchanges.md, Bybit)
 and its documented choices.
 
 Why: the bybit provider, the end-to-end tests and the benchmarks trust this simulator to behave like
@@ -192,7 +192,7 @@ async def test_bad_authorization_requests_show_a_page_and_do_not_redirect(
 
 
 async def test_response_type_token_returns_an_access_token_in_the_fragment(sim: httpx.AsyncClient) -> None:
-    """sources/000 allows response_type=token: implicit-style, the token in the fragment (RFC 6749
+    """Bybit's help centre (B4) allows response_type=token: implicit-style, the token in the fragment (RFC 6749
     4.2.2), no refresh token and no code; the token works on the OAuth resources."""
     response = await authorize(sim, response_type="token", state="st-imp")
     assert response.status_code == 302

@@ -1,7 +1,7 @@
 """The ``broker-gateway`` command as an operator runs it: a real subprocess, real files, real signals.
 
 Why: ``check-config`` is how operators find every mistake in one go, ``serve`` must come up healthy
-and leave cleanly on SIGTERM (oauth-security 3.5), and ``generate-key`` must print a key the
+and leave cleanly on SIGTERM (docs/design/grpc.md), and ``generate-key`` must print a key the
 configuration accepts.
 """
 

@@ -1,4 +1,4 @@
-"""Properties of the token envelope (store/crypto.Keyring), oauth-security 2.1 and 4.3 E.
+"""Properties of the token envelope (store/crypto.Keyring), docs/design/security.md.
 
 Every way a stored ciphertext can be altered, moved or opened with the wrong key must end in
 TokenDecryptFailed, never in a plaintext; rotation works because the first key seals and any opens.

@@ -1,7 +1,7 @@
 """Generated hostile input on every BrokerGateway RPC: whatever a caller sends, the answer is a proper
 error that repeats nothing of it, and the gateway goes on serving.
 
-Acceptance (issue 11; oauth-security 3.3 and 4.3): for every failure, never INTERNAL or UNKNOWN, exactly
+Acceptance (issue 11; docs/design/errors.md and security.md): for every failure, never INTERNAL or UNKNOWN, exactly
 one ErrorInfo (domain ``broker-gateway``), no generated value in the message or in any ErrorInfo
 metadata, trailers well inside the client's default 8 KiB limit, and the gateway still healthy.
 

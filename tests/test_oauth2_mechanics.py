@@ -2,8 +2,8 @@
 request-field checks (``broker_gateway.validation``).
 
 Why: every provider inherits these, so a bug here is a bug in every provider. The properties come from
-oauth-security 4.2 (redirect_uri allowed iff byte-equal, URLs round-trip with no injection) and 4.3
-(PKCE and state, the malformed token responses of D1/C5, the error mapping of 3.3, and no upstream
+docs/design/security.md (redirect_uri allowed iff byte-equal, URLs round-trip with no injection, PKCE
+and state, malformed token responses) and docs/design/errors.md (the error mapping, and no upstream
 body text, such as ``error_description``, ever echoed to callers).
 """
 
@@ -96,7 +96,7 @@ def test_pkce_pairs_are_well_formed_and_unique() -> None:
 
 
 def test_states_carry_128_bits_and_are_unique() -> None:
-    """Why: RFC 6749 §10.10 asks for an unguessable state (>=128 bits, oauth-security 4.3 A5), and
+    """Why: RFC 6749 §10.10 asks for an unguessable state (>=128 bits, docs/design/security.md), and
     the state must pass the gateway's own check on the way back."""
     states = [new_state() for _ in range(2000)]
     assert len(set(states)) == len(states)
@@ -125,7 +125,7 @@ def test_states_carry_128_bits_and_are_unique() -> None:
 @example(base="https://as.example/authorize", params={"scope": "a&state=evil#frag", "state": "s=1&x", "k#": "+ %20"})
 def test_add_query_round_trips_exactly(base: str, params: dict[str, str]) -> None:
     """Why: the authorization URL must carry exactly the intended parameters; an ``&``, ``=`` or ``#``
-    in a value must never add a parameter, change one, or start a fragment (oauth-security 4.2)."""
+    in a value must never add a parameter, change one, or start a fragment (docs/design/security.md)."""
     url = add_query(base, params)
     before, after = urlsplit(base), urlsplit(url)
     assert (after.scheme, after.netloc, after.path, after.fragment) == (
@@ -143,7 +143,7 @@ def test_add_query_round_trips_exactly(base: str, params: dict[str, str]) -> Non
 @example(client_id="client:id", client_secret="s e+c/r%t&:=")
 def test_basic_credentials_form_encode_before_base64(client_id: str, client_secret: str) -> None:
     """Why: RFC 6749 §2.3.1 form-encodes id and secret before Basic; without it a ``:`` in the id or
-    a ``+`` in the secret breaks client authentication (oauth-security C1)."""
+    a ``+`` in the secret breaks client authentication (docs/design/security.md)."""
     header = basic_credentials(client_id, client_secret)
     assert header.startswith("Basic ")
     decoded = base64.b64decode(header[len("Basic ") :], validate=True).decode("ascii")
@@ -181,7 +181,7 @@ def test_basic_credentials_known_value() -> None:
     ],
 )
 def test_expires_at_treats_expires_in_as_advisory(value: Any, expected: timedelta) -> None:
-    """Why: oauth-security D1: a string, negative, huge or missing ``expires_in`` is clamped or replaced
+    """Why: docs/design/security.md: a string, negative, huge or missing ``expires_in`` is clamped or replaced
     by the short default, never trusted as "valid forever" and never a crash."""
     assert expires_at(NOW, value, DEFAULT_EXPIRES_IN) == NOW + expected
 
@@ -255,7 +255,7 @@ def good(**fields: Any) -> dict[str, Any]:
     ],
 )
 def test_parse_token_response_refuses_malformed(payload: Any) -> None:
-    """Why: oauth-security D1/C5: no access token, or a token type the gateway cannot use, is the
+    """Why: docs/design/security.md: no access token, or a token type the gateway cannot use, is the
     provider's fault (PROVIDER_RESPONSE_INVALID), never a TokenSet the caller would then fail with."""
     with pytest.raises(ProviderResponseInvalid):
         parse_token_response(payload, now=NOW, requested_scopes=("profile",))
@@ -280,7 +280,7 @@ def test_parse_token_response_bearer_is_case_insensitive(token_type: str) -> Non
     ids=["string", "negative", "huge", "null", "nan"],
 )
 def test_parse_token_response_clamps_expires_in(expires_in: Any, expected: timedelta) -> None:
-    """Why: oauth-security C5's malformed ``expires_in`` list, through the parser as a provider uses it."""
+    """Why: the malformed ``expires_in`` values (docs/design/security.md), through the parser as a provider uses it."""
     tokens = parse_token_response(good(expires_in=expires_in), now=NOW, requested_scopes=())
     assert tokens.access_token_expire_time == NOW + expected
 
@@ -319,7 +319,7 @@ PREVIOUS = TokenSet(
 
 @pytest.mark.parametrize("missing", [{}, {"refresh_token": ""}, {"refresh_token": None}, {"refresh_token": 5}])
 def test_refresh_without_new_refresh_token_keeps_the_old_one(missing: dict[str, Any]) -> None:
-    """Why: RFC 6749 §6 / oauth-security E1: no new RT means keep the old one (and its expiry);
+    """Why: RFC 6749 §6 / docs/design/security.md: no new RT means keep the old one (and its expiry);
     losing it would turn every later refresh into REAUTH_REQUIRED."""
     tokens = parse_token_response(good(**missing), now=NOW, requested_scopes=(), previous=PREVIOUS)
     assert tokens.access_token == "at-1"
@@ -329,7 +329,7 @@ def test_refresh_without_new_refresh_token_keeps_the_old_one(missing: dict[str, 
 
 
 def test_refresh_with_rotated_refresh_token_replaces_it() -> None:
-    """Why: oauth-security E1: a rotated RT replaces the old one, and the old one's expiry goes too."""
+    """Why: docs/design/security.md: a rotated RT replaces the old one, and the old one's expiry goes too."""
     tokens = parse_token_response(good(refresh_token="rt-1"), now=NOW, requested_scopes=(), previous=PREVIOUS)
     assert tokens.refresh_token == "rt-1"
     assert tokens.refresh_token_expire_time is None
@@ -345,7 +345,7 @@ def test_refresh_with_rotated_refresh_token_replaces_it() -> None:
     ids=["html", "empty", "truncated", "binary"],
 )
 def test_non_json_body_is_provider_response_invalid(body: bytes) -> None:
-    """Why: oauth-security C5 "non-JSON or HTML": the upstream's fault, without quoting the body."""
+    """Why: a "non-JSON or HTML" answer (docs/design/security.md): the upstream's fault, without quoting the body."""
     with pytest.raises(ProviderResponseInvalid) as caught:
         response(200, body).json()
     if body:
@@ -394,7 +394,7 @@ def test_success_is_not_an_error(status: int) -> None:
 def test_raise_for_oauth_error_mapping(
     status: int, body: Any, headers: dict[str, str], expected: type[GatewayError], retry_after: float | None
 ) -> None:
-    """Why: oauth-security 3.3's table decides whether callers retry, restart the flow or page an
+    """Why: docs/design/errors.md's table decides whether callers retry, restart the flow or page an
     operator; RetryInfo only on the retryable codes."""
     with pytest.raises(GatewayError) as caught:
         raise_for_oauth_error(response(status, body, headers), "acme")
@@ -410,7 +410,7 @@ def test_raise_for_oauth_error_mapping(
 
 
 def test_error_codes_match_the_mapping_table() -> None:
-    """Why: the gRPC codes of oauth-security 3.3, pinned where callers depend on them."""
+    """Why: the gRPC codes of docs/design/errors.md, pinned where callers depend on them."""
     assert InvalidGrant.code == grpc.StatusCode.FAILED_PRECONDITION
     assert (ProviderClientAuthFailed.code, ProviderClientAuthFailed.reason) == (
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -434,7 +434,7 @@ def test_error_codes_match_the_mapping_table() -> None:
     "error", ["invalid_grant", "invalid_client", "invalid_request", "temporarily_unavailable", "slow_down", None]
 )
 def test_error_description_is_never_echoed(status: int, error: str | None) -> None:
-    """Why: oauth-security 3.3 and F: AS bodies never reach callers; an error_description or error_uri
+    """Why: docs/design/errors.md and security.md: AS bodies never reach callers; an error_description or error_uri
     may quote a code, a token or a secret (here a planted canary)."""
     body: dict[str, Any] = {
         "error_description": f"refresh token {CANARY} is invalid\r\nInjected: {CANARY}",
@@ -463,7 +463,7 @@ def test_error_description_is_never_echoed(status: int, error: str | None) -> No
 def test_upstream_error_code_in_metadata_is_rfc6749_charset(error: str) -> None:
     """Why: RFC 6749 §5.2 limits ``error`` to %x20-21 / %x23-5B / %x5D-7E; anything else is not an
     error code but upstream text, and must not be copied into ErrorInfo metadata, logs and spans
-    (oauth-security 4.3 B5: sanitise, never reflect unescaped). The callback path already replaces
+    (docs/design/security.md: sanitise, never reflect unescaped). The callback path already replaces
     such values with "invalid"; the token endpoint path must too."""
     with pytest.raises(GatewayError) as caught:
         raise_for_oauth_error(response(400, {"error": error}), "acme")
@@ -523,7 +523,7 @@ def make_provider(transport: Recorder, **settings: Any) -> tuple[OAuth2Provider,
 
 
 async def test_token_request_does_not_follow_redirects() -> None:
-    """Why: oauth-security C5: a token endpoint answering 307 to another host must not receive the
+    """Why: docs/design/security.md: a token endpoint answering 307 to another host must not receive the
     code, verifier and client secret a second time."""
     recorder = Recorder(httpx.Response(307, headers={"Location": "https://evil.example/token"}))
     provider, http = make_provider(recorder)
@@ -537,7 +537,7 @@ async def test_token_request_does_not_follow_redirects() -> None:
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
 async def test_token_request_authenticates_and_sends_verifier(method: str) -> None:
-    """Why: oauth-security C1/C2: credentials in Basic (form-encoded) or the body, never the URL; the
+    """Why: docs/design/security.md: credentials in Basic (form-encoded) or the body, never the URL; the
     verifier and redirect_uri go with the code."""
     recorder = Recorder(httpx.Response(200, json=good(refresh_token="rt-1")))
     provider, http = make_provider(recorder, token_endpoint_auth_method=method)
@@ -627,7 +627,7 @@ def test_identifier_accepts_exactly_the_documented_shape(value: str) -> None:
 @given(value=any_text | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7F), max_size=40))
 def test_uri_and_opaque_token_refuse_whitespace_control_and_non_ascii(value: str) -> None:
     """Why: URIs, states and codes are compared, logged and forwarded; whitespace, control and
-    non-ASCII characters are what header and log injection are made of (oauth-security 4.3 B6)."""
+    non-ASCII characters are what header and log injection are made of (docs/design/security.md)."""
     printable = bool(value) and all("\x21" <= char <= "\x7e" for char in value)
     for check, kwargs in ((validation.uri, {}), (validation.opaque_token, {"limit": 512})):
         error = refused_field(check, "f", value, **kwargs)
@@ -663,7 +663,7 @@ def mutations(uri: str) -> st.SearchStrategy[str]:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(candidate=mutations(REDIRECT_URI))
 async def test_redirect_uri_accepted_iff_byte_equal(wallet_gateway: GatewayHarness, wallet: Wallet, candidate: str) -> None:
-    """Why: oauth-security 4.2: ``is_allowed_redirect(uri)`` is true iff ``uri`` is byte-equal to an
+    """Why: docs/design/security.md: ``is_allowed_redirect(uri)`` is true iff ``uri`` is byte-equal to an
     allowlisted value. Any near miss (one character, case, an encoded dot) could be an open redirect."""
     request = api.AuthorizeRequest(provider="wallet", redirect_uri=candidate)
     if candidate == REDIRECT_URI:
@@ -683,7 +683,7 @@ async def test_redirect_uri_accepted_iff_byte_equal(wallet_gateway: GatewayHarne
 async def test_authorization_url_carries_exactly_the_intended_parameters(
     wallet_gateway: GatewayHarness, wallet: Wallet, value: str
 ) -> None:
-    """Why: oauth-security 4.2: an allowed extra parameter whose value holds ``&``, ``=`` or ``#`` must
+    """Why: docs/design/security.md: an allowed extra parameter whose value holds ``&``, ``=`` or ``#`` must
     stay one value; it cannot add a second state or redirect_uri or hide the PKCE challenge."""
     start = await wallet_gateway.stub.Authorize(
         api.AuthorizeRequest(

@@ -1,6 +1,6 @@
 """Proves the oidc-provider test AS and its pytest harness with plain httpx (no gateway code).
 
-Why: the gateway's OAuth tests rely on this AS behaving as oauth-security.md section 5.1
+Why: the gateway's OAuth tests rely on this AS behaving as docs/design/sandbox.md
 records (PKCE S256, ``iss`` in the callback, rotation with reuse detection, events). If the
 AS or the harness drifts, these tests fail first, with a clear cause.
 """

@@ -1,7 +1,7 @@
 """The okx provider's configuration checks and its mapping of OKX's answers to gRPC statuses.
 
 The 53xxx codes go through the real flows (Refresh and a bearer call through gRPC) against a small
-fake OKX that answers whatever code the test sets, the pattern of oauth-security 4.1: a real server
+fake OKX that answers whatever code the test sets, the pattern of docs/design/sandbox.md: a real server
 cannot be made to produce every code on demand. The 50xxx codes and malformed answers are checked on
 the mapping function directly.
 """

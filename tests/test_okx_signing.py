@@ -1,4 +1,4 @@
-"""OKX request signing against the published test vectors (reference/exchanges.md 1.3), and proof that
+"""OKX request signing against the published test vectors (docs/design/exchanges.md), and proof that
 the provider signs exactly the bytes it sends, in the documented parameter order.
 
 V3 and V4 are reproduced twice: by the signing function from the vector's prehash parts, and by the

@@ -1,4 +1,4 @@
-"""Tests the OKX simulator alone against the documented facts (sources/001, reference/exchanges.md 1-3)
+"""Tests the OKX simulator alone against the documented facts (docs/design/exchanges.md, OKX)
 and the choices its docstring lists.
 
 Why: the okx provider's end-to-end tests, the sandbox and the benchmarks trust this simulator to

@@ -159,7 +159,7 @@ async def test_a_write_that_certainly_failed_may_be_sent_again(
 async def test_idle_connections_are_kept_alive_before_their_refresh_token_expires(
     tmp_path: Path, wallet: Wallet, clock: FakeClock
 ) -> None:
-    """The wallet's refresh tokens live 30 days (sources/002); refreshed two days before that, an
+    """The wallet's refresh tokens live 30 days (docs/design/sandbox.md); refreshed two days before that, an
     idle connection never dies. Time is moved by the clock, not by sleeping."""
     entry = wallet.provider_config(refresh_token_ttl_seconds=30 * 86400, keepalive_before_seconds=2 * 86400)
     async with running_gateway(gateway_config(tmp_path, [entry]), clock) as harness:

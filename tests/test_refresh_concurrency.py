@@ -1,4 +1,4 @@
-"""The refresh algorithm of oauth-security 2.2 against the wallet simulator, through gRPC.
+"""The refresh algorithm (docs/design/refresh.md) against the wallet simulator, through gRPC.
 
 The wallet rotates refresh tokens and rejects a spent one, so any duplicate refresh, lost rotation or
 retried dead grant shows up as an upstream count or an invalid_grant (4.3 D and G2).

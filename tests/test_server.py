@@ -1,5 +1,5 @@
 """The gRPC layer of the real server: health, graceful shutdown, reflection, deadlines, the error
-model and the connection-management RPCs (oauth-security 3.1-3.8 and 4.3 G).
+model and the connection-management RPCs (docs/design/grpc.md).
 
 Why: these are the promises load balancers, grpcurl and retrying clients rely on. Everything runs for
 real on loopback: the gateway, the wallet simulator, and throwaway provider plugins registered through

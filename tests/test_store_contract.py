@@ -1,6 +1,6 @@
 """The Store contract (store/base.py), as a suite every backend must pass.
 
-The refresh algorithm of oauth-security 2.2 leans on three store guarantees: an atomic take of a
+The refresh algorithm (docs/design/refresh.md) leans on three store guarantees: an atomic take of a
 pending state, an exclusive lease per connection, and version-checked writes. A backend is added by
 giving ``BACKENDS`` one more entry; the tests stay as they are. SQLite and PostgreSQL (a real server,
 support/postgres.py) run every test.

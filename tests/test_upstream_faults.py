@@ -1,5 +1,5 @@
-"""Every RPC that calls an upstream, against an upstream that fails in each way it can (oauth-security
-3.3): what code, ErrorInfo reason and RetryInfo the caller gets, and what is left behind.
+"""Every RPC that calls an upstream, against an upstream that fails in each way it can
+(docs/design/errors.md): what code, ErrorInfo reason and RetryInfo the caller gets, and what is left behind.
 
 Why: callers decide from these alone whether to retry, wait, restart the flow or page an operator.
 The upstream is real and on loopback: ``support.faulty_upstream`` sits in front of the wallet

@@ -1,4 +1,4 @@
-"""Tokens at rest (oauth-security 2.1, 4.3 E), checked on the real SQLite file through gRPC.
+"""Tokens at rest (docs/design/security.md), checked on the real SQLite file through gRPC.
 
 Acceptance: the raw database (main file and WAL) holds no token, code or verifier in any encoding; a
 tampered, truncated or moved ciphertext gives DATA_LOSS / TOKEN_DECRYPT_FAILED, never garbage; keys
@@ -319,7 +319,7 @@ async def test_vault_rewrap_skips_rows_already_on_the_active_key(wallet_gateway:
 
 async def test_startup_check_covers_pending_verifiers(tmp_path: Path, wallet: Wallet, clock: FakeClock) -> None:
     """A pending Authorize sealed its PKCE verifier under key A; rewrap does not touch it. Starting
-    with only key B must be refused (oauth-security 2.1: any row referencing a missing key), else
+    with only key B must be refused (docs/design/security.md: any row referencing a missing key), else
     that Exchange fails later with DATA_LOSS."""
     base = make_config(tmp_path, [wallet.provider_config()])
     async with running_gateway(with_keys(base, KEY_A), clock) as harness:

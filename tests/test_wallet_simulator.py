@@ -1,4 +1,4 @@
-"""Tests the wallet sandbox simulator against the contract of sources/002 and its documented choices.
+"""Tests the wallet sandbox simulator against the wallet's contract (docs/design/sandbox.md) and its documented choices.
 
 Why: the generic-oauth2 provider, the end-to-end tests and the benchmarks trust this simulator to
 behave like the wallet upstream (exact redirect matching, single-use codes, 2 h / 30 day lifetimes,

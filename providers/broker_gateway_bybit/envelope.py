@@ -2,7 +2,7 @@
 
 Bybit uses two envelopes: ``{retCode, retMsg, result}`` (V5 API, OAuth token errors) and
 ``{ret_code, ret_msg, result}`` (OAuth resources such as ``/openapi``); both are read everywhere
-(reference/exchanges.md 5, decision 2). Business errors usually come with HTTP 200, so the code
+(docs/design/exchanges.md, Bybit OAuth). Business errors usually come with HTTP 200, so the code
 decides first and the HTTP status only when there is no code. ``retMsg`` is never passed on: error
 messages are the gateway's own, and ``upstream_code`` / ``upstream_http_status`` go in metadata.
 
@@ -51,7 +51,7 @@ from broker_gateway.upstream import UpstreamResponse
 
 #: Bybit's IP rate limit: "wait at least 10 minutes" after an HTTP 403.
 IP_BAN_SECONDS = 600.0
-#: retMsg values that mean success (reference/exchanges.md 4.2), for answers with retCode 0.
+#: retMsg values that mean success (docs/design/exchanges.md), for answers with retCode 0.
 SUCCESS_MESSAGES = frozenset({"OK", "success", "SUCCESS", ""})
 
 TOKEN_INVALID_GRANT = frozenset({"10001", "10004", "33004"})

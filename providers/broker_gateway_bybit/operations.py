@@ -1,6 +1,6 @@
 """The bybit provider's operations: names (binding), endpoints, JSON Schemas and documented limits.
 
-Parameter rules come from Bybit's broker docs (reference/exchanges.md 4.3 and the pages it cites);
+Parameter rules come from Bybit's broker docs (docs/design/exchanges.md and the pages it cites);
 the few a JSON Schema cannot state (a real calendar date, ``begin <= end``, a span under 30 days)
 are checked by each spec's ``rules`` (through ``BybitProvider.check_params``) before anything is sent. Values must be made of characters that
 go into a query string unencoded, because Bybit signs the raw query (pybit does not URL-encode).
@@ -130,7 +130,7 @@ _VOUCHER_ID = {"type": "string", "pattern": "^[0-9]{1,20}$", "description": "Vou
 _ACCOUNT_ID = {**UID, "description": "The user's UID."}
 #: specCode: a unique code of the broker's, up to 8 characters.
 _SPEC_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,8}$", "description": "Unique spec code, up to 8 letters, digits, - or _."}
-#: amount: spot vouchers take up to 16 decimals, the others up to 4 (exchanges.md 4.3); Bybit checks
+#: amount: spot vouchers take up to 16 decimals, the others up to 4 (docs/design/exchanges.md); Bybit checks
 #: which applies.
 _AMOUNT = {"type": "string", "pattern": "^(?:0|[1-9][0-9]{0,15})(?:\\.[0-9]{1,16})?$", "description": "Amount, a decimal string."}
 

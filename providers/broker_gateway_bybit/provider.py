@@ -1,6 +1,6 @@
 """The ``bybit`` provider: Bybit's OAuth broker flow, the user's OpenAPI key, and signed broker calls.
 
-Bybit's OAuth deviates from RFC 6749 (reference/exchanges.md 4.1; sources/000):
+Bybit's OAuth deviates from RFC 6749 (docs/design/exchanges.md, which lists the sources cited as B1-B6):
 
 - The authorization page takes ``client_id``, ``response_type=code``, ``redirect_uri``, ``scope=openapi``
   and ``state`` (plus ``code_challenge``/``code_challenge_method=S256`` when ``pkce`` is on).

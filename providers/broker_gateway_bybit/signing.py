@@ -1,6 +1,6 @@
 """Bybit V5 request signing and the HS256 JWTs of Bybit's OAuth, with no dependency beyond the stdlib.
 
-V5 signing (reference/exchanges.md 4.2, [C] Bybit docs ``guide.mdx`` and pybit ``_http_manager.py``)::
+V5 signing (docs/design/exchanges.md, [C] Bybit docs ``guide.mdx`` and pybit ``_http_manager.py``)::
 
     prehash   = timestamp + api_key + recv_window + (query string | JSON body), plain concatenation
     X-BAPI-SIGN = lower-case hex of HMAC-SHA256(key = api_secret, message = prehash)

@@ -1,9 +1,9 @@
 """Sandbox simulator of the exchange wallet's OAuth 2.0 provider (the ``wallet`` provider).
 
-It reproduces the provider described in sources/002 (a typical exchange wallet's OAuth 2.0 guide), so
+It reproduces a typical exchange wallet's OAuth 2.0 provider (docs/design/sandbox.md, the wallet), so
 the gateway's generic-oauth2 provider, the tests and the benchmarks can run the whole flow locally.
 
-From the 002 document:
+From the wallet's guide:
 
 - ``GET /api/oauth2/authorize`` with ``client_id``, ``redirect_uri`` (must exactly match a registered
   one), ``response_type=code``, optional space-separated ``scope`` from ``profile`` and ``balance``,

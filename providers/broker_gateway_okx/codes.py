@@ -2,7 +2,7 @@
 
 Every OKX answer is the envelope ``{"code": "0", "msg": "", "data": [...]}``; failures carry a
 non-zero ``code`` (HTTP 200 for most business errors, 4xx for authentication). The OAuth broker codes
-53000-53017 (sources/001, reference/exchanges.md 3.1) and the public 50xxx codes (exchanges.md 1.2)
+53000-53017 (001 and O1) and the public 50xxx codes (O3; sources and codes: docs/design/exchanges.md)
 map as below. Where a code lands depends on the call: on the token endpoint a dead grant is
 ``InvalidGrant`` (AUTHORIZATION_CODE_INVALID on Exchange, REAUTH_REQUIRED on refresh); on a bearer
 call it is ``AccessTokenRejected``, which makes the core refresh once and retry, so an expired access
@@ -45,7 +45,7 @@ class Call(enum.Enum):
     BROKER = "broker"
 
 
-#: 53xxx: code -> (documented HTTP status, meaning), from sources/001's error table.
+#: 53xxx: code -> (documented HTTP status, meaning), from 001's error table (docs/design/exchanges.md).
 OAUTH_CODES: dict[str, tuple[int, str]] = {
     "53000": (400, "Invalid token"),
     "53001": (400, "Authorization canceled"),

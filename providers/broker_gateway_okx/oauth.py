@@ -4,14 +4,14 @@ user info, and the bearer calls made with a connection's tokens on the site it l
 
 What is specific to OKX here (docs/providers/okx.md has the operator's view):
 
-- Two OAuth modes (sources/001). *code*: a confidential client with ``client_secret``. *pkce*: no
+- Two OAuth modes (docs/design/exchanges.md). *code*: a confidential client with ``client_secret``. *pkce*: no
   secret; the code exchange carries ``code_verifier``, and every later call carries ``TERMID``, a
   device id. The gateway is the "device": it makes one id per connection at the exchange and keeps it
   in the connection's metadata.
 - Tokens: access 1 h, refresh 3 days, and a refresh returns a new pair while killing the old one (so
   the core's single-flight refresh matters). Idle connections are refreshed in the background before
   their refresh token dies (``keepalive_before_seconds``).
-- The OAuth URLs are not public (exchanges.md 3.2): the authorization URL and the token and revoke
+- The OAuth URLs are not public (docs/design/exchanges.md): the authorization URL and the token and revoke
   paths are settings, defaulting to what third parties observed.
 """
 
@@ -54,12 +54,12 @@ __all__ = [
     "OkxOAuth",
 ]
 
-#: Third-party observations (exchanges.md 3.2, decision 8): the authorize page and the token path.
+#: Third-party observations, made settings (docs/design/exchanges.md): the authorize page and the token path.
 DEFAULT_AUTHORIZATION_ENDPOINT = "https://www.okx.com/account/oauth/authorize"
 DEFAULT_TOKEN_PATH = "/v5/users/oauth/token"
 #: OKX documents that tokens can be revoked but not where ([I]).
 DEFAULT_REVOCATION_PATH = "/v5/users/oauth/revoke"
-#: sources/001: the refresh token lives 3 days.
+#: OKX's broker docs: the refresh token lives 3 days (docs/design/exchanges.md).
 REFRESH_TOKEN_TTL = 3 * 24 * 3600
 SCOPES = {"code": ("read_only", "trade", "fast_api"), "pkce": ("read_only", "trade")}
 MODES = ("code", "pkce")
@@ -193,7 +193,7 @@ class OkxOAuth(Provider):
         return UserInfo(subject=str(uid), raw=dict(account or {}))
 
     def _tokens(self, payload: Any, *, requested: Sequence[str], previous: TokenSet | None = None) -> TokenSet:
-        # OKX answers flat (exchanges.md 3.2); an enveloped success is accepted too.
+        # OKX answers flat (docs/design/exchanges.md); an enveloped success is accepted too.
         if isinstance(payload, dict) and "access_token" not in payload and payload.get("code") in ("0", 0):
             data = payload.get("data")
             payload = data[0] if isinstance(data, list) and data else None

@@ -2,11 +2,11 @@
 
 One table serves the provider (which builds each ``Operation`` and its JSON Schema from it) and the
 simulator (which enforces the same paths, limits and rules upstream-side). Sources: the DMA and FD
-sections of sources/001 (paths, limits and parameter rules as documented there, except the two limits
+sections of OKX's broker document 001 (paths, limits and parameter rules as documented there, except the two limits
 OKX's current docs changed: the sub-account list 10/s, if-rebate 2/s; docs/providers/okx.md lists
 every difference),
-reference/exchanges.md 2.2 for the two DMA endpoints 001 lacks (``dma.get_rebate_download_link``,
-``dma.create_trades_link``), and exchanges.md 3.2 for Fast API. The limits of the user-token
+OKX's current DMA docs (O1) for the two DMA endpoints 001 lacks (``dma.get_rebate_download_link``,
+``dma.create_trades_link``), and O7/O8 for Fast API (docs/design/exchanges.md). The limits of the user-token
 endpoints come from OKX's V5 docs (balance 10/2 s, order 60/2 s per user); the Fast API endpoints
 document none, so 1/s per user is assumed ([I], configurable).
 
@@ -79,7 +79,7 @@ PRICED_ORDER_TYPES = ["limit", "post_only", "fok", "ioc", "mmp", "mmp_and_post_o
 
 #: Parameters holding YYYYMMDD dates, checked for calendar validity and order before sending.
 DATE_PARAMS = ("begin", "end")
-#: Link creation covers at most this many days (exchanges.md 2.2 and 2.4).
+#: Link creation covers at most this many days (docs/design/exchanges.md).
 MAX_DATE_RANGE_DAYS = 180
 
 _BEGIN_END_IF_FALSE = {
@@ -132,7 +132,7 @@ class Endpoint:
 _LIST = {"subAcct": SUB_ACCT, "uid": UID, "page": PAGE, "limit": LIMIT}
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    # -- DMA broker (sources/001) --
+    # -- DMA broker (001) --
     Endpoint(
         "dma.list_subaccounts",
         "DMA: list the broker's sub-accounts (GET /api/v5/broker/dma/subaccount-info).",
@@ -197,7 +197,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         },
         rate=(5, 2.0),
     ),
-    # -- DMA broker, from the current OKX docs (exchanges.md 2.2) --
+    # -- DMA broker, from the current OKX docs (O1) --
     Endpoint(
         "dma.get_rebate_download_link",
         "DMA: links to the trading data files (GET /api/v5/broker/dma/rebate-per-orders); begin and end are needed when type is false.",
@@ -210,7 +210,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "POST", "/api/v5/broker/dma/trades", OperationAuth.BROKER_KEY,
         {"begin": DATE, "end": DATE}, required=("begin", "end"), rate=(1, 3600.0), limited_range=True,
     ),
-    # -- FD broker (sources/001) --
+    # -- FD broker (001) --
     Endpoint(
         "fd.get_rebate_download_link",
         "FD: links to the rebate detail files (GET /api/v5/broker/fd/rebate-per-orders); begin and end are needed when type is false.",

@@ -1,9 +1,9 @@
-"""OKX V5 REST request signing (reference/exchanges.md section 1.1).
+"""OKX V5 REST request signing (docs/design/exchanges.md, OKX signing).
 
 ``OK-ACCESS-SIGN`` is Base64(HMAC-SHA256(secretKey, timestamp + METHOD + requestPath + body)), where
 requestPath includes the query of a GET and body is the exact JSON text sent (empty for a GET). The
 timestamp is UTC ISO-8601 with exactly three millisecond digits and a ``Z``. The same functions sign
-the gateway's requests and verify them in the simulator; the four test vectors of the reference pin
+the gateway's requests and verify them in the simulator; the four test vectors there pin
 them down (tests/test_okx_signing.py).
 
 Nothing here logs: the prehash contains the request body, which can hold a passphrase.

@@ -17,7 +17,7 @@ from .settings import check_url
 
 __all__ = ["DEFAULT_SITES", "origin_of", "read_sites", "site_named_by"]
 
-#: The sites a callback's ``domain`` may name (exchanges.md 1.1 and 3.2): name -> origin.
+#: The sites a callback's ``domain`` may name (docs/design/exchanges.md): name -> origin.
 DEFAULT_SITES = {
     "www": "https://www.okx.com",
     "eea": "https://eea.okx.com",

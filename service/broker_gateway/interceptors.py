@@ -30,7 +30,7 @@ from .metrics import GatewayMetrics, RpcMeter
 
 log = logging.getLogger(__name__)
 
-#: Deadlines longer than this are shortened, and calls without one get it (oauth-security 3.1).
+#: Deadlines longer than this are shortened, and calls without one get it (docs/design/grpc.md).
 MAX_DEADLINE = 30.0
 
 

@@ -42,7 +42,7 @@ from .provider import (
 from .upstream import UpstreamResponse
 
 #: Used when a token response gives no lifetime: short, so a missing ``expires_in`` means an early
-#: refresh rather than a token believed valid forever (peers.md, pain point 5).
+#: refresh rather than a token believed valid forever (docs/design/security.md).
 DEFAULT_EXPIRES_IN = 3600
 #: Lifetimes beyond this are treated as this: a huge ``expires_in`` is a provider bug, not a promise.
 MAX_EXPIRES_IN = 400 * 24 * 3600
@@ -115,7 +115,7 @@ def _percent_encode(value: str) -> str:
 
 def expires_at(now: datetime, value: Any, default: int | None) -> datetime | None:
     """An absolute expiry from a relative ``expires_in`` that may be missing, a string, negative or
-    huge (oauth-security D1): bad values fall back to ``default``, huge ones are clamped."""
+    huge (docs/design/security.md): bad values fall back to ``default``, huge ones are clamped."""
     seconds: float | None
     try:
         seconds = float(value)
@@ -333,7 +333,7 @@ class OAuth2Provider(Provider):
         return value
 
     def _check_endpoints(self, problems: list[str], *, required: Sequence[str]) -> None:
-        """Endpoints must be absolute https URLs (oauth-security C4), plain http only when allowed."""
+        """Endpoints must be absolute https URLs (docs/design/security.md), plain http only when allowed."""
         for name, url in self.endpoints.items():
             if url is None:
                 if name in required:

@@ -2,7 +2,7 @@
 
 Health reports SERVING only while the store answers. On SIGTERM the server goes NOT_SERVING first,
 lets in-flight calls finish within the grace period, lets running refreshes persist, then closes the
-store (oauth-security 3.5).
+store (docs/design/grpc.md).
 """
 
 from __future__ import annotations

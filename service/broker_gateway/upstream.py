@@ -1,7 +1,7 @@
 """The one HTTP client providers use to reach their upstreams.
 
 It gives every provider the same behaviour for free: timeouts derived from the caller's deadline,
-redirects never followed (a token endpoint redirecting elsewhere is not trusted, oauth-security C5),
+redirects never followed (a token endpoint redirecting elsewhere is not trusted, docs/design/security.md),
 response bodies capped, transport failures mapped to the gateway's errors with the distinction that
 matters for non-idempotent calls (whether the request could have reached the upstream), and, with
 tracing on, a client span per call carrying the trace context upstream. The span is made here rather

@@ -1,7 +1,7 @@
 """Checks on request fields, run before anything is stored or sent upstream.
 
 Each check names the request field it rejects, so callers get INVALID_ARGUMENT with ``field`` set
-(oauth-security 4.3). Limits are generous for real values and small enough that oversized input is
+(docs/design/security.md). Limits are generous for real values and small enough that oversized input is
 refused before it costs anything.
 """
 

@@ -1,7 +1,7 @@
 // Test-only OAuth 2.0 / OpenID Connect authorization server for the BrokerGateway test suite.
 //
-// A real oidc-provider instance on loopback, configured per docs section 5.2 of
-// oauth-security.md: PKCE always required, refresh tokens rotated on every use (with reuse
+// A real oidc-provider instance on loopback, configured as docs/design/sandbox.md
+// describes: PKCE always required, refresh tokens rotated on every use (with reuse
 // detection revoking the whole grant), `iss` in the authorization response, devInteractions
 // so login/consent can be completed with plain HTTP, revocation and userinfo.
 //

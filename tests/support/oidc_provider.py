@@ -3,7 +3,7 @@
 Why: fakes cannot prove interoperability with a certified AS (PKCE enforcement, ``iss``, strict
 refresh-token rotation with reuse detection, revocation, userinfo). This module starts
 ``tests/oidc_provider/server.mjs`` as a subprocess and completes its development login and
-consent screens with plain HTTP, so no browser is needed. See oauth-security.md section 5.
+consent screens with plain HTTP, so no browser is needed. See docs/design/sandbox.md.
 
 Get the session fixture ``oidc_provider`` by declaring, in ``tests/conftest.py`` or in any test
 module (registration is idempotent, so the session still gets exactly one AS)::

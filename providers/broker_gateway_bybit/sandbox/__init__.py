@@ -1,6 +1,6 @@
 """Sandbox simulator of Bybit's OAuth broker flow and broker API (the ``bybit`` sandbox provider).
 
-It reproduces what reference/exchanges.md section 4 and sources/000 document, so the ``bybit``
+It reproduces what Bybit documents (docs/design/exchanges.md, sources B1-B6), so the ``bybit``
 provider, the tests and the benchmarks can run everything locally. One app serves all three Bybit
 hosts (the OAuth page, the OAuth API ``api2`` and the V5 API).
 
@@ -36,7 +36,7 @@ Documented behaviour reproduced:
 Choices where Bybit documents nothing (each also in docs/providers/bybit.md):
 
 - Token-endpoint errors use ``{retCode, retMsg}``, OAuth resources ``{ret_code, ret_msg}``
-  (exchanges.md decision 2), both with HTTP 200 except a missing ``Authorization`` header (HTTP 401).
+  (docs/design/exchanges.md), both with HTTP 200 except a missing ``Authorization`` header (HTTP 401).
   Codes: 10001 parameter missing, or code expired, used, unknown or issued to another client, or a
   PKCE mismatch; 10003 unknown ``client_id`` or wrong ``client_secret``; 10004 refresh token unknown,
   expired, already used or another client's; 50000 access token that does not verify (unknown,
@@ -46,8 +46,8 @@ Choices where Bybit documents nothing (each also in docs/providers/bybit.md):
   valid until they expire. Reusing a rotated refresh token is refused (10004) without revoking the rest.
 - ``GET /oauth/v1/resource/restrict/uid_bearer`` answers ``{"ret_code":0,"ret_msg":"success","uid":N}``
   (third-party callers read a top-level ``uid``); UIDs are 9-digit numbers derived from the username.
-- ``/openapi`` returns one stable key pair per (client, user) (exchanges.md decision 6).
-- The redirect after approval is a 302 (decision 7); the user denying redirects with
+- ``/openapi`` returns one stable key pair per (client, user) (docs/design/exchanges.md).
+- The redirect after approval is a 302 (docs/design/exchanges.md); the user denying redirects with
   ``error=access_denied`` and the state. Other authorization errors show an HTML page naming the code.
 - V5 failures: missing ``X-BAPI-API-KEY`` / ``X-BAPI-TIMESTAMP`` / ``X-BAPI-SIGN`` give HTTP 401 with
   10003 / 10002 / 10004; an unknown key 10003 (HTTP 200, as SDK logs show); the 10002 and 10004

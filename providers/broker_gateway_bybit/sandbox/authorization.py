@@ -1,7 +1,7 @@
 """The OAuth page: checks an authorization request, asks the user (or takes ``approve=``), and
 redirects back with a single-use code.
 
-``response_type=token`` (the help centre, sources/000, allows it besides ``code``) is served
+``response_type=token`` (the help centre, B4 in docs/design/exchanges.md, allows it besides ``code``) is served
 implicit-style (RFC 6749 4.2): the redirect carries ``access_token``, ``token_type``,
 ``expires_in``, ``scope`` and ``state`` in its fragment, and no refresh token. Bybit documents
 nothing more of it, so the shape is RFC 6749's [I]. PKCE makes no sense there and is refused."""

@@ -1,5 +1,5 @@
 """The OAuth API's JSON answers. Bybit documents only the success shapes, so errors follow
-exchanges.md decision 2: ``{retCode, retMsg}`` from the token endpoints, ``{ret_code, ret_msg}`` from
+docs/design/exchanges.md: ``{retCode, retMsg}`` from the token endpoints, ``{ret_code, ret_msg}`` from
 the resources. None may be cached: they carry tokens, keys or the reason one was refused."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def openapi_key_pair(secret: bytes, client_id: str, uid: int) -> tuple[str, str]
 
 
 class OAuthResources:
-    """``uid_bearer`` and ``openapi``; ``key_secret`` makes each user's key pair stable (decision 6)."""
+    """``uid_bearer`` and ``openapi``; ``key_secret`` makes each user's key pair stable (docs/design/exchanges.md)."""
 
     def __init__(self, tokens: JwtTokenStore, *, key_secret: bytes) -> None:
         self._tokens = tokens

@@ -1,8 +1,8 @@
 """Sandbox simulator of OKX: the OAuth broker (code and PKCE modes), the DMA and FD broker APIs, and
 the user endpoints the ``okx`` provider calls (the ``okx`` sandbox provider).
 
-The facts come from sources/001 and reference/exchanges.md sections 1-3; each module lists those it
-implements, and the choices it makes where the documents are silent ([I] in exchanges.md):
+The facts come from OKX's documents (docs/design/exchanges.md, OKX); each module lists those it
+implements, and the choices it makes where the documents are silent ([I] in that page):
 
 - ``authorize``: the authorization endpoint (consent, scopes, the ``domain`` of the callback);
 - ``tokens``: the token and revoke endpoints in both modes; ``clients``: the registered applications;

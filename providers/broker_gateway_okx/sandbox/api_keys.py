@@ -1,6 +1,6 @@
 """The API keys the simulated OKX knows, and what each may do.
 
-From the documents (sources/001, OKX's V5 docs, reference/exchanges.md 1.2): a key carries
+From the documents (001, OKX's V5 docs; docs/design/exchanges.md): a key carries
 permissions ``read_only`` (always), ``trade`` and ``withdraw``, and may be bound to up to 20 IPs; a
 request from another IP is 50110, a function the key's permissions do not cover is 50120. Keys are
 the broker's own (which alone may call the broker endpoints), the DMA sub-account keys the broker

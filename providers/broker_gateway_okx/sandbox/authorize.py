@@ -1,12 +1,12 @@
 """The authorization endpoint of the simulated OKX: parameter checks, the consent page (or
 ``approve=<username>``), and the redirect back with a code and the site.
 
-From the documents (sources/001, reference/exchanges.md 3): authorization-code mode and PKCE mode
+From the documents (001, O1, O7; docs/design/exchanges.md): authorization-code mode and PKCE mode
 (a ``code_challenge`` is required without a client secret). Scopes ``read_only``, ``trade`` and (code
 mode only, with ``access_type=offline``) ``fast_api``. The callback carries ``domain``, the site the
 account lives on.
 
-Choices where the documents are silent ([I] in exchanges.md):
+Choices where the documents are silent ([I] in docs/design/exchanges.md):
 
 - The URL is ``/account/oauth/authorize`` (third-party observations).
 - Authorization errors: an unknown client, an unregistered ``redirect_uri`` (53016) or a missing

@@ -1,7 +1,7 @@
 """Authentication of signed calls: the broker API (DMA, FD), signed with the broker's API key, and
 the user endpoints signed with a sub-account's or a Fast API key (``api_keys``).
 
-From the documents (sources/001, reference/exchanges.md 1.1-1.2): requests are signed
+From the documents (001, O2, O3; docs/design/exchanges.md): requests are signed
 (``OK-ACCESS-KEY/SIGN/TIMESTAMP/PASSPHRASE``); the signature is verified over the raw request target
 and the raw body bytes received, never re-serialised (50113); missing headers give 50103/50104/
 50106/50107, an unknown key 50111, a malformed timestamp 50112, one outside the window (30 s either
@@ -24,7 +24,7 @@ from .responses import okx_error
 
 __all__ = ["TIMESTAMP_WINDOW", "BrokerKey", "check_signature"]
 
-TIMESTAMP_WINDOW = 30.0  # decision 15
+TIMESTAMP_WINDOW = 30.0  # a choice: official only for WebSocket logins (docs/design/exchanges.md)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """The DMA broker's sub-account endpoints of the simulated OKX (sub-accounts, their fee rates, API
 keys, account level, deposit addresses and deposit history) and the data behind them.
 
-From the documents (sources/001 and OKX's current DMA docs): the response shapes of 001, with fee
+From the documents (001 and OKX's current DMA docs, O1): the response shapes of 001, with fee
 rates spelled ``maker``, not the docs' ``marker``. The sub-account list and the fee rates carry the
 current docs' ``firstLvSubAcct`` and ``subAcctLv`` and keep 001's ``mainAcct`` ("" for a first-level
 sub-account, which all seeded ones are). A key created here signs the user endpoints as its
 sub-account, with its permissions and bound IPs (``api_keys``).
 
-Choices where the documents are silent ([I] in exchanges.md):
+Choices where the documents are silent ([I] in docs/design/exchanges.md):
 
 - Sub-accounts are seeded (``DEFAULT_SUBACCOUNTS``), since the DMA API cannot create them. An unknown
   sub-account or address is 51000; at most 20 deposit addresses per currency (51000 past it).

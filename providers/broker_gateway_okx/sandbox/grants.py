@@ -1,6 +1,6 @@
 """The OAuth grants of the simulated OKX, what OKX binds them to, and the bearer-token check.
 
-From the documents (sources/001, reference/exchanges.md 3): codes live 10 minutes and are single
+From the documents (001, O1, O7; docs/design/exchanges.md): codes live 10 minutes and are single
 use; access tokens live 1 hour, refresh tokens 3 days. A refresh returns a new pair and kills the old
 one, the old access token included, "expired or not". Revoking ends the grant. ``fast_api`` grants get
 no refresh token (O7). The code is good only on the site (``domain``) it was issued on ("use it in
@@ -25,7 +25,7 @@ __all__ = ["ACCESS_TOKEN_TTL", "CODE_TTL", "REFRESH_TOKEN_TTL", "GrantFacts", "O
 
 ACCESS_TOKEN_TTL = 3600  # 001: one hour
 REFRESH_TOKEN_TTL = 3 * 24 * 3600  # 001: three days
-CODE_TTL = 600  # exchanges.md 3.2: ten minutes
+CODE_TTL = 600  # O7: ten minutes
 
 
 @dataclass(frozen=True)

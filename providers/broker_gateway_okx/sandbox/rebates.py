@@ -1,7 +1,7 @@
 """The rebate side of the simulated OKX's broker APIs: generated rebate and trading-data files (DMA
 and FD), the files themselves, and FD's rebate lookup for an API key.
 
-Choices where the documents are silent ([I] in exchanges.md):
+Choices where the documents are silent ([I] in docs/design/exchanges.md):
 
 - Link generation: a created FD link is ready ("finished") 2 hours later, a DMA one 3 hours later;
   ``GET .../rebate-per-orders`` with ``type=false`` lists links created between begin and end.

@@ -1,5 +1,5 @@
 """OKX's answers as the simulator sends them: the ``{"code", "msg", "data"}`` envelope, failures with
-the HTTP status 001's table and exchanges.md 1.2 give each code, and the site a request arrived at."""
+the HTTP status OKX documents for each code (docs/design/exchanges.md), and the site a request arrived at."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ..codes import OAUTH_CODES
 __all__ = ["NO_STORE", "envelope", "okx_error", "origin"]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# Documented HTTP statuses of the 50xxx codes the simulator answers (exchanges.md 1.2).
+# Documented HTTP statuses of the 50xxx codes the simulator answers (O3, docs/design/exchanges.md).
 _HTTP_STATUS = {
     "50000": 400, "50002": 400, "50011": 429, "50014": 400, "50044": 200, "50101": 401, "50102": 401,
     "50103": 401, "50104": 401, "50105": 401, "50106": 401, "50107": 401, "50111": 401, "50112": 401,

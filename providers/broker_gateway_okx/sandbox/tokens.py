@@ -1,14 +1,14 @@
 """The token and revoke endpoints of the simulated OKX, in both OAuth modes.
 
-From the documents (sources/001, reference/exchanges.md 3): in PKCE mode the token call carries a
+From the documents (001, O1; docs/design/exchanges.md): in PKCE mode the token call carries a
 ``code_verifier`` and every call a ``TERMID`` device id. Errors are OKX envelopes
 ``{"code": "53xxx", "msg", "data": []}`` with the HTTP status of 001's table.
 
-Choices where the documents are silent ([I] in exchanges.md):
+Choices where the documents are silent ([I] in docs/design/exchanges.md):
 
 - URLs: token ``/v5/users/oauth/token`` (third-party observations), revoke ``/v5/users/oauth/revoke``
   (invented; OKX documents revocation but not where).
-- The token endpoint takes JSON or form bodies (decision 9) and answers success flat
+- The token endpoint takes JSON or form bodies (O7 sends JSON, O8 a form) and answers success flat
   (``access_token``, ``token_type: "bearer"``, ``expires_in``, ``refresh_token``), errors enveloped.
   A wrong client secret is 53010 (as O8 saw for bad probes), a bad code 53012, a PKCE verifier that does
   not match 53009, a dead refresh token 53005 (expired 53002, revoked 53003), a missing or wrong

@@ -1,6 +1,6 @@
 """The user endpoints of the simulated OKX (called with a user's bearer token) and their canned data.
 
-From the documents (sources/001, reference/exchanges.md 3): ``GET /api/v5/account/config`` (the UID),
+From the documents (001, O1, O7; docs/design/exchanges.md): ``GET /api/v5/account/config`` (the UID),
 ``GET /api/v5/account/balance`` (read_only or trade), ``POST /api/v5/trade/order`` (trade; every
 order is recorded with its ``tag`` so tests see the broker code), Fast API ``POST
 /api/v5/users/oauth/apikey`` and ``/delete-apikey`` (fast_api; one key per app and user, 50116;

@@ -1,6 +1,6 @@
 """The Store protocol: what every backend (SQLite for one node, PostgreSQL for many replicas) offers.
 
-It is shaped by the refresh algorithm of oauth-security 2.2: an atomic take of a pending state, a
+It is shaped by the refresh algorithm (docs/design/refresh.md): an atomic take of a pending state, a
 lease per connection, and version-checked writes. Stores hold ciphertexts only; sealing and opening
 happen above them (``broker_gateway.vault``), so every backend gets the same encryption.
 """

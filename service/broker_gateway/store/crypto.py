@@ -2,7 +2,7 @@
 
 Each ciphertext is bound by associated data to where it is stored (tenant, connection, field) and to
 the key id, so a ciphertext copied into another row or another tenant fails to decrypt instead of
-yielding someone else's token (oauth-security 2.1). Keys rotate without downtime: add a new key in
+yielding someone else's token (docs/design/security.md). Keys rotate without downtime: add a new key in
 front, run ``broker-gateway rewrap``, then drop the old key.
 
 Envelope: ``0x01 | len(key_id) | key_id | nonce (12 bytes) | ciphertext and tag``.
