@@ -51,12 +51,32 @@ class Upstream:
 
     base_url: str
     app: Any
-    server: uvicorn.Server | None = None
-    task: asyncio.Task[None] | None = None
+    server: uvicorn.Server
+    task: asyncio.Task[None]
 
     @property
     def request_log(self) -> Any:
         return self.app.state.request_log
+
+
+def wallet_provider_config(base_url: str, client: WalletClient, provider_id: str = "wallet", **overrides: Any) -> ProviderConfig:
+    """A generic-oauth2 entry for the wallet simulator at ``base_url`` as ``client``."""
+    settings = {
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "authorization_endpoint": base_url + AUTHORIZE_PATH,
+        "token_endpoint": base_url + TOKEN_PATH,
+        "userinfo_endpoint": base_url + USERINFO_PATH,
+        "token_endpoint_auth_method": "client_secret_post",
+        "scopes": ["profile", "balance"],
+        "default_scopes": ["profile"],
+        "allowed_extra_params": ["auto_authorize"],
+        "claims": {"subject": "id", "username": "username", "email": "email"},
+        **overrides,
+    }
+    return ProviderConfig(
+        id=provider_id, type="generic-oauth2", redirect_uris=(REDIRECT_URI,), settings=settings, allow_insecure_http=True
+    )
 
 
 @dataclass
@@ -64,22 +84,7 @@ class Wallet(Upstream):
     client: WalletClient = field(default_factory=lambda: WalletClient("c", "s", ()))
 
     def provider_config(self, provider_id: str = "wallet", **overrides: Any) -> ProviderConfig:
-        settings = {
-            "client_id": self.client.client_id,
-            "client_secret": self.client.client_secret,
-            "authorization_endpoint": self.base_url + AUTHORIZE_PATH,
-            "token_endpoint": self.base_url + TOKEN_PATH,
-            "userinfo_endpoint": self.base_url + USERINFO_PATH,
-            "token_endpoint_auth_method": "client_secret_post",
-            "scopes": ["profile", "balance"],
-            "default_scopes": ["profile"],
-            "allowed_extra_params": ["auto_authorize"],
-            "claims": {"subject": "id", "username": "username", "email": "email"},
-            **overrides,
-        }
-        return ProviderConfig(
-            id=provider_id, type="generic-oauth2", redirect_uris=(REDIRECT_URI,), settings=settings, allow_insecure_http=True
-        )
+        return wallet_provider_config(self.base_url, self.client, provider_id, **overrides)
 
     async def approve(self, authorization_url: str, username: str) -> dict[str, str]:
         """Approve through the simulator's ``approve=`` shortcut; the callback's query parameters."""

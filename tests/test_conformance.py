@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+import broker_gateway_sample
 from broker_gateway.config import ProviderConfig
 from broker_gateway.provider import TokenSet
 from broker_gateway.testing import FakeClock, LocalUpstream, approve_with_shortcut
@@ -14,10 +15,9 @@ from broker_gateway.testing.conformance import OperationsOnlyConformance, Provid
 from broker_gateway_bybit.sandbox import create_bybit_app
 from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
 from broker_gateway_okx.sandbox import create_okx_app
-from conftest import REDIRECT_URI, Wallet
-from fixtures.sample_plugin import broker_gateway_sample
+from conftest import REDIRECT_URI, wallet_provider_config
 from starlette.types import ASGIApp
-from test_bybit_support import BROKER, CLIENT, BybitSim
+from test_bybit_support import BROKER, CLIENT, bybit_provider_config
 from test_okx_harness import BROKER_CODE, BROKER_KEY, CODE_CLIENT, PKCE_CLIENT, Okx
 
 WALLET_CLIENT = WalletClient("conformance-wallet-client", "conformance-wallet-secret-4b8d2f", (REDIRECT_URI,))
@@ -37,7 +37,7 @@ class TestGenericOAuth2Conformance(ProviderConformance):
         return create_wallet_app([WALLET_CLIENT], clock=clock.epoch)
 
     def provider_config(self, upstream: LocalUpstream | None) -> ProviderConfig:
-        return Wallet(served(upstream).base_url, served(upstream).app, client=WALLET_CLIENT).provider_config()
+        return wallet_provider_config(served(upstream).base_url, WALLET_CLIENT)
 
     async def approve(self, upstream: LocalUpstream | None, authorization_url: str) -> Mapping[str, str]:
         return await approve_with_shortcut(authorization_url, "conformance-wallet-user")
@@ -55,7 +55,7 @@ class TestBybitConformance(ProviderConformance):
         return create_bybit_app([CLIENT], [BROKER], clock=clock.epoch)
 
     def provider_config(self, upstream: LocalUpstream | None) -> ProviderConfig:
-        return BybitSim(served(upstream).base_url, served(upstream).app).provider_config(pkce=True)
+        return bybit_provider_config(served(upstream).base_url, pkce=True)
 
     async def approve(self, upstream: LocalUpstream | None, authorization_url: str) -> Mapping[str, str]:
         return await approve_with_shortcut(authorization_url, "conformance-bybit-user")

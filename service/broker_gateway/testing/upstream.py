@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
@@ -19,10 +20,11 @@ __all__ = ["LocalUpstream", "approve_with_shortcut", "callback_params", "serve_a
 
 @dataclass(frozen=True)
 class LocalUpstream:
-    """An ASGI app served on loopback at ``base_url`` (providers reach it with ``allow_insecure_http``)."""
+    """An ASGI app served on loopback at ``base_url`` (providers reach it with ``allow_insecure_http``).
+    ``app`` is the object served, typed loosely since tests reach into their simulator's own state."""
 
     base_url: str
-    app: ASGIApp
+    app: Any
 
 
 @contextlib.asynccontextmanager
