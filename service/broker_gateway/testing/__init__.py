@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..config import ProviderConfig
     from ..sandbox.asgi import serve_asgi
     from .clock import FakeClock
     from .context import RequestHandler, provider_context
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 #: Where each public name lives, for the imports on first use.
 _MODULES = {
+    "ProviderConfig": "..config",
     "FakeClock": ".clock",
     "RequestHandler": ".context",
     "provider_context": ".context",
@@ -57,6 +59,7 @@ __all__ = [
     "GatewayHarness",
     "LeakWatch",
     "LocalUpstream",
+    "ProviderConfig",
     "RequestHandler",
     "approve_with_shortcut",
     "assert_no_secret_leaks",
