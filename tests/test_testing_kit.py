@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _pytest.fixtures import FixtureFunctionDefinition
 from _pytest.outcomes import Failed
 from broker_gateway.testing import (
     REDIRECT_URI,
@@ -89,3 +90,16 @@ async def test_a_provider_context_sends_through_the_upstream_client() -> None:
     response = await context.http.request("GET", "https://upstream.example/x")
     assert response.json() == {"url": "https://upstream.example/x"}
     assert context.clock() == context.clock(), "a fake clock stands still"
+
+
+def test_every_public_name_and_fixture_of_the_kit_is_documented() -> None:
+    """As for hooks: a name a plugin author cannot find in docs/plugins.md does not exist for them."""
+    from broker_gateway import testing
+    from broker_gateway.testing import plugin
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
+    section = guide[guide.index("## Testing your plugin") :]
+    fixtures = [name for name, value in vars(plugin).items() if isinstance(value, FixtureFunctionDefinition)]
+    assert {"fake_clock", "local_upstream", "start_gateway", "leak_watch"} <= set(fixtures)
+    for name in [*testing.__all__, *fixtures, "ProviderConformance", "OperationsOnlyConformance"]:
+        assert f"`{name}" in section, f"docs/plugins.md does not document {name}"
