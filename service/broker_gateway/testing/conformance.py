@@ -22,7 +22,7 @@ A plugin's test module subclasses one class and says how to reach its upstream (
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,6 +77,11 @@ class Subject:
         """The provider as ListProviders shows it to callers."""
         providers = (await self.harness.stub.ListProviders(api.ListProvidersRequest(), timeout=10)).providers
         return next(p for p in providers if p.id == self.config.id)
+
+
+async def _unsupported(call: Awaitable[Any]) -> None:
+    """A capability the provider does not declare: the caller is told so."""
+    await expect_failure(call, FAILED_PRECONDITION, "CAPABILITY_UNSUPPORTED")
 
 
 class Conformance:
@@ -203,8 +208,7 @@ class ProviderConformance(Conformance):
         connection = await self.connect(subject)
         request = api.RefreshRequest(connection_id=connection.connection_id)
         if not subject.capabilities.refresh:
-            await expect_failure(subject.harness.stub.Refresh(request, timeout=10), FAILED_PRECONDITION, "CAPABILITY_UNSUPPORTED")
-            return
+            return await _unsupported(subject.harness.stub.Refresh(request, timeout=10))
         before = await subject.harness.stored_tokens(connection.connection_id)
         refreshed = await subject.harness.stub.Refresh(request, timeout=10)
         assert refreshed.connection.status == connection_pb2.CONNECTION_STATUS_ACTIVE
@@ -216,8 +220,7 @@ class ProviderConformance(Conformance):
         await self.kill_grant(subject.upstream, await subject.harness.stored_tokens(connection.connection_id))
         request = api.RefreshRequest(connection_id=connection.connection_id)
         if not subject.capabilities.refresh:
-            await expect_failure(subject.harness.stub.Refresh(request, timeout=10), FAILED_PRECONDITION, "CAPABILITY_UNSUPPORTED")
-            return
+            return await _unsupported(subject.harness.stub.Refresh(request, timeout=10))
         await expect_failure(subject.harness.stub.Refresh(request, timeout=10), FAILED_PRECONDITION, "REAUTH_REQUIRED")
         listed = await subject.harness.stub.GetConnection(api.GetConnectionRequest(connection_id=connection.connection_id), timeout=10)
         assert listed.connection.status == connection_pb2.CONNECTION_STATUS_REAUTH_REQUIRED
@@ -242,8 +245,7 @@ class ProviderConformance(Conformance):
         connection = await self.connect(subject)
         request = api.GetUserInfoRequest(connection_id=connection.connection_id)
         if not subject.capabilities.user_info:
-            await expect_failure(subject.harness.stub.GetUserInfo(request, timeout=10), FAILED_PRECONDITION, "CAPABILITY_UNSUPPORTED")
-            return
+            return await _unsupported(subject.harness.stub.GetUserInfo(request, timeout=10))
         info = (await subject.harness.stub.GetUserInfo(request, timeout=10)).user_info
         assert info.subject, "user info names the user's subject"
         listed = await subject.harness.stub.GetConnection(api.GetConnectionRequest(connection_id=connection.connection_id), timeout=10)

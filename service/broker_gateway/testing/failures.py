@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+M = TypeVar("M", bound=Message)
 
 #: The ErrorInfo domain of every gateway error.
 DOMAIN = "broker-gateway"
@@ -26,23 +29,31 @@ class Failure:
     metadata: dict[str, str]
     details: list[Any]
 
+    def details_of(self, kind: type[M]) -> list[M]:
+        """The status details of one message type: ``failure.details_of(error_details_pb2.RetryInfo)``."""
+        return _unpacked(self.details, kind)
+
     def text(self) -> str:
         """Everything a caller can read of the failure, for searching it (``assert_no_secret_leaks``)."""
         return "\n".join([self.code.name, self.message, self.reason, str(self.metadata), *map(str, self.details)])
+
+
+def _unpacked(details: list[Any], kind: type[M]) -> list[M]:
+    unpacked = []
+    for detail in details:
+        if detail.Is(kind.DESCRIPTOR):
+            message = kind()
+            detail.Unpack(message)
+            unpacked.append(message)
+    return unpacked
 
 
 def failure_of(error: grpc.RpcError) -> Failure:
     """The failure a caller got; fails the test unless it carries exactly one ErrorInfo of the gateway."""
     status = rpc_status.from_call(error)
     assert status is not None, "the error carries no google.rpc.Status"
-    infos = []
-    details = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            infos.append(info)
-        details.append(detail)
+    details = list(status.details)
+    infos = _unpacked(details, error_details_pb2.ErrorInfo)
     assert len(infos) == 1, f"expected exactly one ErrorInfo, got {len(infos)}"
     assert infos[0].domain == DOMAIN
     return Failure(error.code(), error.details() or "", infos[0].reason, dict(infos[0].metadata), details)
