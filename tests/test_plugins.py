@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from broker_gateway import hookspecs
 from broker_gateway.plugins import PluginError, plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.store.crypto import generate_key
+from broker_gateway.testing import free_port
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from conftest import failure_of
@@ -49,12 +49,6 @@ def installed_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=tmp_path_factory.mktemp("build"),
     )
     return target
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_installed_plugin_serves_its_provider_type(installed_sample: Path, tmp_path: Path) -> None:
