@@ -256,19 +256,24 @@ class ProviderConformance(Conformance):
     ) -> None:
         plant_authorization_secrets(monkeypatch, [PLANTED_STATE, PLANTED_STATE_2], PLANTED_VERIFIER)
         stub = subject.harness.stub
-        with leak_watch.not_the_gateway():
-            connection = await self.connect(subject)
+        codes: list[str] = []
+
+        async def approve(authorization_url: str) -> Mapping[str, str]:
+            with leak_watch.not_the_gateway():  # the user's browser, not the gateway, logs the callback URL
+                callback = await self.approve(subject.upstream, authorization_url)
+            codes.append(callback["code"])
+            return callback
+
+        connection = await subject.harness.connect(subject.config.id, approve, scopes=list(self.scopes))
         first = await subject.harness.stored_tokens(connection.connection_id)
         connection_id = connection.connection_id
-        codes = []
-        # Failures on the paths that carry secrets: a replayed state, a refused code, a dead grant.
+        # Failures on the paths that carry secrets: a refused code, a replayed state, a dead grant.
         start = await stub.Authorize(self.authorize_request(subject), timeout=10)
-        with leak_watch.not_the_gateway():
-            callback = dict(await self.approve(subject.upstream, start.authorization_url))
-        codes.append(callback.pop("code"))
+        callback = dict(await approve(start.authorization_url))
+        callback.pop("code")
         state = callback.pop("state")
         await leak_watch.fails(stub.Exchange(api.ExchangeRequest(state=state, code=PLANTED_CODE, callback_params=callback), timeout=10))
-        await leak_watch.fails(stub.Exchange(api.ExchangeRequest(state=state, code=codes[0], callback_params=callback), timeout=10))
+        await leak_watch.fails(stub.Exchange(api.ExchangeRequest(state=state, code=codes[1], callback_params=callback), timeout=10))
         if subject.capabilities.user_info:
             await stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection_id), timeout=10)
         latest = first
@@ -282,7 +287,7 @@ class ProviderConformance(Conformance):
             **{f"setting {name}": str(subject.config.settings[name]) for name in self.secret_settings if name in subject.config.settings},
             "state": PLANTED_STATE,
             "second state": PLANTED_STATE_2,
-            "code": codes[0],
+            **{f"code {n}": code for n, code in enumerate(codes)},
             "refused code": PLANTED_CODE,
             "first access token": first.access_token,
             "latest access token": latest.access_token,
