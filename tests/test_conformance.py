@@ -4,10 +4,12 @@ against its own upstream, the built-ins pass too."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
-import broker_gateway_sample
 from broker_gateway.config import ProviderConfig
 from broker_gateway.provider import TokenSet
 from broker_gateway.testing import FakeClock, LocalUpstream, approve_with_shortcut
@@ -20,6 +22,7 @@ from starlette.types import ASGIApp
 from test_bybit_support import BROKER, CLIENT, bybit_provider_config
 from test_okx_harness import BROKER_CODE, BROKER_KEY, CODE_CLIENT, PKCE_CLIENT, Okx
 
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "sample_plugin"
 WALLET_CLIENT = WalletClient("conformance-wallet-client", "conformance-wallet-secret-4b8d2f", (REDIRECT_URI,))
 
 
@@ -91,10 +94,20 @@ class TestOkxPkceConformance(TestOkxConformance):
     mode = "pkce"
 
 
-class TestSamplePluginConformance(OperationsOnlyConformance):
-    """The operations-only sample plugin (tests/fixtures/sample_plugin), loaded as a plugin object."""
+def sample_plugin() -> ModuleType:
+    """The sample plugin's module, loaded from its file as a plugin object: its directory is not put on
+    sys.path, where the metadata pip may leave beside it would register its entry point as well."""
+    spec = importlib.util.spec_from_file_location("sample_plugin_under_test", SAMPLE / "broker_gateway_sample" / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    extra_plugins = (broker_gateway_sample,)
+
+class TestSamplePluginConformance(OperationsOnlyConformance):
+    """The operations-only sample plugin (tests/fixtures/sample_plugin)."""
+
+    extra_plugins = (sample_plugin(),)
 
     def provider_config(self, upstream: LocalUpstream | None) -> ProviderConfig:
-        return ProviderConfig("echo", broker_gateway_sample.EchoProvider.type, (REDIRECT_URI,), {})
+        return ProviderConfig("echo", "sample-echo", (REDIRECT_URI,), {})

@@ -6,27 +6,19 @@ loaded through its pytest11 entry point, and the plugin found through its broker
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from broker_gateway.testing.conformance import ProviderConformance
+from support.distributions import install_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "slack"
 
 
 def test_the_example_plugin_passes_its_tests_and_the_conformance_suite(tmp_path: Path) -> None:
-    source = tmp_path / "source"
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(source)],
-        check=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    source, site = install_distribution(EXAMPLE, tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(source / "tests")],
         env={**os.environ, "PYTHONPATH": str(site)},

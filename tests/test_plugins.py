@@ -21,6 +21,7 @@ from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from conftest import failure_of
 from google.protobuf import json_format
+from support.distributions import install_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "sample_plugin"
@@ -30,25 +31,8 @@ HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("broker_gatewa
 @pytest.fixture(scope="module")
 def installed_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample plugin installed with pip into its own directory, as a separate distribution."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(SAMPLE),
-        ],
-        check=True,
-        timeout=300,
-        cwd=tmp_path_factory.mktemp("build"),
-    )
-    return target
+    _, site = install_distribution(SAMPLE, tmp_path_factory.mktemp("sample"))
+    return site
 
 
 def test_installed_plugin_serves_its_provider_type(installed_sample: Path, tmp_path: Path) -> None:
