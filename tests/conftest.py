@@ -24,6 +24,7 @@ from broker_gateway.testing import (
     FakeClock,
     GatewayHarness,
     approve_with_shortcut,
+    connect,
     expect_failure,
     failure_of,
     gateway_config,
@@ -117,4 +118,4 @@ async def connect_wallet(
     harness: GatewayHarness, wallet: Wallet, username: str = "alice", **authorize: Any
 ) -> connection_pb2.Connection:
     """Authorize, approve and Exchange: a new ACTIVE connection to the wallet."""
-    return await harness.connect("wallet", lambda url: wallet.approve(url, username), **authorize)
+    return await connect(harness.stub, "wallet", lambda url: wallet.approve(url, username), **authorize)

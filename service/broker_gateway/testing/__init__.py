@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .clock import FakeClock
     from .context import RequestHandler, provider_context
     from .failures import Failure, expect_failure, failure_of
-    from .gateway import REDIRECT_URI, Approve, GatewayHarness, gateway_config, running_gateway
+    from .gateway import REDIRECT_URI, Approve, GatewayHarness, connect, gateway_config, running_gateway
     from .leaks import LeakWatch, assert_no_secret_leaks, plant_authorization_secrets
     from .sandbox import free_port, running_sandbox, sandbox_console
     from .upstream import LocalUpstream, approve_with_shortcut, callback_params, serve_upstream
@@ -34,6 +34,7 @@ _MODULES = {
     "expect_failure": ".failures",
     "failure_of": ".failures",
     "REDIRECT_URI": ".gateway",
+    "connect": ".gateway",
     "Approve": ".gateway",
     "GatewayHarness": ".gateway",
     "gateway_config": ".gateway",
@@ -64,6 +65,7 @@ __all__ = [
     "approve_with_shortcut",
     "assert_no_secret_leaks",
     "callback_params",
+    "connect",
     "expect_failure",
     "failure_of",
     "free_port",

@@ -70,14 +70,20 @@ class GatewayHarness:
         self, provider: str, approve: Approve, *, redirect_uri: str = REDIRECT_URI, **authorize: Any
     ) -> connection_pb2.Connection:
         """Authorize, approve upstream and Exchange: a new ACTIVE connection."""
-        start = await self.stub.Authorize(
-            api.AuthorizeRequest(provider=provider, redirect_uri=redirect_uri, **authorize), timeout=10
-        )
-        callback = dict(await approve(start.authorization_url))
-        response = await self.stub.Exchange(
-            api.ExchangeRequest(state=callback.pop("state"), code=callback.pop("code"), callback_params=callback), timeout=10
-        )
-        return response.connection
+        return await connect(self.stub, provider, approve, redirect_uri=redirect_uri, **authorize)
+
+
+async def connect(
+    stub: api_grpc.BrokerGatewayStub, provider: str, approve: Approve, *, redirect_uri: str = REDIRECT_URI, **authorize: Any
+) -> connection_pb2.Connection:
+    """Authorize, approve upstream and Exchange through ``stub`` (any gateway's, over any channel):
+    a new connection. ``authorize`` are more AuthorizeRequest fields (``scopes=[...]``, say)."""
+    start = await stub.Authorize(api.AuthorizeRequest(provider=provider, redirect_uri=redirect_uri, **authorize), timeout=10)
+    callback = dict(await approve(start.authorization_url))
+    response = await stub.Exchange(
+        api.ExchangeRequest(state=callback.pop("state"), code=callback.pop("code"), callback_params=callback), timeout=10
+    )
+    return response.connection
 
 
 @contextlib.asynccontextmanager
