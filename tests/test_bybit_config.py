@@ -8,7 +8,6 @@ must bring up a working Bybit for someone with no credentials, and say in sandbo
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,27 +18,19 @@ import httpx
 import pytest
 from broker_gateway.errors import ConfigError
 from broker_gateway.plugins import plugin_manager, provider_types, sandbox_upstreams
-from broker_gateway.provider import AuthorizationRequest, OperationAuth, ProviderContext, RateScope
+from broker_gateway.provider import AuthorizationRequest, OperationAuth, RateScope
 from broker_gateway.sandbox import start_sandbox
-from broker_gateway.upstream import UpstreamClient
+from broker_gateway.testing import provider_context
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway_bybit.provider import ENVIRONMENTS, BybitProvider
 from broker_gateway_bybit.signing import signed_headers
-from conftest import FakeClock
 from google.protobuf import json_format
 from test_bybit_support import invoke_request
 
 
 def make(settings: dict[str, Any], *, insecure: bool = False) -> BybitProvider:
-    context = ProviderContext(
-        provider_id="bybit",
-        http=UpstreamClient(httpx.AsyncClient(), "bybit"),
-        clock=FakeClock().now,
-        logger=logging.getLogger("test"),
-        allow_insecure_http=insecure,
-    )
-    return BybitProvider(context, {"client_id": "c", "client_secret": "s", **settings})
+    return BybitProvider(provider_context("bybit", allow_insecure_http=insecure), {"client_id": "c", "client_secret": "s", **settings})
 
 
 def authorization_url(provider: BybitProvider, **fields: Any) -> str:
@@ -122,7 +113,7 @@ def test_capabilities_and_operations() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
         BybitProvider(
-            ProviderContext("bybit", UpstreamClient(httpx.AsyncClient(), "bybit"), FakeClock().now, logging.getLogger("t")),
+            provider_context("bybit"),
             {
                 "environment": "moon",
                 "api_base_url": "http://api.example",

@@ -10,7 +10,6 @@ refuse an answer naming a user other than the token's.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -19,8 +18,8 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 from broker_gateway.errors import AccessTokenRejected, ProviderResponseInvalid
-from broker_gateway.provider import ConnectionCredentials, ProviderContext, TokenSet
-from broker_gateway.upstream import UpstreamClient
+from broker_gateway.provider import ConnectionCredentials, TokenSet
+from broker_gateway.testing import provider_context
 from broker_gateway_bybit.provider import BybitProvider
 from broker_gateway_bybit.signing import jwt_encode, sign
 from conftest import FakeClock
@@ -35,12 +34,7 @@ def jwt(clock: FakeClock, uid: int = 117894077, lifetime: int = 86400) -> str:
 
 
 def provider(clock: FakeClock, handler: Callable[[httpx.Request], httpx.Response], **settings: Any) -> BybitProvider:
-    context = ProviderContext(
-        provider_id="bybit",
-        http=UpstreamClient(httpx.AsyncClient(transport=httpx.MockTransport(handler)), "bybit"),
-        clock=clock.now,
-        logger=logging.getLogger("test"),
-    )
+    context = provider_context("bybit", handler=handler, clock=clock.now)
     base = {"client_id": "c", "client_secret": "s", "broker_api_key": KEY, "broker_api_secret": SECRET}
     return BybitProvider(context, {**base, **settings})
 

@@ -9,21 +9,15 @@ record and every error message and trailer.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-import broker_gateway.gateway as gateway_module
-import grpc
 import pytest
-from broker_gateway.oauth2 import pkce_challenge
+from broker_gateway.testing import LeakWatch, plant_authorization_secrets
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway_bybit.sandbox import create_bybit_app
 from conftest import REDIRECT_URI, FakeClock, serve_asgi
 from google.protobuf import json_format
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from starlette.types import Receive, Scope, Send
 from test_bybit_support import BROKER, BROKER_SECRET, CLIENT, CLIENT_SECRET, RETAIL, BybitSim, bybit_gateway_for, invoke_request
@@ -32,13 +26,6 @@ PLANTED_STATE = "planted-bybit-state-4c2e8a6f0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c"
 PLANTED_VERIFIER = "planted-bybit-verifier-9e7c5a3f1d0b8e6c4a2f0d8b6e4c2a0f8d6b4e"
 WRONG_SECRET = "planted-wrong-broker-secret-5b7d9f1a3c5e7a9b"
 PLANTED_PARAM = "planted-param-secret-2f4a6c8e"
-
-
-def everything_in(span: ReadableSpan) -> str:
-    parts = [span.name, str(dict(span.attributes or {})), span.status.description or ""]
-    for event in span.events:
-        parts += [event.name, str(dict(event.attributes or {}))]
-    return "\n".join(parts)
 
 
 class SignatureRecorder:
@@ -56,33 +43,23 @@ class SignatureRecorder:
         await self.app(scope, receive, send)
 
 
-async def test_no_secret_in_spans_logs_or_errors(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+async def test_no_secret_in_spans_logs_errors_or_store(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, leak_watch: LeakWatch
 ) -> None:
-    monkeypatch.setattr(gateway_module, "new_state", lambda: PLANTED_STATE)
-    monkeypatch.setattr(gateway_module, "new_pkce_pair", lambda: (PLANTED_VERIFIER, pkce_challenge(PLANTED_VERIFIER)))
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    caplog.set_level(logging.DEBUG)
+    plant_authorization_secrets(monkeypatch, [PLANTED_STATE], PLANTED_VERIFIER)
     app = create_bybit_app([CLIENT], [BROKER, RETAIL], clock=clock.epoch)
     recorder = SignatureRecorder(app)
-    errors: list[str] = []
-
-    async def fails(call: Any) -> None:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call
-        errors.append(f"{caught.value.code()} {caught.value.details()} {caught.value.trailing_metadata()}")
+    fails = leak_watch.fails
 
     async with serve_asgi(recorder) as (base_url, server, task):
         sim = BybitSim(base_url=base_url, app=app, server=server, task=task)
         entries = (sim.provider_config(pkce=True), sim.provider_config("bybit-wrong", broker_api_secret=WRONG_SECRET))
-        async with bybit_gateway_for(tmp_path, clock, *entries, tracer_provider=tracer_provider) as harness:
+        async with bybit_gateway_for(tmp_path, clock, *entries, tracer_provider=leak_watch.tracer_provider) as harness:
             stub = harness.stub
             start = await stub.Authorize(api.AuthorizeRequest(provider="bybit", redirect_uri=REDIRECT_URI), timeout=10)
             assert start.state == PLANTED_STATE
-            callback = await sim.approve(start.authorization_url, "zoe")
-            caplog.clear()  # what the test's own approval request logged is not the gateway's doing
+            with leak_watch.not_the_gateway():  # the test's own approval request is not the gateway's doing
+                callback = await sim.approve(start.authorization_url, "zoe")
             exchange = api.ExchangeRequest(state=callback["state"], code=callback["code"])
             connection = (await stub.Exchange(exchange, timeout=10)).connection
             first_tokens = await harness.stored_tokens(connection.connection_id)
@@ -116,8 +93,7 @@ async def test_no_secret_in_spans_logs_or_errors(
             sim.tokens.revoke_grant(sim.tokens.lookup_access(tokens.access_token).value.grant_id)
             await fails(stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10))
 
-    spans = exporter.get_finished_spans()
-    upstream = [s for s in spans if s.kind is SpanKind.CLIENT]
+    upstream = [s for s in leak_watch.spans if s.kind is SpanKind.CLIENT]
     assert len(upstream) >= 10, "every upstream call is traced"
     assert all("?" not in str((s.attributes or {}).get("url.full", "")) for s in upstream), "no query string in spans"
     assert len(recorder.signatures) >= 7
@@ -136,12 +112,6 @@ async def test_no_secret_in_spans_logs_or_errors(
         "openapi api_secret": key["api_secret"],
         **{f"X-BAPI-SIGN {n}": signature for n, signature in enumerate(recorder.signatures)},
     }
-    haystacks = {
-        "spans": "\n".join(everything_in(span) for span in spans),
-        "logs": "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records),
-        "errors": "\n".join(errors),
-    }
-    assert len(errors) == 5
-    for where, text in haystacks.items():
-        for name, secret in secrets.items():
-            assert secret and secret not in text, f"the {name} appears in {where}"
+    assert len(leak_watch.failures) == 5
+    leak_watch.files.append(tmp_path)
+    leak_watch.assert_no_leaks(secrets)

@@ -32,6 +32,30 @@ BROKER = BrokerKey("BROKERKEY000000001", BROKER_SECRET, uid=bybit_uid("broker"))
 RETAIL = BrokerKey("RETAILKEY000000002", "RetailSecret0123456789abcdefABCDEFg", uid=bybit_uid("retail"), exchange_broker=False)
 
 
+def bybit_provider_config(
+    base_url: str,
+    provider_id: str = "bybit",
+    redirect_uris: tuple[str, ...] = (REDIRECT_URI,),
+    *,
+    client: BybitClient = CLIENT,
+    key: BrokerKey = BROKER,
+    **overrides: Any,
+) -> ProviderConfig:
+    """A bybit entry pointing every Bybit host at the simulator at ``base_url``; a None override drops a setting."""
+    settings = {
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "authorization_endpoint": base_url + AUTHORIZE_PATH,
+        "oauth_base_url": base_url,
+        "api_base_url": base_url,
+        "broker_api_key": key.api_key,
+        "broker_api_secret": key.api_secret,
+        **overrides,
+    }
+    settings = {k: v for k, v in settings.items() if v is not None}
+    return ProviderConfig(id=provider_id, type="bybit", redirect_uris=redirect_uris, settings=settings, allow_insecure_http=True)
+
+
 @dataclass
 class BybitSim(Upstream):
     """The Bybit simulator on loopback."""
@@ -43,20 +67,7 @@ class BybitSim(Upstream):
     def provider_config(
         self, provider_id: str = "bybit", redirect_uris: tuple[str, ...] = (REDIRECT_URI,), **overrides: Any
     ) -> ProviderConfig:
-        settings = {
-            "client_id": self.client.client_id,
-            "client_secret": self.client.client_secret,
-            "authorization_endpoint": self.base_url + AUTHORIZE_PATH,
-            "oauth_base_url": self.base_url,
-            "api_base_url": self.base_url,
-            "broker_api_key": self.key.api_key,
-            "broker_api_secret": self.key.api_secret,
-            **overrides,
-        }
-        settings = {k: v for k, v in settings.items() if v is not None}
-        return ProviderConfig(
-            id=provider_id, type="bybit", redirect_uris=redirect_uris, settings=settings, allow_insecure_http=True
-        )
+        return bybit_provider_config(self.base_url, provider_id, redirect_uris, client=self.client, key=self.key, **overrides)
 
     async def approve(self, authorization_url: str, username: str, *, lands_at: str = REDIRECT_URI) -> dict[str, str]:
         """Approve with the ``approve=`` shortcut; the callback's query parameters."""

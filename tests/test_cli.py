@@ -11,7 +11,6 @@ import base64
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import grpc
 from broker_gateway.cli import freeze_startup_heap
+from broker_gateway.testing import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 CLI = Path(sys.executable).parent / "broker-gateway"
@@ -98,12 +98,6 @@ def write_config(tmp_path: Path, *sections: str) -> Path:
 def check_config(path: Path) -> tuple[int, str]:
     result = run_cli("check-config", str(path))
     return result.returncode, result.stderr + result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- check-config ----------------------------------------------------------------------------------

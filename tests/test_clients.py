@@ -27,14 +27,11 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +39,7 @@ import grpc
 import pytest
 from broker_gateway.callers import new_key
 from broker_gateway.sandbox.simkit import stable_user_id
+from broker_gateway.testing import running_sandbox
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway.v1 import connection_pb2
@@ -169,58 +167,6 @@ def test_a_breaking_change_fails_buf_breaking(change: str, path: str, before: st
 
 
 # --- The examples against a live sandbox --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def running_sandbox(data_dir: Path, *, secure: bool = False) -> Iterator[dict[str, Any]]:
-    """`broker-gateway sandbox` on free loopback ports; yields its sandbox.json (gateway, redirect_uri, ...,
-    and with ``secure`` the ca_file and api_key of its TLS and its caller). What it prints goes to
-    ``sandbox_console(data_dir)``."""
-    console = sandbox_console(data_dir).open("w")
-    process = subprocess.Popen(
-        [
-            str(BIN / "broker-gateway"),
-            "sandbox",
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-            "--data-dir",
-            str(data_dir),
-            "--callback-listen",
-            "127.0.0.1:0",
-            *(["--secure"] if secure else []),
-        ],
-        stdout=console,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    description = data_dir / "sandbox.json"
-    deadline = time.monotonic() + 30
-    try:
-        while not description.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                pytest.fail(f"the sandbox did not start:\n{sandbox_console(data_dir).read_text()}")
-            time.sleep(0.1)
-        try:
-            yield json.loads(description.read_text())
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=15)
-            assert process.returncode == 0, sandbox_console(data_dir).read_text()
-    finally:
-        console.close()
-
-
-def sandbox_console(data_dir: Path) -> Path:
-    """Where ``running_sandbox`` keeps what the sandbox printed (its start-up hint among it)."""
-    return data_dir / "console.log"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_clients import running_sandbox, sandbox_console
+from broker_gateway.testing import running_sandbox, sandbox_console
 from test_grpcurl_guide import capture, commands, run_script
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_gateway.testing import running_sandbox
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
-from test_clients import running_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "grpcurl.md"

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,48 +17,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from broker_gateway.testing import running_sandbox
 
 BIN = Path(sys.executable).parent
 SERVICE = "broker_gateway.v1.BrokerGateway"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_dir = tmp_path_factory.mktemp("sandbox")
-    process = subprocess.Popen(
-        [
-            str(BIN / "broker-gateway"),
-            "sandbox",
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-            "--data-dir",
-            str(data_dir),
-            "--callback-listen",
-            "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    description = data_dir / "sandbox.json"
-    deadline = time.monotonic() + 30
-    while not description.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the sandbox did not start:\n{process.stdout.read() if process.stdout else ''}")
-        time.sleep(0.1)
-    try:
-        yield {**json.loads(description.read_text()), "data_dir": data_dir}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=15)
-        assert process.returncode == 0, output
+    with running_sandbox(data_dir) as description:
+        yield {**description, "data_dir": data_dir}
 
 
 def grpcurl(gateway: str, *args: str, data: dict[str, Any] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

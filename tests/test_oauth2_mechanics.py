@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
 import re
 import string
@@ -51,8 +50,9 @@ from broker_gateway.oauth2 import (
     raise_for_oauth_error,
     raise_for_resource_error,
 )
-from broker_gateway.provider import ProviderContext, TokenSet
-from broker_gateway.upstream import UpstreamClient, UpstreamResponse
+from broker_gateway.provider import TokenSet
+from broker_gateway.testing import provider_context
+from broker_gateway.upstream import UpstreamResponse
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import REDIRECT_URI, GatewayHarness, Wallet, expect_failure
 from hypothesis import HealthCheck, example, given, settings
@@ -506,11 +506,8 @@ class Recorder:
 
 def make_provider(transport: Recorder, **settings: Any) -> tuple[OAuth2Provider, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.MockTransport(transport))
-    context = ProviderContext(
-        provider_id="acme", http=UpstreamClient(http, "acme"), clock=lambda: NOW, logger=logging.getLogger("test")
-    )
     provider = OAuth2Provider(
-        context,
+        provider_context("acme", http=http, clock=lambda: NOW),
         {
             "client_id": "client:1",
             "client_secret": "se+cret",

@@ -8,10 +8,9 @@ the mapping function directly.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -19,8 +18,9 @@ import httpx
 import pytest
 from broker_gateway.config import ProviderConfig
 from broker_gateway.errors import ConfigError, GatewayError
-from broker_gateway.provider import AuthorizationRequest, OperationAuth, ProviderContext
-from broker_gateway.upstream import UpstreamClient, UpstreamResponse
+from broker_gateway.provider import AuthorizationRequest, OperationAuth
+from broker_gateway.testing import provider_context
+from broker_gateway.upstream import UpstreamResponse
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2
 from broker_gateway_okx.codes import OAUTH_CODES, Call, raise_for_okx
@@ -35,14 +35,7 @@ BASE_SETTINGS = {"client_id": "cid", "client_secret": "csecret", "broker_code": 
 
 
 def make(settings: dict[str, Any], *, insecure: bool = False) -> OKXProvider:
-    context = ProviderContext(
-        provider_id="okx",
-        http=UpstreamClient(httpx.AsyncClient(), "okx"),
-        clock=lambda: datetime.now(UTC),
-        logger=logging.getLogger("test"),
-        allow_insecure_http=insecure,
-    )
-    return OKXProvider(context, settings)
+    return OKXProvider(provider_context("okx", allow_insecure_http=insecure), settings)
 
 
 def problems(settings: dict[str, Any], **kwargs: Any) -> list[str]:

@@ -9,19 +9,13 @@ the rules, a broker call the simulator refuses (wrong passphrase), a refresh wit
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import broker_gateway.gateway as gateway_module
-import grpc
 import pytest
-from broker_gateway.oauth2 import pkce_challenge
+from broker_gateway.testing import LeakWatch, plant_authorization_secrets
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import REDIRECT_URI, FakeClock, gateway_config, running_gateway
 from google.protobuf import json_format
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from test_okx_harness import Okx, invocation, okx  # noqa: F401
 
 PLANTED_STATE = "okx-planted-state-3c5e7a9b1d2f4a6c8e0b2d4f6a8c0e2a4c6e8"
@@ -32,49 +26,25 @@ BAD_PASSPHRASE = "planted-weak-passphrase-9"  # no upper case: refused before se
 WRONG_BROKER_PASSPHRASE = "Wrong-Broker-Pass-5z!"
 
 
-def everything_in(span: ReadableSpan) -> str:
-    parts = [span.name, str(dict(span.attributes or {})), span.status.description or ""]
-    for event in span.events:
-        parts += [event.name, str(dict(event.attributes or {}))]
-    return "\n".join(parts)
-
-
-@pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch) -> None:
-    states = iter([PLANTED_STATE, PLANTED_STATE_2])
-    monkeypatch.setattr(gateway_module, "new_state", lambda: next(states))
-    monkeypatch.setattr(gateway_module, "new_pkce_pair", lambda: (PLANTED_VERIFIER, pkce_challenge(PLANTED_VERIFIER)))
-
-
-async def test_no_okx_secret_in_spans_logs_or_errors(
-    tmp_path: Path, okx: Okx, clock: FakeClock, planted: None, caplog: pytest.LogCaptureFixture
+async def test_no_okx_secret_in_spans_logs_errors_or_store(
+    tmp_path: Path, okx: Okx, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, leak_watch: LeakWatch
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    exporter = InMemorySpanExporter()
-    tracing = TracerProvider()
-    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    plant_authorization_secrets(monkeypatch, [PLANTED_STATE, PLANTED_STATE_2], PLANTED_VERIFIER)
     entries = [
         okx.provider_config("okx"),
         okx.provider_config("okx-pkce", mode="pkce"),
         okx.provider_config("okx-wrong", passphrase=WRONG_BROKER_PASSPHRASE),
     ]
-    errors: list[str] = []
-    own_requests: list[logging.LogRecord] = []
+    fails = leak_watch.fails
 
-    async def fails(call: object) -> None:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call  # type: ignore[misc]
-        errors.append(f"{caught.value.details()} {caught.value.trailing_metadata()}")
-
-    async with running_gateway(gateway_config(tmp_path, entries), clock, tracer_provider=tracing) as harness:
+    async with running_gateway(gateway_config(tmp_path, entries), clock, tracer_provider=leak_watch.tracer_provider) as harness:
         stub = harness.stub
         connections, callbacks = {}, []
         for provider in ("okx", "okx-pkce"):
             start = await stub.Authorize(api.AuthorizeRequest(provider=provider, redirect_uri=REDIRECT_URI, scopes=["read_only", "trade"]), timeout=10)
             assert start.state in (PLANTED_STATE, PLANTED_STATE_2)
-            before = len(caplog.records)
-            callback = await okx.approve(start.authorization_url, "dora")
-            own_requests.extend(caplog.records[before:])  # the test's browser, not the gateway
+            with leak_watch.not_the_gateway():  # the test's browser
+                callback = await okx.approve(start.authorization_url, "dora")
             callbacks.append(callback)
             exchange = api.ExchangeRequest(state=callback.pop("state"), code=callback["code"], callback_params={"domain": callback["domain"]})
             connection = (await stub.Exchange(exchange, timeout=10)).connection
@@ -106,7 +76,7 @@ async def test_no_okx_secret_in_spans_logs_or_errors(
         assert refresh_token is not None
         okx.sim.grants.revoke(refresh_token)  # the grant dies upstream
         await fails(stub.Refresh(api.RefreshRequest(connection_id=connections["okx"]), timeout=10))
-        assert "53003" in errors[-1]
+        assert "53003" in leak_watch.failures[-1].text()
 
     secrets = {
         "broker API secret": okx.provider_config().settings["secret_key"],
@@ -123,13 +93,6 @@ async def test_no_okx_secret_in_spans_logs_or_errors(
         **{f"{p} access token": t.access_token for p, t in tokens.items()},
         **{f"{p} refresh token": t.refresh_token or "" for p, t in tokens.items()},
     }
-    spans = exporter.get_finished_spans()
-    assert any(s.name == "broker_gateway.invoke.upstream" for s in spans)
-    haystacks = {
-        "spans": "\n".join(everything_in(span) for span in spans),
-        "logs": "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r not in own_requests),
-        "errors": "\n".join(errors),
-    }
-    for where, text in haystacks.items():
-        for name, secret in secrets.items():
-            assert secret and secret not in text, f"the {name} appears in {where}"
+    assert any(s.name == "broker_gateway.invoke.upstream" for s in leak_watch.spans)
+    leak_watch.files.append(tmp_path)
+    leak_watch.assert_no_leaks(secrets)

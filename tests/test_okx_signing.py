@@ -8,14 +8,12 @@ body serialisation, the query layout and the header set are pinned down too.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from broker_gateway.provider import ProviderContext
-from broker_gateway.upstream import UpstreamClient
+from broker_gateway.testing import provider_context
 from broker_gateway_okx import signing
 from broker_gateway_okx.provider import OKXProvider, client_order_id
 
@@ -100,12 +98,8 @@ class Captured:
 
 
 def provider_with(captured: Captured, **settings: Any) -> OKXProvider:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(captured.handler))
-    context = ProviderContext(
-        provider_id="okx", http=UpstreamClient(client, "okx"), clock=lambda: MOMENT, logger=logging.getLogger("test")
-    )
     return OKXProvider(
-        context,
+        provider_context("okx", handler=captured.handler, clock=lambda: MOMENT),
         {
             "client_id": "c", "client_secret": "s", "broker_code": "Broker1", "api_key": "key-1", "secret_key": SECRET,
             "passphrase": "Pass-phrase1", **settings,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +16,12 @@ from broker_gateway import hookspecs
 from broker_gateway.plugins import PluginError, plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.store.crypto import generate_key
+from broker_gateway.testing import free_port
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from conftest import failure_of
 from google.protobuf import json_format
+from support.distributions import install_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "sample_plugin"
@@ -30,31 +31,8 @@ HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("broker_gatewa
 @pytest.fixture(scope="module")
 def installed_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample plugin installed with pip into its own directory, as a separate distribution."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(SAMPLE),
-        ],
-        check=True,
-        timeout=300,
-        cwd=tmp_path_factory.mktemp("build"),
-    )
-    return target
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    _, site = install_distribution(SAMPLE, tmp_path_factory.mktemp("sample"))
+    return site
 
 
 def test_installed_plugin_serves_its_provider_type(installed_sample: Path, tmp_path: Path) -> None:

@@ -124,23 +124,11 @@ async def wait_for_health(channel: grpc.aio.Channel, status: int, timeout: float
 
 
 def retry_infos(failure: Failure) -> list[error_details_pb2.RetryInfo]:
-    infos = []
-    for detail in failure.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            infos.append(info)
-    return infos
+    return failure.details_of(error_details_pb2.RetryInfo)
 
 
 def bad_request_fields(failure: Failure) -> list[str]:
-    fields: list[str] = []
-    for detail in failure.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields.extend(violation.field for violation in bad.field_violations)
-    return fields
+    return [violation.field for bad in failure.details_of(error_details_pb2.BadRequest) for violation in bad.field_violations]
 
 
 async def list_services(channel: grpc.aio.Channel) -> list[str]:
