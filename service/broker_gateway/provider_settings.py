@@ -158,6 +158,12 @@ class SettingsReader:
             return default
         return str(value)
 
+    @overload
+    def path(self, key: str, default: str) -> str: ...
+
+    @overload
+    def path(self, key: str, default: str, *, can_be_off: bool) -> str | None: ...
+
     def path(self, key: str, default: str, *, can_be_off: bool = False) -> str | None:
         """A URL path starting with ``/``; with ``can_be_off``, ``""`` turns the endpoint off (None)."""
         value = self._value(key, default)
@@ -168,9 +174,10 @@ class SettingsReader:
             return default
         return value
 
-    def table(self, key: str, what: str) -> Mapping[str, Any]:
-        """A table (``{...}`` in TOML); absent is empty. ``what`` says what it holds, for the problem."""
-        value = self._value(key, None)
+    def table(self, key: str, what: str, default: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        """A table (``{...}`` in TOML); absent is ``default`` (empty). ``what`` says what it holds, for
+        the problem."""
+        value = self._value(key, default)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
