@@ -41,6 +41,22 @@ from .provider import (
 from .provider_settings import SettingsReader, url_problem
 from .upstream import UpstreamResponse
 
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
+__all__ = [
+    "DEFAULT_EXPIRES_IN",
+    "MAX_EXPIRES_IN",
+    "OAuth2Provider",
+    "add_query",
+    "basic_credentials",
+    "expires_at",
+    "parse_token_response",
+    "pkce_challenge",
+    "raise_for_oauth_error",
+    "raise_for_resource_error",
+    "revocation_form",
+    "upstream_code",
+]
+
 #: Used when a token response gives no lifetime: short, so a missing ``expires_in`` means an early
 #: refresh rather than a token believed valid forever (peers.md, pain point 5).
 DEFAULT_EXPIRES_IN = 3600

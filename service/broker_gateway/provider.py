@@ -38,6 +38,23 @@ import pluggy
 from .errors import CapabilityUnsupported, UnknownOperation
 from .upstream import UpstreamClient
 
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
+__all__ = [
+    "AuthorizationRequest",
+    "Capabilities",
+    "ConnectionCredentials",
+    "Grant",
+    "Operation",
+    "OperationAuth",
+    "Provider",
+    "ProviderContext",
+    "RateLimit",
+    "RateScope",
+    "TokenSet",
+    "UserInfo",
+    "hookimpl",
+]
+
 #: The marker for a plugin's hook implementations.
 hookimpl = pluggy.HookimplMarker("broker_gateway")
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
 __all__ = ["SettingsReader", "url_problem"]
 
 
