@@ -116,11 +116,12 @@ class BybitProvider(OAuth2Provider):
     """
 
     type = "bybit"
-    #: OAuth2Provider's settings but the four it derives from ``oauth_base_url`` and the Basic encoding
-    #: (Bybit takes the client's credentials in the body), and Bybit's own.
+    #: OAuth2Provider's settings but the endpoints it derives from ``oauth_base_url``, the client
+    #: authentication (Bybit takes the client's credentials in the body), the issuer (Bybit has none)
+    #: and the user-info claim names (its UID is read as Bybit answers it), and Bybit's own.
     settings_keys = (OAuth2Provider.settings_keys or frozenset()) - {
         "token_endpoint", "userinfo_endpoint", "revocation_endpoint", "token_endpoint_auth_method",
-        "client_secret_basic_encoding",
+        "client_secret_basic_encoding", "issuer", "require_iss", "claims",
     } | {
         "environment", "oauth_base_url", "api_base_url", "broker_api_key", "broker_api_secret", "recv_window_ms",
         "registered_redirect_uris", "require_callback_redirect_uri", "user_info_source", "user_agent", "referer",
