@@ -76,7 +76,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def problems_of(http: httpx.AsyncClient, provider_type: str, settings: Mapping[str, Any]) -> list[str]:
     entry = ProviderConfig(id="p", type=provider_type, redirect_uris=(REDIRECT_URI,), settings=settings)
     with pytest.raises(ConfigError) as refused:
-        instantiate_providers(config_with(entry), registry(), http, FakeClock())
+        instantiate_providers(config_with(entry), registry(), http, FakeClock().now)
     return refused.value.problems
 
 
@@ -99,7 +99,7 @@ def test_every_setting_of_a_type_is_documented_on_its_page(provider_type: str) -
 async def test_a_type_reads_every_setting_it_declares(http: httpx.AsyncClient, provider_type: str) -> None:
     settings = RecordingSettings(TYPES[provider_type])
     entry = ProviderConfig(id="p", type=provider_type, redirect_uris=(REDIRECT_URI,), settings=settings)
-    (configured,) = instantiate_providers(config_with(entry), registry(), http, FakeClock())
+    (configured,) = instantiate_providers(config_with(entry), registry(), http, FakeClock().now)
     assert configured.provider.settings is settings
     keys = registry()[provider_type].settings_keys or frozenset()
     assert keys - settings.looked_up == set(), "declared in settings_keys but never read"
