@@ -161,7 +161,7 @@ class OkxOAuth(OAuth2Provider):
         return await self._post_client_form(self.token_path, form, metadata)
 
     def token_payload(self, response: UpstreamResponse) -> Mapping[str, Any]:
-        """Flat JSON on success (exchanges.md 3.2), or an envelope with code 0 around it; an OKX error
+        """Flat JSON on success (docs/design/exchanges.md), or an envelope with code 0 around it; an OKX error
         envelope, or an RFC 6749 5.2 error, raised as the gateway's error."""
         envelope = parse_envelope(response)
         if 200 <= response.status_code < 300 and (envelope is None or envelope.get("code") in ("0", 0)):

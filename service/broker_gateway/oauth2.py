@@ -2,7 +2,8 @@
 
 ``OAuth2Provider`` implements the standard flows (RFC 6749, RFC 7636, RFC 7009) from endpoint settings;
 a provider for a standard server is a subclass that sets ``type``, and a quirky one overrides the
-method where it differs (the token request form, the token response, user info).
+compliance hook where it differs (how the token request is sent, the token answer, user info), so
+the flows themselves stay one tested copy.
 """
 
 from __future__ import annotations
@@ -327,7 +328,7 @@ class OAuth2Provider(Provider):
         return ("authorization_endpoint", "token_endpoint")
 
     def _check_endpoints(self, problems: list[str], *, required: Sequence[str]) -> None:
-        """Endpoints learnt after start-up (discovery) checked as configured ones are (oauth-security C4)."""
+        """Endpoints learnt after start-up (discovery) checked as configured ones are (docs/design/security.md)."""
         for name, url in self.endpoints.items():
             if url is None:
                 if name in required:
