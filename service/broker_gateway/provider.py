@@ -190,7 +190,8 @@ class Provider:
     """Base class of every provider type. Subclasses set ``type`` and override what they support.
 
     The constructor receives the provider's settings from the configuration (everything but ``id``,
-    ``type`` and ``redirect_uris``) and raises ``ConfigError`` listing every problem it finds.
+    ``type`` and ``redirect_uris``) and raises ``ConfigError`` listing every problem it finds
+    (``provider_settings.SettingsReader`` reads them so).
     """
 
     #: The name configuration entries use in ``type``; unique among registered providers.
