@@ -28,32 +28,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from broker_gateway.errors import (
     CapabilityUnsupported,
-    ConfigError,
     InsufficientScope,
     InvalidArgument,
-    InvalidGrant,
     InvalidRedirectUri,
     ProviderRequestRejected,
     ProviderResponseInvalid,
     UnknownOperation,
 )
-from broker_gateway.oauth2 import OAuth2Provider, parse_token_response
+from broker_gateway.oauth2 import OAuth2Provider
 from broker_gateway.provider import (
     AuthorizationRequest,
     ConnectionCredentials,
     Grant,
     Operation,
     OperationAuth,
-    ProviderContext,
     RateLimit,
     TokenSet,
     UserInfo,
 )
+from broker_gateway.provider_settings import SettingsReader
 from broker_gateway.upstream import UpstreamResponse
 
 from . import envelope, signing
@@ -118,125 +116,71 @@ class BybitProvider(OAuth2Provider):
     """
 
     type = "bybit"
-    #: OAuth2Provider's settings but the four it derives from ``oauth_base_url`` and the Basic encoding
-    #: (Bybit takes the client's credentials in the body), and Bybit's own.
+    #: OAuth2Provider's settings but the endpoints it derives from ``oauth_base_url``, the client
+    #: authentication (Bybit takes the client's credentials in the body), the issuer (Bybit has none)
+    #: and the user-info claim names (its UID is read as Bybit answers it), and Bybit's own.
     settings_keys = (OAuth2Provider.settings_keys or frozenset()) - {
         "token_endpoint", "userinfo_endpoint", "revocation_endpoint", "token_endpoint_auth_method",
-        "client_secret_basic_encoding",
+        "client_secret_basic_encoding", "issuer", "require_iss", "claims",
     } | {
         "environment", "oauth_base_url", "api_base_url", "broker_api_key", "broker_api_secret", "recv_window_ms",
         "registered_redirect_uris", "require_callback_redirect_uri", "user_info_source", "user_agent", "referer",
         "rate_limits",
     }
 
-    def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
-        problems: list[str] = []
-        environment = settings.get("environment", "mainnet")
-        hosts = ENVIRONMENTS.get(environment) if isinstance(environment, str) else None
-        if hosts is None:
-            problems.append(f"environment: expected one of {', '.join(ENVIRONMENTS)}")
-            hosts = ENVIRONMENTS["mainnet"]
-        self.oauth_base_url = str(settings.get("oauth_base_url", hosts.oauth_base_url)).rstrip("/")
-        self.api_base_url = str(settings.get("api_base_url", hosts.api_base_url)).rstrip("/")
-        derived: dict[str, Any] = {
-            "scopes": ["openapi"],
-            "scope_separator": ",",
-            "pkce": False,
-            "keepalive_before_seconds": DEFAULT_KEEPALIVE_BEFORE,
-            "refresh_token_ttl_seconds": REFRESH_TOKEN_TTL,
-            **settings,
-            "authorization_endpoint": settings.get("authorization_endpoint", hosts.authorization_endpoint),
+    setting_defaults: ClassVar[Mapping[str, Any]] = {
+        "scopes": ["openapi"],
+        "scope_separator": ",",
+        "pkce": False,
+        "keepalive_before_seconds": DEFAULT_KEEPALIVE_BEFORE,
+        "refresh_token_ttl_seconds": REFRESH_TOKEN_TTL,
+        "token_endpoint_auth_method": "client_secret_post",
+    }
+
+    def read_endpoints(self, reader: SettingsReader) -> dict[str, str | None]:
+        """The OAuth endpoints from ``environment`` and ``oauth_base_url`` (checked by those names), and
+        the V5 host of the broker operations. Bybit has no revocation endpoint."""
+        hosts = ENVIRONMENTS[reader.choice("environment", tuple(ENVIRONMENTS), "mainnet")]
+        self.oauth_base_url = reader.url("oauth_base_url", hosts.oauth_base_url, allow_query=False).rstrip("/")
+        self.api_base_url = reader.url("api_base_url", hosts.api_base_url, allow_query=False).rstrip("/")
+        return {
+            "authorization_endpoint": reader.url("authorization_endpoint", hosts.authorization_endpoint),
             "token_endpoint": self.oauth_base_url + TOKEN_PATH,
             "userinfo_endpoint": self.oauth_base_url + UID_PATH,
-            "token_endpoint_auth_method": "client_secret_post",
             "revocation_endpoint": None,
         }
-        try:
-            super().__init__(context, derived)
-        except ConfigError as error:
-            # token_endpoint and userinfo_endpoint derive from oauth_base_url, checked below by that name.
-            derived_names = ("token_endpoint:", "userinfo_endpoint:")
-            problems = [p for p in error.problems if not p.startswith(derived_names)] + problems
-        self._check_url("api_base_url", self.api_base_url, problems)
-        self._check_url("oauth_base_url", self.oauth_base_url, problems)
 
-        self.broker_api_key = settings.get("broker_api_key")
-        self.broker_api_secret = settings.get("broker_api_secret")
-        for key in ("broker_api_key", "broker_api_secret"):
-            value = settings.get(key)
-            if value is not None and (not isinstance(value, str) or not value):
-                problems.append(f"{key}: expected a non-empty string")
+    def read_settings(self, reader: SettingsReader) -> None:
+        super().read_settings(reader)
+        self.broker_api_key = reader.optional_string("broker_api_key")
+        self.broker_api_secret = reader.optional_string("broker_api_secret")
         if (self.broker_api_key is None) != (self.broker_api_secret is None):
-            problems.append("broker_api_key, broker_api_secret: give both or neither")
-
-        window = settings.get("recv_window_ms", signing.DEFAULT_RECV_WINDOW)
-        if isinstance(window, bool) or not isinstance(window, int) or not 0 < window <= MAX_RECV_WINDOW:
-            problems.append(f"recv_window_ms: expected milliseconds between 1 and {MAX_RECV_WINDOW}")
-            window = signing.DEFAULT_RECV_WINDOW
-        self.recv_window = window
-
-        registered = settings.get("registered_redirect_uris")
-        if registered is not None and (
-            not isinstance(registered, list) or not registered or not all(isinstance(u, str) and u for u in registered)
-        ):
-            problems.append("registered_redirect_uris: expected a non-empty list of the URIs registered at Bybit")
-            registered = None
-        self.registered_redirect_uris: tuple[str, ...] | None = None if registered is None else tuple(registered)
-        self.require_callback_redirect_uri = bool(settings.get("require_callback_redirect_uri", False))
-
-        self.user_info_source = settings.get("user_info_source", "uid_bearer")
-        if self.user_info_source not in USER_INFO_SOURCES:
-            problems.append(f"user_info_source: expected one of {', '.join(USER_INFO_SOURCES)}")
-
+            reader.problem("broker_api_key, broker_api_secret", "give both or neither")
+        self.recv_window = reader.integer(
+            "recv_window_ms", signing.DEFAULT_RECV_WINDOW, minimum=1, maximum=MAX_RECV_WINDOW, unit="milliseconds"
+        )
+        self.registered_redirect_uris = reader.string_list("registered_redirect_uris", non_empty=True) or None
+        self.require_callback_redirect_uri = reader.boolean("require_callback_redirect_uri", False)
+        self.user_info_source = reader.choice("user_info_source", USER_INFO_SOURCES, "uid_bearer")
         self.extra_headers: dict[str, str] = {}
         for key, header in (("user_agent", "User-Agent"), ("referer", "Referer")):
-            value = settings.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable():
-                problems.append(f"{key}: expected a printable ASCII string")
-            else:
+            value = reader.optional_string(key)
+            if value is not None and (not value.isascii() or not value.isprintable()):
+                reader.problem(key, "expected a printable ASCII string")
+            elif value is not None:
                 self.extra_headers[header] = value
-
-        self._operations = self._build_operations(settings.get("rate_limits", {}), problems)
-        if problems:
-            raise ConfigError(problems)
-
-    def _check_url(self, name: str, url: str, problems: list[str]) -> None:
-        parts = urlsplit(url)
-        if not parts.netloc or parts.scheme not in ("https", "http") or parts.query or parts.fragment:
-            problems.append(f"{name}: expected an absolute https URL without a query or fragment")
-        elif parts.scheme == "http" and not self.context.allow_insecure_http:
-            problems.append(f"{name}: plain http is refused; use https (or allow_insecure_http for a loopback sandbox)")
+        self._operations = self._build_operations(reader.rate_limits(SPECS_BY_NAME))
 
     @staticmethod
-    def _build_operations(overrides: Any, problems: list[str]) -> dict[str, Operation]:
-        """The operations, with ``rate_limits = { "<operation>" = { requests = N, per_seconds = S } }``
-        overriding the documented limits (for brokers whose limits Bybit raised)."""
-        if not isinstance(overrides, dict):
-            problems.append("rate_limits: expected a table keyed by operation name")
-            overrides = {}
-        for name in overrides:
-            if name not in SPECS_BY_NAME:
-                problems.append(f"rate_limits.{name}: no such operation")
+    def _build_operations(overrides: Mapping[str, tuple[int, float]]) -> dict[str, Operation]:
+        """The operations, with ``rate_limits`` overriding the documented limits (for brokers whose
+        limits Bybit raised)."""
         operations: dict[str, Operation] = {}
         for spec in SPECS:
             limit = spec.rate_limit
-            override = overrides.get(spec.name)
-            if override is not None:
-                requests = override.get("requests") if isinstance(override, dict) else None
-                per_seconds = override.get("per_seconds") if isinstance(override, dict) else None
-                if (
-                    isinstance(requests, bool)
-                    or not isinstance(requests, int)
-                    or requests < 1
-                    or isinstance(per_seconds, bool)
-                    or not isinstance(per_seconds, (int, float))
-                    or per_seconds <= 0
-                ):
-                    problems.append(f"rate_limits.{spec.name}: expected requests (>= 1) and per_seconds (> 0)")
-                else:
-                    limit = RateLimit(requests, float(per_seconds), limit.scope, limit.bucket)
+            if spec.name in overrides:
+                requests, per_seconds = overrides[spec.name]
+                limit = RateLimit(requests, per_seconds, limit.scope, limit.bucket)
             operations[spec.name] = Operation(
                 name=spec.name,
                 description=spec.description,
@@ -283,36 +227,30 @@ class BybitProvider(OAuth2Provider):
                 "fallback); start a new Authorize",
                 metadata={"provider": self.context.provider_id},
             )
-        form = {"client_id": self.client_id, "client_secret": self.client_secret, "code": code}
-        if code_verifier is not None:
-            form["code_verifier"] = code_verifier
-        tokens = self._tokens(await self._token_call(TOKEN_PATH, form), previous=None, requested=scopes)
-        uid = _uid_claim(tokens.access_token)
-        return Grant(tokens=tokens, subject=uid, metadata={"uid": uid} if uid else {})
-
-    async def refresh(self, credentials: ConnectionCredentials) -> TokenSet:
-        previous = credentials.tokens
-        if not previous.refresh_token:
-            raise InvalidGrant(
-                f"the connection has no refresh token for provider {self.context.provider_id}",
-                metadata={"provider": self.context.provider_id},
-            )
-        form = {"client_id": self.client_id, "client_secret": self.client_secret, "refresh_token": previous.refresh_token}
-        return self._tokens(await self._token_call(REFRESH_PATH, form), previous=previous, requested=previous.scopes)
-
-    async def _token_call(self, path: str, form: Mapping[str, str]) -> dict[str, Any]:
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/x-www-form-urlencoded",
-            **self.extra_headers,
-        }
-        response = await self.context.http.request(
-            "POST", self.oauth_base_url + path, content=urlencode(form).encode(), headers=headers
+        return await super().exchange_code(
+            code, redirect_uri=redirect_uri, code_verifier=code_verifier, scopes=scopes, callback_params=callback_params
         )
+
+    # -- compliance hooks ----------------------------------------------------------------------------
+
+    async def send_token_request(self, form: Mapping[str, str], metadata: Mapping[str, str]) -> UpstreamResponse:
+        """Bybit's token request: a path of its own for refresh, no ``grant_type`` nor ``redirect_uri``,
+        the client's credentials in the form, and the configured extra headers."""
+        path = REFRESH_PATH if form.get("grant_type") == "refresh_token" else TOKEN_PATH
+        body = {"client_id": self.client_id, "client_secret": self.client_secret}
+        body.update((name, value) for name, value in form.items() if name not in ("grant_type", "redirect_uri"))
+        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded", **self.extra_headers}
+        return await self.context.http.request(
+            "POST", self.oauth_base_url + path, content=urlencode(body).encode(), headers=headers
+        )
+
+    def token_payload(self, response: UpstreamResponse) -> Mapping[str, Any]:
+        """Bybit's flat answer (or one wrapped in ``result``); its error envelopes mapped (``envelope``)."""
         return envelope.check_token_response(response, self.context.provider_id)
 
-    def _tokens(self, payload: dict[str, Any], *, previous: TokenSet | None, requested: Sequence[str]) -> TokenSet:
-        now = self.context.clock()
+    def token_set(self, payload: Mapping[str, Any], *, requested_scopes: Sequence[str], previous: TokenSet | None) -> TokenSet:
+        """Scopes and expiry the answer leaves out are read from the JWT access token's ``ApprovedScope``
+        and ``exp`` claims."""
         payload = dict(payload)
         claims = signing.jwt_claims(payload["access_token"]) if isinstance(payload.get("access_token"), str) else None
         if claims:
@@ -321,15 +259,13 @@ class BybitProvider(OAuth2Provider):
                 payload["scope"] = self.scope_separator.join(approved)
             exp = claims.get("exp")
             if "expires_in" not in payload and isinstance(exp, (int, float)) and not isinstance(exp, bool):
-                payload["expires_in"] = exp - now.timestamp()
-        return parse_token_response(
-            payload,
-            now=now,
-            requested_scopes=requested,
-            scope_separator=self.scope_separator,
-            previous=previous,
-            refresh_token_ttl=self.refresh_token_ttl,
-        )
+                payload["expires_in"] = exp - self.context.clock().timestamp()
+        return super().token_set(payload, requested_scopes=requested_scopes, previous=previous)
+
+    def grant(self, tokens: TokenSet, metadata: Mapping[str, str]) -> Grant:
+        """The access token's ``GrantMemberID`` is the user's UID: the subject, kept as ``uid`` too."""
+        uid = _uid_claim(tokens.access_token)
+        return Grant(tokens=tokens, subject=uid, metadata={**metadata, "uid": uid} if uid else metadata)
 
     # -- user info ---------------------------------------------------------------------------------
 
@@ -340,19 +276,18 @@ class BybitProvider(OAuth2Provider):
         claimed = _uid_claim(credentials.tokens.access_token) or credentials.metadata.get("uid", "")
         if self.user_info_source == "uid_bearer":
             try:
-                body: dict[str, Any] | None = await self._resource(UID_PATH, credentials)
+                info: UserInfo | None = await super().user_info(credentials)
             except (ProviderRequestRejected, ProviderResponseInvalid, InsufficientScope):
-                # The endpoint is absent or answers in an unknown way: the token's claim decides.
-                # A refused token, a rate limit or an outage propagate (the core handles them).
-                body = None
-            uid = _uid_of(body) if body is not None else ""
-            if uid and body is not None:
-                if claimed and claimed != uid:
+                # The endpoint is absent, answers in an unknown way or without a UID: the token's claim
+                # decides. A refused token, a rate limit or an outage propagate (the core handles them).
+                info = None
+            if info is not None:
+                if claimed and claimed != info.subject:
                     raise ProviderResponseInvalid(
                         f"provider {self.context.provider_id} named a UID other than the token's",
                         metadata={"provider": self.context.provider_id},
                     )
-                return UserInfo(subject=uid, raw=body)
+                return info
         if not claimed:
             raise ProviderResponseInvalid(
                 f"provider {self.context.provider_id} told no UID", metadata={"provider": self.context.provider_id}
@@ -361,14 +296,28 @@ class BybitProvider(OAuth2Provider):
         raw = {k: claims[k] for k in ("GrantMemberID", "ClientID", "ApprovedScope", "exp") if k in claims}
         return UserInfo(subject=claimed, raw={"uid": claimed, "source": "access_token", "claims": raw})
 
-    async def _resource(self, path: str, credentials: ConnectionCredentials) -> dict[str, Any]:
+    async def send_user_info_request(self, credentials: ConnectionCredentials) -> UpstreamResponse:
+        return await self._resource_request(UID_PATH, credentials)
+
+    def user_info_claims(self, response: UpstreamResponse) -> Mapping[str, Any]:
+        """The ``ret_code`` envelope of Bybit's OAuth resources, mapped (``envelope``)."""
+        return envelope.check_resource_response(response, self.context.provider_id)
+
+    def user_info_from_claims(self, claims: Mapping[str, Any]) -> UserInfo:
+        uid = _uid_of(claims)
+        if not uid:
+            raise ProviderResponseInvalid(
+                f"provider {self.context.provider_id} answered without a UID", metadata={"provider": self.context.provider_id}
+            )
+        return UserInfo(subject=uid, raw=dict(claims))
+
+    async def _resource_request(self, path: str, credentials: ConnectionCredentials) -> UpstreamResponse:
         headers = {
             "Authorization": f"Bearer {credentials.tokens.access_token}",
             "Accept": "application/json",
             **self.extra_headers,
         }
-        response = await self.context.http.request("GET", self.oauth_base_url + path, headers=headers)
-        return envelope.check_resource_response(response, self.context.provider_id)
+        return await self.context.http.request("GET", self.oauth_base_url + path, headers=headers)
 
     # -- operations --------------------------------------------------------------------------------
 
@@ -399,7 +348,7 @@ class BybitProvider(OAuth2Provider):
         if spec.auth is OperationAuth.USER_TOKEN:
             if credentials is None:  # the core always passes them for USER_TOKEN operations
                 raise InvalidArgument("connection_id", f"{operation.name} needs a connection_id")
-            body = await self._resource(spec.path, credentials)
+            body = envelope.check_resource_response(await self._resource_request(spec.path, credentials), self.context.provider_id)
             result = body.get("result")
             if not isinstance(result, dict):
                 raise ProviderResponseInvalid(

@@ -18,6 +18,7 @@ from typing import Any
 from broker_gateway.errors import ConfigError, GatewayError, ProviderResponseInvalid, ProviderUnavailable
 from broker_gateway.oauth2 import OAuth2Provider, raise_for_oauth_error
 from broker_gateway.provider import AuthorizationRequest, ConnectionCredentials, Grant, ProviderContext, TokenSet, UserInfo
+from broker_gateway.provider_settings import SettingsReader
 
 WELL_KNOWN = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 #: Background discovery retries: the first after this many seconds, doubling up to the last.
@@ -33,13 +34,17 @@ class GenericOAuth2Provider(OAuth2Provider):
 
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         self.discover = "authorization_endpoint" not in settings
-        if self.discover and not settings.get("issuer") and not settings.get("discovery_url"):
-            raise ConfigError(["issuer: required when authorization_endpoint and token_endpoint are not given"])
         super().__init__(context, settings)
         #: The background discovery while the issuer could not be reached at start; None once discovered.
         self._discovery: asyncio.Task[None] | None = None
         self._next_discovery = 0.0
         self._discovery_error = ""
+
+    def read_settings(self, reader: SettingsReader) -> None:
+        super().read_settings(reader)
+        self.discovery_url = reader.url("discovery_url")
+        if self.discover and self.issuer is None and self.discovery_url is None:
+            reader.problem("issuer", "required when authorization_endpoint and token_endpoint are not given")
 
     def _required_endpoints(self) -> tuple[str, ...]:
         return () if self.discover else super()._required_endpoints()
@@ -56,7 +61,7 @@ class GenericOAuth2Provider(OAuth2Provider):
             self._discovery_error = error.message
             self.context.logger.warning(
                 "provider %s: discovery at %s failed (%s); serving the other providers and retrying in the background",
-                self.context.provider_id, self.issuer or self.settings.get("discovery_url"), error.message,
+                self.context.provider_id, self.issuer or self.discovery_url, error.message,
             )
             self._discovery = asyncio.get_running_loop().create_task(self._discover_until_done())
 
@@ -88,7 +93,7 @@ class GenericOAuth2Provider(OAuth2Provider):
     def start_problem(self) -> str | None:
         if self._discovery is None:
             return None
-        return f"discovery at {self.issuer or self.settings.get('discovery_url')} failed: {self._discovery_error}"
+        return f"discovery at {self.issuer or self.discovery_url} failed: {self._discovery_error}"
 
     def _require_discovery(self) -> None:
         """Refuse while discovery has not succeeded yet: UNAVAILABLE, retry when the next attempt is done."""
@@ -131,9 +136,8 @@ class GenericOAuth2Provider(OAuth2Provider):
         return await super().user_info(credentials)
 
     async def _fetch_metadata(self) -> Mapping[str, Any]:
-        explicit = self.settings.get("discovery_url")
-        if explicit:
-            urls = [explicit]
+        if self.discovery_url is not None:
+            urls = [self.discovery_url]
         else:
             assert self.issuer is not None, "__init__ requires issuer or discovery_url for discovery"
             urls = [self.issuer.rstrip("/") + path for path in WELL_KNOWN]

@@ -1,6 +1,8 @@
 """The OAuth half of the ``okx`` provider: the authorization URL, code exchange, refresh, revoke,
 user info, and the bearer calls made with a connection's tokens on the site it lives on.
-``OKXProvider`` (``provider.py``) reads the settings this half uses and adds the operations.
+It reads the settings this half uses; ``OKXProvider`` (``provider.py``) reads the broker's and adds
+the operations. It is an ``OAuth2Provider`` whose compliance hooks say where OKX differs: the token
+request (the connection's site, JSON or form, ``TERMID``), its answer (OKX's envelope) and user info.
 
 What is specific to OKX here (docs/providers/okx.md has the operator's view):
 
@@ -19,31 +21,29 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from broker_gateway.errors import InvalidArgument, InvalidGrant, ProviderResponseInvalid, ReauthRequired
-from broker_gateway.oauth2 import add_query, parse_token_response, raise_for_oauth_error
+from broker_gateway.oauth2 import OAuth2Provider, add_query, raise_for_oauth_error, revocation_form
 from broker_gateway.provider import (
     AuthorizationRequest,
     Capabilities,
     ConnectionCredentials,
-    Grant,
-    Provider,
     RateLimit,
     RateScope,
-    TokenSet,
     UserInfo,
 )
+from broker_gateway.provider_settings import SettingsReader
 from broker_gateway.upstream import UpstreamResponse
 
 from .codes import Call, parse_envelope, raise_for_okx
-from .sites import site_named_by
+from .sites import read_sites, site_named_by
 
 __all__ = [
     "DEFAULT_AUTHORIZATION_ENDPOINT",
+    "DEFAULT_KEEPALIVE_BEFORE",
     "DEFAULT_REVOCATION_PATH",
     "DEFAULT_TOKEN_PATH",
     "ENCODINGS",
@@ -61,54 +61,62 @@ DEFAULT_TOKEN_PATH = "/v5/users/oauth/token"
 DEFAULT_REVOCATION_PATH = "/v5/users/oauth/revoke"
 #: OKX's broker docs: the refresh token lives 3 days (docs/design/exchanges.md).
 REFRESH_TOKEN_TTL = 3 * 24 * 3600
+#: Refresh an idle connection when less than this is left of its refresh token (after ~2 idle days).
+DEFAULT_KEEPALIVE_BEFORE = 24 * 3600
 SCOPES = {"code": ("read_only", "trade", "fast_api"), "pkce": ("read_only", "trade")}
 MODES = ("code", "pkce")
 ENCODINGS = ("json", "form")
 USER_INFO_PATH = "/api/v5/account/config"
 
 
-class OkxOAuth(Provider):
-    """OKX's OAuth broker in code or PKCE mode; the subclass sets the attributes below from its
-    settings."""
+class OkxOAuth(OAuth2Provider):
+    """OKX's OAuth broker in code or PKCE mode."""
 
-    mode: str
-    client_id: str
-    client_secret: str
-    demo_trading: bool
-    #: Site name -> origin, and the site of a callback without ``domain``.
-    sites: dict[str, str]
-    default_site: str
-    authorization_endpoint: str
-    token_path: str
-    revocation_path: str | None
-    token_encoding: str
-    refresh_token_ttl: int
-    _scopes: tuple[str, ...]
-    _default_scopes: tuple[str, ...]
-    _extra_params: frozenset[str]
-    _keepalive: timedelta | None
+    def read_settings(self, reader: SettingsReader) -> None:
+        """OKX's OAuth settings: none of the standard endpoints (the token and revocation paths are
+        relative to the connection's site), the scopes of the mode, and the attributes the standard
+        flows read."""
+        self.mode = reader.choice("mode", MODES, "code")
+        self.client_id = reader.string("client_id", required=True)
+        self.client_secret = reader.string("client_secret", required=self.mode == "code")
+        if self.mode == "pkce" and self.client_secret:
+            reader.problem("client_secret", 'PKCE mode has no client secret; remove it (or use mode = "code")')
+        self.pkce = self.mode == "pkce"
+        self.demo_trading = reader.boolean("demo_trading", False)
+        #: Site name -> origin, and the site of a callback without ``domain``.
+        self.sites = read_sites(reader)
+        self.default_site = reader.string("default_site", "www")
+        if self.sites and self.default_site not in self.sites:
+            reader.problem("default_site", f"{self.default_site!r} is not one of sites")
+        self.authorization_endpoint = reader.url("authorization_endpoint", DEFAULT_AUTHORIZATION_ENDPOINT)
+        self.endpoints = {name: None for name in self._ENDPOINTS} | {"authorization_endpoint": self.authorization_endpoint}
+        self.token_path = reader.path("token_path", DEFAULT_TOKEN_PATH)
+        self.revocation_path = reader.path("revocation_path", DEFAULT_REVOCATION_PATH, can_be_off=True)
+        self.token_encoding = reader.choice("token_request_encoding", ENCODINGS, "json")
+        offered = SCOPES[self.mode]
+        self._scopes = reader.string_list("scopes") or offered
+        for scope in self._scopes:
+            if scope not in offered:
+                reader.problem("scopes", f"{scope!r} is not an OKX scope in {self.mode} mode (offered: {', '.join(offered)})")
+        self._default_scopes = reader.string_list("default_scopes") or ("read_only",)
+        self.scope_separator = ","
+        self._extra_params = frozenset(reader.string_list("allowed_extra_params") or ("channelId",))
+        self._issuer, self._requires_iss = None, False
+        self.refresh_token_ttl = reader.seconds("refresh_token_ttl_seconds", REFRESH_TOKEN_TTL)
+        keepalive = reader.boolean("keepalive", True)
+        before = reader.seconds("keepalive_before_seconds", DEFAULT_KEEPALIVE_BEFORE, allow_zero=True)
+        self.keepalive_before = before if keepalive and before else None
 
     # -- what ListProviders shows ------------------------------------------------------------------
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(pkce=self.mode == "pkce", refresh=True, revoke=self.revocation_path is not None, user_info=True)
+        return Capabilities(pkce=self.pkce, refresh=True, revoke=self.revocation_path is not None, user_info=True)
 
     @property
-    def scopes(self) -> Sequence[str]:
-        return self._scopes
-
-    @property
-    def default_scopes(self) -> Sequence[str]:
-        return self._default_scopes
-
-    @property
-    def allowed_extra_params(self) -> frozenset[str]:
-        return self._extra_params
-
-    @property
-    def keepalive_window(self) -> timedelta | None:
-        return self._keepalive
+    def user_info_rate_limit(self) -> RateLimit:
+        """GET /api/v5/account/config: 5 requests per 2 seconds per user (OKX's documented limit)."""
+        return RateLimit(5, 2.0, RateScope.CONNECTION)
 
     # -- OAuth -------------------------------------------------------------------------------------
 
@@ -127,48 +135,10 @@ class OkxOAuth(Provider):
             params["code_challenge_method"] = "S256"
         return add_query(self.authorization_endpoint, params)
 
-    async def exchange_code(
-        self,
-        code: str,
-        *,
-        redirect_uri: str,
-        code_verifier: str | None,
-        scopes: Sequence[str],
-        callback_params: Mapping[str, str],
-    ) -> Grant:
-        site = self._site_of_callback(callback_params.get("domain"))
-        metadata = {"site": site}
-        if self.mode == "pkce":
-            metadata["termid"] = str(uuid.uuid4())
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-        if code_verifier is not None:
-            form["code_verifier"] = code_verifier
-        payload = await self._token_request(site, form, metadata)
-        tokens = self._tokens(payload, requested=scopes)
-        return Grant(tokens=tokens, metadata=metadata)
-
-    async def refresh(self, credentials: ConnectionCredentials) -> TokenSet:
-        previous = credentials.tokens
-        if not previous.refresh_token:
-            raise InvalidGrant(
-                f"the connection has no refresh token for provider {self.context.provider_id}",
-                metadata={"provider": self.context.provider_id},
-            )
-        site = self._site_of_connection(credentials)
-        payload = await self._token_request(
-            site, {"grant_type": "refresh_token", "refresh_token": previous.refresh_token}, credentials.metadata
-        )
-        return self._tokens(payload, requested=previous.scopes, previous=previous)
-
     async def revoke(self, credentials: ConnectionCredentials) -> bool:
         if self.revocation_path is None:
             return False
-        tokens = credentials.tokens
-        token, hint = (
-            (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
-        )
-        site = self._site_of_connection(credentials)
-        response = await self._post_client_form(site, self.revocation_path, {"token": token, "token_type_hint": hint}, credentials.metadata)
+        response = await self._post_client_form(self.revocation_path, revocation_form(credentials.tokens), credentials.metadata)
         if 200 <= response.status_code < 300 and not response.content.strip():
             return True
         try:
@@ -177,52 +147,56 @@ class OkxOAuth(Provider):
             pass  # already dead upstream: revoked is what the caller wanted (RFC 7009 2.2)
         return True
 
-    @property
-    def user_info_rate_limit(self) -> RateLimit:
-        """GET /api/v5/account/config: 5 requests per 2 seconds per user (OKX's documented limit)."""
-        return RateLimit(5, 2.0, RateScope.CONNECTION)
+    # -- compliance hooks --------------------------------------------------------------------------
 
-    async def user_info(self, credentials: ConnectionCredentials) -> UserInfo:
-        data = await self._bearer_call("GET", USER_INFO_PATH, b"", credentials)
-        account = data[0] if data and isinstance(data[0], dict) else None
-        uid = account.get("uid") if account else None
-        if not isinstance(uid, (str, int)) or isinstance(uid, bool) or not str(uid):
-            raise ProviderResponseInvalid(
-                "the account configuration has no uid", metadata={"provider": self.context.provider_id}
-            )
-        return UserInfo(subject=str(uid), raw=dict(account or {}))
+    def grant_metadata(self, callback_params: Mapping[str, str]) -> dict[str, str]:
+        """The site the callback names (every later call of the connection goes there) and, in PKCE
+        mode, the connection's device id (``TERMID``)."""
+        metadata = {"site": self._site_of_callback(callback_params.get("domain"))}
+        if self.mode == "pkce":
+            metadata["termid"] = str(uuid.uuid4())
+        return metadata
 
-    def _tokens(self, payload: Any, *, requested: Sequence[str], previous: TokenSet | None = None) -> TokenSet:
-        # OKX answers flat (docs/design/exchanges.md); an enveloped success is accepted too.
-        if isinstance(payload, dict) and "access_token" not in payload and payload.get("code") in ("0", 0):
-            data = payload.get("data")
-            payload = data[0] if isinstance(data, list) and data else None
-        return parse_token_response(
-            payload,
-            now=self.context.clock(),
-            requested_scopes=requested,
-            scope_separator=",",
-            previous=previous,
-            refresh_token_ttl=self.refresh_token_ttl,
-        )
+    async def send_token_request(self, form: Mapping[str, str], metadata: Mapping[str, str]) -> UpstreamResponse:
+        return await self._post_client_form(self.token_path, form, metadata)
 
-    async def _token_request(self, site: str, form: Mapping[str, str], metadata: Mapping[str, str]) -> Any:
-        """The token endpoint's answer: flat JSON on success (or an envelope with code 0); an OKX error
+    def token_payload(self, response: UpstreamResponse) -> Mapping[str, Any]:
+        """Flat JSON on success (docs/design/exchanges.md), or an envelope with code 0 around it; an OKX error
         envelope, or an RFC 6749 5.2 error, raised as the gateway's error."""
-        response = await self._post_client_form(site, self.token_path, form, metadata)
         envelope = parse_envelope(response)
-        success = 200 <= response.status_code < 300
-        if success and (envelope is None or envelope.get("code") in ("0", 0)):
-            return response.json()
+        if 200 <= response.status_code < 300 and (envelope is None or envelope.get("code") in ("0", 0)):
+            payload = response.json()
+            if isinstance(payload, dict) and "access_token" not in payload and payload.get("code") in ("0", 0):
+                data = payload.get("data")
+                payload = data[0] if isinstance(data, list) and data else None
+            if not isinstance(payload, dict):
+                raise ProviderResponseInvalid("the token response is not a JSON object")
+            return payload
         if envelope is None:
             raise_for_oauth_error(response, self.context.provider_id)
         raise_for_okx(response, self.context.provider_id, Call.TOKEN)  # a failure: always raises
         raise ProviderResponseInvalid("the token response is not usable", metadata={"provider": self.context.provider_id})
 
-    async def _post_client_form(
-        self, site: str, path: str, form: Mapping[str, str], metadata: Mapping[str, str]
-    ) -> UpstreamResponse:
-        """POST to an OAuth endpoint of ``site`` with the client's credentials (and TERMID in PKCE mode)."""
+    async def send_user_info_request(self, credentials: ConnectionCredentials) -> UpstreamResponse:
+        return await self._bearer_request("GET", USER_INFO_PATH, b"", credentials)
+
+    def user_info_claims(self, response: UpstreamResponse) -> Mapping[str, Any]:
+        """The account configuration, the first item of OKX's ``data``."""
+        data = raise_for_okx(response, self.context.provider_id, Call.BEARER)
+        return data[0] if data and isinstance(data[0], dict) else {}
+
+    def user_info_from_claims(self, claims: Mapping[str, Any]) -> UserInfo:
+        uid = claims.get("uid")
+        if not isinstance(uid, (str, int)) or isinstance(uid, bool) or not str(uid):
+            raise ProviderResponseInvalid(
+                "the account configuration has no uid", metadata={"provider": self.context.provider_id}
+            )
+        return UserInfo(subject=str(uid), raw=dict(claims))
+
+    async def _post_client_form(self, path: str, form: Mapping[str, str], metadata: Mapping[str, str]) -> UpstreamResponse:
+        """POST to an OAuth endpoint of the connection's site with the client's credentials (and TERMID
+        in PKCE mode)."""
+        site = self._site_of(metadata)
         body = {**form, "client_id": self.client_id}
         if self.mode == "code":
             body["client_secret"] = self.client_secret
@@ -248,13 +222,18 @@ class OkxOAuth(Provider):
         return headers
 
     async def _bearer_call(self, method: str, path: str, body: bytes, credentials: ConnectionCredentials) -> Any:
-        site = self._site_of_connection(credentials)
+        response = await self._bearer_request(method, path, body, credentials)
+        return raise_for_okx(response, self.context.provider_id, Call.BEARER)
+
+    async def _bearer_request(
+        self, method: str, path: str, body: bytes, credentials: ConnectionCredentials
+    ) -> UpstreamResponse:
+        site = self._site_of(credentials.metadata)
         headers = self._common_headers(body)
         headers["Authorization"] = f"Bearer {credentials.tokens.access_token}"
         if self.mode == "pkce":
             headers["TERMID"] = self._termid(credentials.metadata)
-        response = await self.context.http.request(method, self.sites[site] + path, content=body or None, headers=headers)
-        return raise_for_okx(response, self.context.provider_id, Call.BEARER)
+        return await self.context.http.request(method, self.sites[site] + path, content=body or None, headers=headers)
 
     # -- sites and devices -------------------------------------------------------------------------
 
@@ -271,8 +250,9 @@ class OkxOAuth(Provider):
             metadata={"provider": self.context.provider_id},
         )
 
-    def _site_of_connection(self, credentials: ConnectionCredentials) -> str:
-        site = credentials.metadata.get("site") or self.default_site
+    def _site_of(self, metadata: Mapping[str, str]) -> str:
+        """The site a connection (by its metadata) lives on."""
+        site = metadata.get("site") or self.default_site
         if site not in self.sites:
             raise ReauthRequired(
                 f"the connection's OKX site is no longer configured for provider {self.context.provider_id}",

@@ -17,29 +17,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker_gateway.errors import ConfigError, InvalidArgument, ReauthRequired, UnknownOperation
-from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, ProviderContext, RateLimit
+from broker_gateway.errors import InvalidArgument, ReauthRequired, UnknownOperation
+from broker_gateway.provider import ConnectionCredentials, Operation, OperationAuth, RateLimit
+from broker_gateway.provider_settings import SettingsReader
 
 from . import signing
 from .codes import Call, raise_for_okx
-from .oauth import (
-    DEFAULT_AUTHORIZATION_ENDPOINT,
-    DEFAULT_REVOCATION_PATH,
-    DEFAULT_TOKEN_PATH,
-    ENCODINGS,
-    MODES,
-    REFRESH_TOKEN_TTL,
-    SCOPES,
-    OkxOAuth,
-)
+from .oauth import OkxOAuth
 from .operations import DATE_PARAMS, ENDPOINTS, MAX_DATE_RANGE_DAYS, Endpoint
-from .settings import check_url, read_boolean, read_path, read_rate, read_seconds, read_string, read_string_list
-from .sites import DEFAULT_SITES, read_sites
+from .sites import DEFAULT_SITES
 
 __all__ = ["DEFAULT_SITES", "OKXProvider", "client_order_id"]
-
-#: Refresh an idle connection when less than this is left of its refresh token (after ~2 idle days).
-DEFAULT_KEEPALIVE_BEFORE = 24 * 3600
 
 _BROKER_CODE = re.compile(r"[A-Za-z0-9]{1,16}")
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9]{1,32}")
@@ -68,74 +56,29 @@ class OKXProvider(OkxOAuth):
         site = self.sites.get(self.default_site)
         return {} if site is None else {"token_path": site + self.token_path}
 
-    def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
-        super().__init__(context, settings)
-        problems: list[str] = []
-        insecure_ok = context.allow_insecure_http
-        self.mode = settings.get("mode", "code")
-        if self.mode not in MODES:
-            problems.append("mode: expected code or pkce")
-            self.mode = "code"
-        self.client_id = read_string(settings, "client_id", problems, required=True)
-        self.client_secret = read_string(settings, "client_secret", problems, required=self.mode == "code")
-        if self.mode == "pkce" and self.client_secret:
-            problems.append("client_secret: PKCE mode has no client secret; remove it (or use mode = \"code\")")
-        self.broker_code = read_string(settings, "broker_code", problems, required=True)
+    def read_settings(self, reader: SettingsReader) -> None:
+        """The OAuth settings (``OkxOAuth``), then the broker's: its code, its API key and its site."""
+        super().read_settings(reader)
+        self.broker_code = reader.string("broker_code", required=True)
         if self.broker_code and not _BROKER_CODE.fullmatch(self.broker_code):
-            problems.append("broker_code: expected up to 16 letters and digits")
-        self.api_key = read_string(settings, "api_key", problems)
-        self.secret_key = read_string(settings, "secret_key", problems)
-        self.passphrase = read_string(settings, "passphrase", problems)
+            reader.problem("broker_code", "expected up to 16 letters and digits")
+        self.api_key = reader.string("api_key")
+        self.secret_key = reader.string("secret_key")
+        self.passphrase = reader.string("passphrase")
         given = [bool(self.api_key), bool(self.secret_key), bool(self.passphrase)]
         if any(given) and not all(given):
-            problems.append("api_key, secret_key, passphrase: give all three (the broker's API key) or none")
+            reader.problem("api_key, secret_key, passphrase", "give all three (the broker's API key) or none")
         self.has_broker_key = all(given)
-        self.demo_trading = read_boolean(settings, "demo_trading", False, problems)
+        self.broker_site = reader.string("broker_site", self.default_site)
+        if self.sites and self.broker_site not in self.sites:
+            reader.problem("broker_site", f"{self.broker_site!r} is not one of sites")
+        self._operations = self._build_operations(reader.rate_limits(endpoint.name for endpoint in ENDPOINTS))
 
-        self.sites = read_sites(settings.get("sites", DEFAULT_SITES), problems, allow_insecure_http=insecure_ok)
-        self.default_site = read_string(settings, "default_site", problems) or "www"
-        self.broker_site = read_string(settings, "broker_site", problems) or self.default_site
-        for key, name in (("default_site", self.default_site), ("broker_site", self.broker_site)):
-            if self.sites and name not in self.sites:
-                problems.append(f"{key}: {name!r} is not one of sites")
-        self.authorization_endpoint = read_string(settings, "authorization_endpoint", problems) or DEFAULT_AUTHORIZATION_ENDPOINT
-        check_url("authorization_endpoint", self.authorization_endpoint, problems, allow_insecure_http=insecure_ok)
-        self.token_path = read_path(settings, "token_path", DEFAULT_TOKEN_PATH, problems, optional=False)
-        self.revocation_path = read_path(settings, "revocation_path", DEFAULT_REVOCATION_PATH, problems, optional=True)
-        self.token_encoding = settings.get("token_request_encoding", "json")
-        if self.token_encoding not in ENCODINGS:
-            problems.append("token_request_encoding: expected json or form")
-
-        offered = SCOPES[self.mode]
-        self._scopes = read_string_list(settings, "scopes", problems) or offered
-        for scope in self._scopes:
-            if scope not in offered:
-                problems.append(f"scopes: {scope!r} is not an OKX scope in {self.mode} mode (offered: {', '.join(offered)})")
-        self._default_scopes = read_string_list(settings, "default_scopes", problems) or ("read_only",)
-        self._extra_params = frozenset(read_string_list(settings, "allowed_extra_params", problems) or ("channelId",))
-        self.refresh_token_ttl = read_seconds(settings, "refresh_token_ttl_seconds", REFRESH_TOKEN_TTL, problems)
-        keepalive = read_boolean(settings, "keepalive", True, problems)
-        before = read_seconds(settings, "keepalive_before_seconds", DEFAULT_KEEPALIVE_BEFORE, problems, allow_zero=True)
-        self._keepalive = timedelta(seconds=before) if keepalive and before else None
-        self._operations = self._build_operations(settings.get("rate_limits", {}), problems)
-        if problems:
-            raise ConfigError(problems)
-
-    def _build_operations(self, overrides: Any, problems: list[str]) -> tuple[Operation, ...]:
-        if not isinstance(overrides, Mapping):
-            problems.append("rate_limits: expected a table of operation name = {requests, per_seconds}")
-            overrides = {}
-        known = {endpoint.name for endpoint in ENDPOINTS}
-        for name in overrides:
-            if name not in known:
-                problems.append(f"rate_limits.{name}: no such operation")
-        self.endpoints: dict[str, Endpoint] = {}
+    def _build_operations(self, overrides: Mapping[str, tuple[int, float]]) -> tuple[Operation, ...]:
+        self.operation_endpoints: dict[str, Endpoint] = {}
         operations: list[Operation] = []
         for endpoint in ENDPOINTS:
-            requests, per_seconds = endpoint.rate
-            override = overrides.get(endpoint.name)
-            if override is not None:
-                requests, per_seconds = read_rate(override, endpoint.name, problems) or endpoint.rate
+            requests, per_seconds = overrides.get(endpoint.name, endpoint.rate)
             if endpoint.auth is OperationAuth.BROKER_KEY and not self.has_broker_key:
                 continue  # no broker API key configured: the broker operations are not offered
             schema_overrides = {}
@@ -147,7 +90,7 @@ class OKXProvider(OkxOAuth):
                     "const": self.broker_code,
                     "description": "Always the broker code; it is added when absent.",
                 }
-            self.endpoints[endpoint.name] = endpoint
+            self.operation_endpoints[endpoint.name] = endpoint
             operations.append(
                 Operation(
                     name=endpoint.name,
@@ -173,7 +116,7 @@ class OKXProvider(OkxOAuth):
         credentials: ConnectionCredentials | None,
         request_id: str,
     ) -> Any:
-        endpoint = self.endpoints.get(operation.name)
+        endpoint = self.operation_endpoints.get(operation.name)
         if endpoint is None:
             raise UnknownOperation(
                 "operation", f"provider {self.context.provider_id} has no operation {operation.name!r}",
@@ -200,7 +143,7 @@ class OKXProvider(OkxOAuth):
     def check_params(self, operation: Operation, params: Mapping[str, Any]) -> None:
         """What JSON Schema cannot say: real calendar dates, begin not after end, and the 180-day range.
         The core calls this after the schema check and before a rate-limit slot is spent."""
-        endpoint = self.endpoints.get(operation.name)
+        endpoint = self.operation_endpoints.get(operation.name)
         if endpoint is None:
             return
         dates: dict[str, datetime] = {}

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
-from .settings import check_url
+from broker_gateway.provider_settings import SettingsReader, url_problem
 
 __all__ = ["DEFAULT_SITES", "origin_of", "read_sites", "site_named_by"]
 
@@ -46,24 +45,29 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
 
 
-def read_sites(value: Any, problems: list[str], *, allow_insecure_http: bool) -> dict[str, str]:
-    """The ``sites`` setting as site name -> origin; problems are appended, bad entries left out."""
-    if not isinstance(value, Mapping) or not value:
-        problems.append("sites: expected a table of site name = origin URL")
+def read_sites(reader: SettingsReader) -> dict[str, str]:
+    """The ``sites`` setting as site name -> origin; problems are recorded, bad entries left out."""
+    table = reader.table("sites", "site name = origin URL", DEFAULT_SITES)
+    if not table:
+        if isinstance(reader.settings.get("sites"), Mapping):  # empty; another type is reported already
+            reader.problem("sites", "expected a table of site name = origin URL")
         return {}
     sites: dict[str, str] = {}
-    for name, url in value.items():
+    for name, url in table.items():
         if not isinstance(name, str) or not _SITE_NAME.fullmatch(name):
-            problems.append("sites: site names are lower-case letters, digits and -")
+            reader.problem("sites", "site names are lower-case letters, digits and -")
             continue
         origin = origin_of(url) if isinstance(url, str) else None
         if origin is None:
-            problems.append(f"sites.{name}: expected an origin such as https://www.okx.com")
+            reader.problem(f"sites.{name}", "expected an origin such as https://www.okx.com")
             continue
-        if check_url(f"sites.{name}", origin, problems, allow_insecure_http=allow_insecure_http):
-            sites[name] = origin
+        problem = url_problem(origin, allow_insecure_http=reader.allow_insecure_http)
+        if problem is not None:
+            reader.problem(f"sites.{name}", problem)
+            continue
+        sites[name] = origin
     if len(set(sites.values())) != len(sites):
-        problems.append("sites: two sites have the same origin")
+        reader.problem("sites", "two sites have the same origin")
     return sites
 
 

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from .provider import Provider
     from .sandbox import SandboxUpstream
 
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
+__all__ = [
+    "broker_gateway_register_providers",
+    "broker_gateway_register_sandboxes",
+    "hookspec",
+]
+
 hookspec = pluggy.HookspecMarker("broker_gateway")
 
 

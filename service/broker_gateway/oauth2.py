@@ -2,7 +2,8 @@
 
 ``OAuth2Provider`` implements the standard flows (RFC 6749, RFC 7636, RFC 7009) from endpoint settings;
 a provider for a standard server is a subclass that sets ``type``, and a quirky one overrides the
-method where it differs (the token request form, the token response, user info).
+compliance hook where it differs (how the token request is sent, the token answer, user info), so
+the flows themselves stay one tested copy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import (
     AccessTokenRejected,
-    ConfigError,
     InsufficientScope,
     InvalidGrant,
     ProviderClientAuthFailed,
@@ -39,7 +39,24 @@ from .provider import (
     TokenSet,
     UserInfo,
 )
+from .provider_settings import SettingsReader, url_problem
 from .upstream import UpstreamResponse
+
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
+__all__ = [
+    "DEFAULT_EXPIRES_IN",
+    "MAX_EXPIRES_IN",
+    "OAuth2Provider",
+    "add_query",
+    "basic_credentials",
+    "expires_at",
+    "parse_token_response",
+    "pkce_challenge",
+    "raise_for_oauth_error",
+    "raise_for_resource_error",
+    "revocation_form",
+    "upstream_code",
+]
 
 #: Used when a token response gives no lifetime: short, so a missing ``expires_in`` means an early
 #: refresh rather than a token believed valid forever (docs/design/security.md).
@@ -250,26 +267,17 @@ def raise_for_resource_error(response: UpstreamResponse, provider_id: str) -> No
     raise_for_oauth_error(response, provider_id)
 
 
-def _string_list(settings: Mapping[str, Any], key: str, problems: list[str]) -> tuple[str, ...]:
-    value = settings.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.append(f"{key}: expected a list of strings")
-        return ()
-    return tuple(value)
+def revocation_form(tokens: TokenSet) -> dict[str, str]:
+    """RFC 7009's request: the refresh token (revoking it revokes the grant), else the access token."""
+    if tokens.refresh_token:
+        return {"token": tokens.refresh_token, "token_type_hint": "refresh_token"}
+    return {"token": tokens.access_token, "token_type_hint": "access_token"}
 
 
 class OAuth2Provider(Provider):
-    """A standard OAuth 2.0 client configured by endpoints.
-
-    Settings: ``client_id``, ``client_secret``, ``authorization_endpoint``, ``token_endpoint``,
-    optional ``userinfo_endpoint`` and ``revocation_endpoint``, ``scopes`` (the allowed set),
-    ``default_scopes``, ``scope_separator`` (default a space), ``token_endpoint_auth_method``
-    (``client_secret_basic`` or ``client_secret_post``), ``client_secret_basic_encoding`` (``form``,
-    the default, or ``percent``: see ``BASIC_ENCODINGS``), ``pkce`` (default true), ``issuer`` and
-    ``require_iss``, ``allowed_extra_params``, ``claims`` (which user-info claims are the subject,
-    username and email), ``refresh_token_ttl_seconds`` (the documented refresh-token lifetime, for
-    servers whose token responses do not state it) and ``keepalive_before_seconds`` (refresh idle
-    connections this long before their refresh token expires).
+    """A standard OAuth 2.0 client configured by endpoints. Its settings are the ``generic-oauth2``
+    provider's, listed in docs/providers/generic-oauth2.md; a subclass reads more by extending
+    ``read_settings``, and differs from the standard flows through the compliance hooks below.
     """
 
     _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "revocation_endpoint")
@@ -279,71 +287,56 @@ class OAuth2Provider(Provider):
         "refresh_token_ttl_seconds", "keepalive_before_seconds", "claims",
     })
 
+    #: A provider type's own defaults for settings it shares with this class (``SettingsReader``).
+    setting_defaults: ClassVar[Mapping[str, Any]] = {}
+
     def __init__(self, context: ProviderContext, settings: Mapping[str, Any]) -> None:
         super().__init__(context, settings)
-        problems: list[str] = []
-        self.client_id = self._required_string(settings, "client_id", problems)
-        self.client_secret = self._required_string(settings, "client_secret", problems)
-        self.endpoints: dict[str, str | None] = {name: settings.get(name) for name in self._ENDPOINTS}
-        self._scopes = _string_list(settings, "scopes", problems)
-        self._default_scopes = _string_list(settings, "default_scopes", problems) or self._scopes
-        self.scope_separator = settings.get("scope_separator", " ")
-        self.auth_method = settings.get("token_endpoint_auth_method", "client_secret_basic")
-        if self.auth_method not in CLIENT_AUTH_METHODS:
-            problems.append(f"token_endpoint_auth_method: expected one of {', '.join(CLIENT_AUTH_METHODS)}")
-        self.basic_encoding = settings.get("client_secret_basic_encoding", "form")
-        if self.basic_encoding not in BASIC_ENCODINGS:
-            problems.append(f"client_secret_basic_encoding: expected one of {', '.join(BASIC_ENCODINGS)}")
-        self.pkce = bool(settings.get("pkce", True))
-        self._issuer: str | None = settings.get("issuer")
-        self._requires_iss = bool(settings.get("require_iss", False))
-        self._extra_params = frozenset(_string_list(settings, "allowed_extra_params", problems))
-        self.refresh_token_ttl = self._optional_seconds(settings, "refresh_token_ttl_seconds", problems)
-        self.keepalive_before = self._optional_seconds(settings, "keepalive_before_seconds", problems)
-        claims = settings.get("claims", {})
-        if not isinstance(claims, dict):
-            problems.append("claims: expected a table of subject, username and email claim names")
-            claims = {}
-        self.claims = {"subject": "sub", "username": "preferred_username", "email": "email", **claims}
-        self._check_endpoints(problems, required=self._required_endpoints())
-        if problems:
-            raise ConfigError(problems)
+        reader = SettingsReader(settings, allow_insecure_http=context.allow_insecure_http, defaults=self.setting_defaults)
+        self.read_settings(reader)
+        reader.raise_problems()
 
     # -- configuration -----------------------------------------------------------------------------
+
+    def read_settings(self, reader: SettingsReader) -> None:
+        """Read the entry's settings into attributes; a subclass reading more calls this first, one whose
+        settings differ altogether sets the attributes the flows read (the ones set here) itself."""
+        self.client_id = reader.string("client_id", required=True)
+        self.client_secret = reader.string("client_secret", required=True)
+        self.endpoints: dict[str, str | None] = self.read_endpoints(reader)
+        self._scopes = reader.string_list("scopes")
+        self._default_scopes = reader.string_list("default_scopes") or self._scopes
+        self.scope_separator = reader.string("scope_separator", " ")
+        self.auth_method = reader.choice("token_endpoint_auth_method", CLIENT_AUTH_METHODS, "client_secret_basic")
+        self.basic_encoding = reader.choice("client_secret_basic_encoding", BASIC_ENCODINGS, "form")
+        self.pkce = reader.boolean("pkce", True)
+        self._issuer: str | None = reader.optional_string("issuer")
+        self._requires_iss = reader.boolean("require_iss", False)
+        self._extra_params = frozenset(reader.string_list("allowed_extra_params"))
+        self.refresh_token_ttl: int | None = reader.seconds("refresh_token_ttl_seconds")
+        self.keepalive_before: int | None = reader.seconds("keepalive_before_seconds")
+        claims = reader.table("claims", "subject, username and email claim names")
+        self.claims = {"subject": "sub", "username": "preferred_username", "email": "email", **claims}
+
+    def read_endpoints(self, reader: SettingsReader) -> dict[str, str | None]:
+        """The four endpoints by setting name (None: the server has none); ``_required_endpoints`` must
+        be given."""
+        required = self._required_endpoints()
+        return {name: reader.url(name, required=name in required) for name in self._ENDPOINTS}
 
     def _required_endpoints(self) -> tuple[str, ...]:
         return ("authorization_endpoint", "token_endpoint")
 
-    @staticmethod
-    def _optional_seconds(settings: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
-        value = settings.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            problems.append(f"{key}: expected a positive number of seconds")
-            return None
-        return value
-
-    @staticmethod
-    def _required_string(settings: Mapping[str, Any], key: str, problems: list[str]) -> str:
-        value = settings.get(key)
-        if not isinstance(value, str) or not value:
-            problems.append(f"{key}: required")
-            return ""
-        return value
-
     def _check_endpoints(self, problems: list[str], *, required: Sequence[str]) -> None:
-        """Endpoints must be absolute https URLs (docs/design/security.md), plain http only when allowed."""
+        """Endpoints learnt after start-up (discovery) checked as configured ones are (docs/design/security.md)."""
         for name, url in self.endpoints.items():
             if url is None:
                 if name in required:
                     problems.append(f"{name}: required")
                 continue
-            parts = urlsplit(url) if isinstance(url, str) else None
-            if parts is None or not parts.netloc or parts.scheme not in ("https", "http") or parts.fragment:
-                problems.append(f"{name}: expected an absolute https URL without a fragment")
-            elif parts.scheme == "http" and not self.context.allow_insecure_http:
-                problems.append(f"{name}: plain http is refused; use https (or allow_insecure_http for a loopback sandbox)")
+            problem = url_problem(url, allow_insecure_http=self.context.allow_insecure_http)
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
 
     # -- what ListProviders shows ------------------------------------------------------------------
 
@@ -409,18 +402,12 @@ class OAuth2Provider(Provider):
         scopes: Sequence[str],
         callback_params: Mapping[str, str],
     ) -> Grant:
+        metadata = self.grant_metadata(callback_params)
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None:
             form["code_verifier"] = code_verifier
-        payload = await self.token_request(form)
-        tokens = parse_token_response(
-            payload,
-            now=self.context.clock(),
-            requested_scopes=scopes,
-            scope_separator=self.scope_separator,
-            refresh_token_ttl=self.refresh_token_ttl,
-        )
-        return Grant(tokens=tokens)
+        payload = await self.token_request(form, metadata)
+        return self.grant(self.token_set(payload, requested_scopes=scopes, previous=None), metadata)
 
     async def refresh(self, credentials: ConnectionCredentials) -> TokenSet:
         previous = credentials.tokens
@@ -430,39 +417,36 @@ class OAuth2Provider(Provider):
                 metadata={"provider": self.context.provider_id},
             )
         # The scope is not sent: the refreshed grant keeps exactly the original scope (RFC 6749 §6).
-        payload = await self.token_request({"grant_type": "refresh_token", "refresh_token": previous.refresh_token})
-        return parse_token_response(
-            payload,
-            now=self.context.clock(),
-            requested_scopes=previous.scopes,
-            scope_separator=self.scope_separator,
-            previous=previous,
-            refresh_token_ttl=self.refresh_token_ttl,
-        )
+        form = {"grant_type": "refresh_token", "refresh_token": previous.refresh_token}
+        payload = await self.token_request(form, credentials.metadata)
+        return self.token_set(payload, requested_scopes=previous.scopes, previous=previous)
 
     async def revoke(self, credentials: ConnectionCredentials) -> bool:
         """RFC 7009: revoke the refresh token (which revokes the grant) or else the access token."""
         endpoint = self.endpoints.get("revocation_endpoint")
         if endpoint is None:
             return False
-        tokens = credentials.tokens
-        token, hint = (
-            (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
-        )
-        response = await self._post_form(endpoint, {"token": token, "token_type_hint": hint})
+        response = await self._post_form(endpoint, revocation_form(credentials.tokens))
         raise_for_oauth_error(response, self.context.provider_id)
         return True
 
     async def user_info(self, credentials: ConnectionCredentials) -> UserInfo:
-        response = await self.context.http.request(
-            "GET",
-            self._endpoint("userinfo_endpoint"),
-            headers={"Authorization": f"Bearer {credentials.tokens.access_token}", "Accept": "application/json"},
-        )
+        response = await self.send_user_info_request(credentials)
         return self.user_info_from_claims(self.user_info_claims(response))
 
-    # -- Compliance hooks: a provider that differs from the standard only in how it answers overrides
-    # -- one of these (as Authlib's compliance hooks do), not the flow around it.
+    # -- Compliance hooks: a provider that differs from the standard only in how it is asked or how it
+    # -- answers overrides one of these (as Authlib's compliance hooks do), not the flow around it.
+
+    def grant_metadata(self, callback_params: Mapping[str, str]) -> dict[str, str]:
+        """Non-secret facts a new connection keeps, decided from the callback before the code is sent
+        (OKX's site and device id); the token request gets them, and ``grant`` stores them."""
+        return {}
+
+    async def send_token_request(self, form: Mapping[str, str], metadata: Mapping[str, str]) -> UpstreamResponse:
+        """Send one token request, the RFC 6749 §4.1.3 or §6 ``form``, to the token endpoint with the
+        client's authentication. Override for a provider that wants another URL, other fields or another
+        encoding; ``metadata`` is the connection's (``grant_metadata``'s on a code exchange)."""
+        return await self._post_form(self._endpoint("token_endpoint"), form)
 
     def token_payload(self, response: UpstreamResponse) -> Mapping[str, Any]:
         """The token endpoint's answer as an RFC 6749 §5.1 payload; a refusal raised as the mapped
@@ -472,6 +456,33 @@ class OAuth2Provider(Provider):
         if not isinstance(payload, dict):
             raise ProviderResponseInvalid("the token response is not a JSON object")
         return payload
+
+    def token_set(self, payload: Mapping[str, Any], *, requested_scopes: Sequence[str], previous: TokenSet | None) -> TokenSet:
+        """The ``TokenSet`` of a token payload (``previous`` on a refresh, None on a code exchange).
+        Override for a provider whose payload leaves facts to its tokens (Bybit's scopes and expiry are
+        claims of its JWT access token)."""
+        return parse_token_response(
+            payload,
+            now=self.context.clock(),
+            requested_scopes=requested_scopes,
+            scope_separator=self.scope_separator,
+            previous=previous,
+            refresh_token_ttl=self.refresh_token_ttl,
+        )
+
+    def grant(self, tokens: TokenSet, metadata: Mapping[str, str]) -> Grant:
+        """What a code exchange yields. Override for a provider whose tokens name the user (Bybit's
+        access token carries the UID), so the connection has its subject without a user-info call."""
+        return Grant(tokens=tokens, metadata=metadata)
+
+    async def send_user_info_request(self, credentials: ConnectionCredentials) -> UpstreamResponse:
+        """Send the user-info request with the connection's access token. Override for a provider that
+        wants another URL or more headers."""
+        return await self.context.http.request(
+            "GET",
+            self._endpoint("userinfo_endpoint"),
+            headers={"Authorization": f"Bearer {credentials.tokens.access_token}", "Accept": "application/json"},
+        )
 
     def user_info_claims(self, response: UpstreamResponse) -> Mapping[str, Any]:
         """The user-info endpoint's answer as a claims object; a refusal raised as the mapped error.
@@ -500,9 +511,9 @@ class OAuth2Provider(Provider):
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    async def token_request(self, form: Mapping[str, str]) -> Mapping[str, Any]:
-        """POST to the token endpoint with client authentication; the answer through ``token_payload``."""
-        return self.token_payload(await self._post_form(self._endpoint("token_endpoint"), form))
+    async def token_request(self, form: Mapping[str, str], metadata: Mapping[str, str]) -> Mapping[str, Any]:
+        """One token request through ``send_token_request``, its answer through ``token_payload``."""
+        return self.token_payload(await self.send_token_request(form, metadata))
 
     async def _post_form(self, url: str, form: Mapping[str, str]) -> UpstreamResponse:
         headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}

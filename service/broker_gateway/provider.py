@@ -38,6 +38,23 @@ import pluggy
 from .errors import CapabilityUnsupported, UnknownOperation
 from .upstream import UpstreamClient
 
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
+__all__ = [
+    "AuthorizationRequest",
+    "Capabilities",
+    "ConnectionCredentials",
+    "Grant",
+    "Operation",
+    "OperationAuth",
+    "Provider",
+    "ProviderContext",
+    "RateLimit",
+    "RateScope",
+    "TokenSet",
+    "UserInfo",
+    "hookimpl",
+]
+
 #: The marker for a plugin's hook implementations.
 hookimpl = pluggy.HookimplMarker("broker_gateway")
 
@@ -173,7 +190,8 @@ class Provider:
     """Base class of every provider type. Subclasses set ``type`` and override what they support.
 
     The constructor receives the provider's settings from the configuration (everything but ``id``,
-    ``type`` and ``redirect_uris``) and raises ``ConfigError`` listing every problem it finds.
+    ``type`` and ``redirect_uris``) and raises ``ConfigError`` listing every problem it finds
+    (``provider_settings.SettingsReader`` reads them so).
     """
 
     #: The name configuration entries use in ``type``; unique among registered providers.

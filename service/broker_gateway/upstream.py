@@ -29,6 +29,14 @@ from .errors import GatewayError, OutcomeUnknown, ProviderResponseInvalid, Provi
 if TYPE_CHECKING:  # metrics.py imports the provider API, which imports this module
     from .metrics import UpstreamMeter
 
+#: The public API (docs/plugins.md, "Public API"); anything else here may change without notice.
+__all__ = [
+    "MAX_CALL_SECONDS",
+    "MAX_RESPONSE_BYTES",
+    "UpstreamClient",
+    "UpstreamResponse",
+]
+
 #: Upstream answers are small JSON documents; anything larger is refused rather than buffered.
 MAX_RESPONSE_BYTES = 1 << 20
 #: No single upstream call may take longer than this, whatever the caller's deadline.
