@@ -20,8 +20,7 @@ import httpx
 import pytest
 import uvicorn
 from broker_gateway.app import Application, build_application
-from broker_gateway.config import Config, ProviderConfig, ServerConfig
-from broker_gateway.gateway import GatewaySettings
+from broker_gateway.config import Config, GatewaySettings, ProviderConfig, ServerConfig
 from broker_gateway.provider import TokenSet
 from broker_gateway.sandbox.asgi import serve_asgi
 from broker_gateway.server import RunningServer, start_server

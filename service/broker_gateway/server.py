@@ -140,7 +140,7 @@ async def start_server(application: Application, listen: str | None = None, *, s
         loop.create_task(_watch_store(application, health_servicer)),
         loop.create_task(_every(PURGE_INTERVAL, gateway.purge_expired, "purging expired records")),
         loop.create_task(_every(PENDING_RECOUNT_INTERVAL, gateway.pending_budget.recount, "counting pending authorizations")),
-        loop.create_task(_every(settings.keepalive_interval, gateway.keep_alive, "keep-alive refresh")),
+        loop.create_task(_every(settings.keepalive_interval, gateway.token_lifecycle.keep_alive, "keep-alive refresh")),
     ]
     if application.metrics is not None:
         interval = application.config.metrics.connections_interval_seconds
