@@ -49,7 +49,7 @@ class ServerConfig:
     #: A connection with no call for this long is closed (GOAWAY), so idle clients hold no socket.
     max_connection_idle_seconds: float = 300.0
     #: Every connection is closed after about this long (clients reconnect), then given the grace
-    #: below to finish its calls: at least the longest deadline a call gets (interceptors.MAX_DEADLINE).
+    #: below to finish its calls: at least the longest deadline a call gets (handler_wrapper.MAX_DEADLINE).
     max_connection_age_seconds: float = 1800.0
     max_connection_age_grace_seconds: float = 30.0
     #: Concurrent calls on one connection (HTTP/2 streams); a client queues any beyond.

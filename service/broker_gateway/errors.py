@@ -1,6 +1,6 @@
 """The one family of errors the gateway raises, each knowing its gRPC code and ErrorInfo reason.
 
-Flows, providers and stores raise these; a single interceptor (``broker_gateway.interceptors``) turns
+Flows, providers and stores raise these; a single handler wrapper (``broker_gateway.handler_wrapper``) turns
 them into a ``google.rpc.Status`` with exactly one ``ErrorInfo`` and, where a retry makes sense, a
 ``RetryInfo``. Messages and metadata must never carry a secret: they reach callers, logs and spans.
 """

@@ -1,4 +1,6 @@
-"""OpenTelemetry wiring: a server span per RPC, a client span per upstream HTTP call, spans per flow.
+"""Tracing set-up: the tracer provider the environment asks for, and the server span of each RPC.
+
+What is traced: a server span per RPC, a client span per upstream HTTP call, spans per flow.
 
 Configured by the standard ``OTEL_*`` variables. Tracing is on only when an exporter is asked for
 (``OTEL_TRACES_EXPORTER`` = ``otlp`` or ``console``, or an OTLP endpoint is set) or a tracer provider
@@ -6,11 +8,11 @@ is passed in (the tests pass one with an in-memory exporter). Off, nothing is in
 spans nobody exports would cost a fifth of the gateway's throughput (benchmarks/README.md), so the
 gateway then neither records nor propagates trace context. Instrumentation is wired explicitly with a
 tracer provider rather than by global monkey-patching. No attribute carries a secret. The server span
-of each BrokerGateway call is made once per call by the handler wrapper in ``interceptors`` (health
+of each BrokerGateway call is made once per call by ``handler_wrapper`` (health
 checks and reflection are not traced), the client span of each upstream call by ``upstream`` (method,
 scheme, host, port, path and status only): both directly, because OpenTelemetry's grpc interceptor and
-httpx instrumentation cost far more per call. The gateway's spans come from ``spans.gateway_tracer``
-and OTLP batches are encoded by ``otlp.FastOTLPSpanExporter``, both for the same reason
+httpx instrumentation cost far more per call. The gateway's spans come from ``light_spans.gateway_tracer``
+and OTLP batches are encoded by ``otlp_encoding.FastOTLPSpanExporter``, both for the same reason
 (benchmarks/README.md).
 """
 
@@ -48,7 +50,7 @@ def _exporters() -> list[SpanExporter]:
             if protocol != "grpc":
                 problems.append(f"OTLP protocol {protocol!r}: the gateway exports traces over 'grpc' only")
                 continue
-            from .otlp import FastOTLPSpanExporter
+            from .otlp_encoding import FastOTLPSpanExporter
 
             exporters.append(FastOTLPSpanExporter())
         elif name == "console":

@@ -23,7 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import trace
 
-from . import audit, callers, deadlines, telemetry
+from . import audit, callers, deadlines, tracing
 from .callers import Authenticator, Caller, Permission
 from .errors import DOMAIN, CallerUnauthenticated, GatewayError, InternalError, InvalidArgument
 from .metrics import GatewayMetrics, RpcMeter
@@ -187,7 +187,7 @@ def _wrap(
     if handler.unary_unary is None:
         raise TypeError(f"{full_method}: only unary methods are wrapped")
     inner = handler.unary_unary
-    spans = None if tracer is None else telemetry.ServerSpans(tracer, full_method)
+    spans = None if tracer is None else tracing.ServerSpans(tracer, full_method)
     rpc = full_method.rsplit("/", 1)[1]
     audited = rpc in audit.AUDITED_RPCS
 
