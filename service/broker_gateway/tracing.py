@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
-from .errors import ConfigError
+from .errors import Code, ConfigError
 
 
 def _exporters() -> list[SpanExporter]:
@@ -83,15 +83,7 @@ def tracer_provider_from_environment() -> TracerProvider | None:
 #: The span status of a server span is ERROR only for these codes (OpenTelemetry's gRPC semantic
 #: conventions); the others are the caller's doing.
 _SERVER_ERRORS = frozenset(
-    code.value[0]
-    for code in (
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    )
+    {Code.UNKNOWN, Code.DEADLINE_EXCEEDED, Code.UNIMPLEMENTED, Code.INTERNAL, Code.UNAVAILABLE, Code.DATA_LOSS}
 )
 
 
@@ -148,11 +140,11 @@ class ServerSpans:
         return attach(trace.set_span_in_context(span, parent)), span
 
     @staticmethod
-    def end(token: object, span: trace.Span, code: grpc.StatusCode | None) -> None:
+    def end(token: object, span: trace.Span, code: Code | None) -> None:
         """End the span with the call's status code (None: OK)."""
         if code is not None:
-            span.set_attribute("rpc.grpc.status_code", code.value[0])
-            if code.value[0] in _SERVER_ERRORS:
+            span.set_attribute("rpc.grpc.status_code", code.value)
+            if code in _SERVER_ERRORS:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
         detach(token)  # type: ignore[arg-type]
         span.end()
