@@ -16,8 +16,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
-from broker_gateway.config import ProviderConfig
-from broker_gateway.gateway import GatewaySettings
+from broker_gateway.config import GatewaySettings, ProviderConfig
 from broker_gateway.ratelimit import RateLimiter
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import connection_pb2

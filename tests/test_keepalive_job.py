@@ -29,12 +29,12 @@ async def test_one_pass_per_interval_refreshes_each_due_connection_once_across_g
         other = await build_application(config, clock=clock.now)  # a second process's gateway, same SQLite file
         try:
             gateways = (harness.application.gateway, other.gateway)
-            assert sorted(await asyncio.gather(*(gateway.keep_alive() for gateway in gateways))) == [0, 3]
+            assert sorted(await asyncio.gather(*(gateway.token_lifecycle.keep_alive() for gateway in gateways))) == [0, 3]
             assert wallet.request_log.count("refresh_token") == 3
             clock.advance(seconds=interval - 1)
-            assert [await gateway.keep_alive() for gateway in gateways] == [0, 0], "still this interval's pass"
+            assert [await gateway.token_lifecycle.keep_alive() for gateway in gateways] == [0, 0], "still this interval's pass"
             clock.advance(seconds=1)
-            assert [await gateway.keep_alive() for gateway in reversed(gateways)] == [3, 0], "the next interval's"
+            assert [await gateway.token_lifecycle.keep_alive() for gateway in reversed(gateways)] == [3, 0], "the next interval's"
             assert wallet.request_log.count("refresh_token") == 6
         finally:
             await other.close()

@@ -1,4 +1,4 @@
-"""The gateway's light spans (``broker_gateway.spans``) export what the SDK's spans export.
+"""The gateway's light spans (``broker_gateway.light_spans``) export what the SDK's spans export.
 
 They exist for speed (benchmarks/README.md). Each check drives an SDK tracer and a ``LightTracer``
 over the same provider through the same steps and compares what the span processors receive, then
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from broker_gateway.spans import LightSpan, LightTracer, gateway_tracer
+from broker_gateway.light_spans import LightSpan, LightTracer, gateway_tracer
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource

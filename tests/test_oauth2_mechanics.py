@@ -24,6 +24,7 @@ import pytest
 from broker_gateway import validation
 from broker_gateway.errors import (
     AccessTokenRejected,
+    Code,
     ConfigError,
     FieldTooLarge,
     GatewayError,
@@ -404,26 +405,26 @@ def test_raise_for_oauth_error_mapping(
     assert error.metadata["upstream_http_status"] == str(status)
     assert error.retry_after == retry_after
     if retry_after is not None:
-        assert error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert error.code in (Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED)
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         assert error.metadata["upstream_code"] == body["error"]
 
 
 def test_error_codes_match_the_mapping_table() -> None:
     """Why: the gRPC codes of docs/design/errors.md, pinned where callers depend on them."""
-    assert InvalidGrant.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert InvalidGrant.code == Code.FAILED_PRECONDITION
     assert (ProviderClientAuthFailed.code, ProviderClientAuthFailed.reason) == (
-        grpc.StatusCode.FAILED_PRECONDITION,
+        Code.FAILED_PRECONDITION,
         "PROVIDER_CLIENT_AUTH_FAILED",
     )
     assert (ProviderRateLimited.code, ProviderRateLimited.reason) == (
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        Code.RESOURCE_EXHAUSTED,
         "PROVIDER_RATE_LIMITED",
     )
-    assert (ProviderUnavailable.code, ProviderUnavailable.reason) == (grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
+    assert (ProviderUnavailable.code, ProviderUnavailable.reason) == (Code.UNAVAILABLE, "PROVIDER_UNAVAILABLE")
     # Not the answer the provider documents (a proxy's error page, a deploy): worth a retry.
     assert (ProviderResponseInvalid.code, ProviderResponseInvalid.reason) == (
-        grpc.StatusCode.UNAVAILABLE,
+        Code.UNAVAILABLE,
         "PROVIDER_RESPONSE_INVALID",
     )
     assert ProviderRequestRejected.reason == "PROVIDER_REQUEST_REJECTED"

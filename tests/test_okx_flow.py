@@ -327,9 +327,9 @@ async def test_an_idle_connection_is_kept_alive_past_its_refresh_tokens_life(
 ) -> None:
     connection = await connect(okx_gateway, okx, provider=provider, username="idle")
     gateway = okx_gateway.application.gateway
-    assert await gateway.keep_alive() == 0  # the refresh token has three days left
+    assert await gateway.token_lifecycle.keep_alive() == 0  # the refresh token has three days left
     clock.advance(days=2, hours=12)  # idle for most of the refresh token's life
-    assert await gateway.keep_alive() == 1
+    assert await gateway.token_lifecycle.keep_alive() == 1
     clock.advance(days=1)  # past the original refresh token's three days
     info = await okx_gateway.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10)
     assert info.user_info.subject
@@ -340,7 +340,7 @@ async def test_without_keep_alive_the_idle_connection_dies(tmp_path: Path, okx: 
     async with okx_gateway_for(tmp_path, okx, clock, okx.provider_config("okx", keepalive=False)) as harness:
         connection = await connect(harness, okx, username="idle")
         clock.advance(days=2, hours=12)
-        assert await harness.application.gateway.keep_alive() == 0
+        assert await harness.application.gateway.token_lifecycle.keep_alive() == 0
         clock.advance(days=1)
         failure = await expect_failure(
             harness.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=10)

@@ -17,7 +17,7 @@ import grpc
 import httpx
 import pytest
 from broker_gateway.config import ProviderConfig
-from broker_gateway.errors import ConfigError, GatewayError
+from broker_gateway.errors import Code, ConfigError, GatewayError
 from broker_gateway.provider import AuthorizationRequest, OperationAuth
 from broker_gateway.testing import provider_context
 from broker_gateway.upstream import UpstreamResponse
@@ -154,25 +154,25 @@ def mapped(response: UpstreamResponse, call: Call) -> GatewayError:
 @pytest.mark.parametrize(
     ("code", "status", "grpc_code", "reason"),
     [
-        ("50011", 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
-        ("50013", 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
-        ("50001", 503, grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
-        ("50004", 200, grpc.StatusCode.UNKNOWN, "OUTCOME_UNKNOWN"),
-        ("50101", 401, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
-        ("50102", 401, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
-        ("50105", 401, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
-        ("50110", 401, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
-        ("50113", 401, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
-        ("50120", 200, grpc.StatusCode.PERMISSION_DENIED, "INSUFFICIENT_SCOPE"),
-        ("50014", 400, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
-        ("51000", 400, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
-        ("50044", 200, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
+        ("50011", 429, Code.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
+        ("50013", 429, Code.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
+        ("50001", 503, Code.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
+        ("50004", 200, Code.UNKNOWN, "OUTCOME_UNKNOWN"),
+        ("50101", 401, Code.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
+        ("50102", 401, Code.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
+        ("50105", 401, Code.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
+        ("50110", 401, Code.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
+        ("50113", 401, Code.FAILED_PRECONDITION, "PROVIDER_CLIENT_AUTH_FAILED"),
+        ("50120", 200, Code.PERMISSION_DENIED, "INSUFFICIENT_SCOPE"),
+        ("50014", 400, Code.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
+        ("51000", 400, Code.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
+        ("50044", 200, Code.FAILED_PRECONDITION, "PROVIDER_REQUEST_REJECTED"),
         # a code of no table: the HTTP status decides, as it does without an envelope
-        ("59999", 500, grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
-        ("59999", 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
+        ("59999", 500, Code.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
+        ("59999", 429, Code.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED"),
     ],
 )
-def test_broker_codes(code: str, status: int, grpc_code: grpc.StatusCode, reason: str) -> None:
+def test_broker_codes(code: str, status: int, grpc_code: Code, reason: str) -> None:
     error = mapped(answer(status, {"code": code, "msg": "secret-in-msg-abc", "data": []}), Call.BROKER)
     assert (error.code, error.reason, error.metadata["upstream_code"], error.metadata["upstream_http_status"]) == (
         grpc_code, reason, code, str(status),

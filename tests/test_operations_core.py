@@ -165,10 +165,10 @@ async def test_idle_connections_are_kept_alive_before_their_refresh_token_expire
     async with running_gateway(gateway_config(tmp_path, [entry]), clock) as harness:
         connection = await connect_wallet(harness, wallet, "erin")
         gateway = harness.application.gateway
-        assert await gateway.keep_alive() == 0  # nothing is due yet
+        assert await gateway.token_lifecycle.keep_alive() == 0  # nothing is due yet
         for _ in range(3):  # three idle months
             clock.advance(days=28, hours=12)
-            assert await gateway.keep_alive() == 1
+            assert await gateway.token_lifecycle.keep_alive() == 1
         assert wallet.request_log.count("refresh_token") == 3
         info = await harness.stub.GetUserInfo(api.GetUserInfoRequest(connection_id=connection.connection_id), timeout=5)
         assert info.user_info.username == "erin"

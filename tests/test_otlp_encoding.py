@@ -1,4 +1,4 @@
-"""The gateway's OTLP span encoding (``broker_gateway.otlp``) builds exactly the request OpenTelemetry's
+"""The gateway's OTLP span encoding (``broker_gateway.otlp_encoding``) builds exactly the request OpenTelemetry's
 encoder builds.
 
 It exists for speed (benchmarks/README.md). These checks compare the two on generated batches (every
@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 import pytest
-from broker_gateway import telemetry
-from broker_gateway.otlp import FastOTLPSpanExporter, SpanEncoder
+from broker_gateway import tracing
+from broker_gateway.otlp_encoding import FastOTLPSpanExporter, SpanEncoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.attributes import BoundedAttributes
@@ -180,7 +180,7 @@ def test_the_environments_otlp_exporter_is_the_fast_one(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-    provider = telemetry.tracer_provider_from_environment()
+    provider = tracing.tracer_provider_from_environment()
     assert provider is not None
     try:
         with provider.get_tracer("test").start_as_current_span("planted", attributes={"k": "v"}):

@@ -18,9 +18,9 @@ import grpc
 import pytest
 from broker_gateway import server as server_module
 from broker_gateway.app import Application, build_application
-from broker_gateway.config import Config, parse_config
+from broker_gateway.config import Config, GatewaySettings, parse_config
 from broker_gateway.errors import ConfigError, TooManyPendingAuthorizations
-from broker_gateway.gateway import AuthorizationStart, Gateway, GatewaySettings
+from broker_gateway.gateway import AuthorizationStart, Gateway
 from broker_gateway.pending_budget import MIN_RETRY_AFTER, RECOUNT_INTERVAL
 from broker_gateway.store.crypto import generate_key
 from broker_gateway.store.sqlite import SQLiteStore

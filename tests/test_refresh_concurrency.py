@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import grpc
 import pytest
 from broker_gateway.callers import DEFAULT_TENANT
-from broker_gateway.gateway import GatewaySettings
+from broker_gateway.config import GatewaySettings
 from broker_gateway.sandbox import simkit
 from broker_gateway.store.crypto import generate_key
 from broker_gateway.v1 import broker_gateway_service_pb2 as api

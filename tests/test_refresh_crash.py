@@ -24,8 +24,7 @@ from typing import Any
 
 import grpc
 import pytest
-from broker_gateway.config import ProviderConfig
-from broker_gateway.gateway import GatewaySettings
+from broker_gateway.config import GatewaySettings, ProviderConfig
 from broker_gateway.sandbox import simkit
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from broker_gateway import telemetry
+from broker_gateway import tracing
 from broker_gateway.errors import ConfigError
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from conftest import FakeClock, Wallet, gateway_config, running_gateway
@@ -52,9 +52,9 @@ async def test_server_spans_continue_the_callers_trace(tmp_path: Path, wallet: W
 def test_tracing_is_off_without_an_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    assert telemetry.tracer_provider_from_environment() is None
+    assert tracing.tracer_provider_from_environment() is None
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
-    assert telemetry.tracer_provider_from_environment() is not None
+    assert tracing.tracer_provider_from_environment() is not None
 
 
 @pytest.mark.parametrize(
@@ -75,11 +75,11 @@ def test_an_exporter_the_gateway_cannot_use_is_refused(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as refused:
-        telemetry.tracer_provider_from_environment()
+        tracing.tracer_provider_from_environment()
     assert problem in str(refused.value)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp, none")
-    provider = telemetry.tracer_provider_from_environment()
+    provider = tracing.tracer_provider_from_environment()
     assert provider is not None
     provider.shutdown()

@@ -22,9 +22,8 @@ from typing import Any
 
 import grpc
 import pytest
-from broker_gateway.config import ProviderConfig
+from broker_gateway.config import GatewaySettings, ProviderConfig
 from broker_gateway.errors import ProviderResponseInvalid
-from broker_gateway.gateway import GatewaySettings
 from broker_gateway.oauth2 import raise_for_resource_error
 from broker_gateway.provider import ConnectionCredentials, Grant, Operation, OperationAuth, Provider, hookimpl
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
@@ -441,7 +440,7 @@ async def test_an_abandoned_exchange_that_fails_is_logged_not_left_unretrieved(
 
     assert loop_exceptions == []
     assert not [record for record in caplog.records if "never retrieved" in record.getMessage()]
-    (logged,) = [record for record in caplog.records if record.name == "broker_gateway.gateway"]
+    (logged,) = [record for record in caplog.records if record.name == "broker_gateway.detached"]
     assert logged.levelno == logging.INFO and "PROVIDER_UNAVAILABLE" in logged.getMessage()
     assert all(code not in record.getMessage() for record in caplog.records)
 

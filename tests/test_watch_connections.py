@@ -16,8 +16,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from broker_gateway.config import GatewaySettings
 from broker_gateway.errors import WatchBufferFull
-from broker_gateway.gateway import GatewaySettings
 from broker_gateway.store.base import Change, EventType, StoredEvent
 from broker_gateway.store.sqlite import SQLiteStore
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
@@ -172,11 +172,11 @@ async def test_refresh_token_expiring_fires_once_with_a_fake_clock(tmp_path: Pat
         watcher = await Watcher(harness.stub).opened()
         gateway = harness.application.gateway
         clock.advance(days=6)
-        await gateway.keep_alive()  # 4 days left: not yet
+        await gateway.token_lifecycle.keep_alive()  # 4 days left: not yet
         clock.advance(days=1, seconds=1)
-        await gateway.keep_alive()  # within the 3-day lead: announced
+        await gateway.token_lifecycle.keep_alive()  # within the 3-day lead: announced
         clock.advance(seconds=settings.keepalive_interval)
-        await gateway.keep_alive()  # the next pass: not again
+        await gateway.token_lifecycle.keep_alive()  # the next pass: not again
         await harness.stub.Revoke(api.RevokeRequest(connection_id=connection_id), timeout=10)
         seen = await watcher.take(2)
         watcher.close()

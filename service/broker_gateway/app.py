@@ -15,16 +15,16 @@ import pluggy
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from . import __version__, telemetry
+from . import __version__, tracing
 from .config import Config, RateLimitsConfig, unknown_keys
 from .errors import ConfigError, TokenDecryptFailed
 from .gateway import ConfiguredProvider, Gateway
+from .light_spans import gateway_tracer
 from .metrics import GatewayMetrics
 from .metrics_export import MetricsExport, start_metrics
 from .plugins import plugin_manager, provider_types
 from .provider import Provider, ProviderContext
 from .ratelimit import Limiter, RateLimiter, RedisRateLimiter
-from .spans import gateway_tracer
 from .store import open_store
 from .store.base import Store
 from .store.crypto import Keyring, envelope_key_id, key_check_problems, key_check_value
@@ -103,7 +103,7 @@ class Application:
     http: httpx.AsyncClient
     #: None when tracing is off (no exporter configured): nothing is instrumented then.
     tracer_provider: TracerProvider | None
-    #: The tracer the gateway's own spans come from (``spans.gateway_tracer``); None when off.
+    #: The tracer the gateway's own spans come from (``light_spans.gateway_tracer``); None when off.
     tracer: trace.Tracer | None
     #: The instruments and where they are exported; both None when metrics are off.
     metrics: GatewayMetrics | None = None
@@ -132,7 +132,7 @@ async def build_application(
     is on when ``tracer_provider`` is given or the environment configures an exporter; metrics when
     ``[metrics] listen`` or ``OTEL_METRICS_EXPORTER`` asks for them (metrics_export.py)."""
     manager = manager or plugin_manager(extra_plugins)
-    tracer_provider = tracer_provider or telemetry.tracer_provider_from_environment()
+    tracer_provider = tracer_provider or tracing.tracer_provider_from_environment()
     tracer = None if tracer_provider is None else gateway_tracer(tracer_provider)
     http = http_client()
     metrics_export = None

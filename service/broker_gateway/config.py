@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from .callers import CallerConfig, Permission
 from .errors import ConfigError
-from .gateway import GatewaySettings
 from .ratelimit import OnUnavailable
 from .references import UnresolvedReference, resolve_reference
 from .store.crypto import KeyringError, decode_key
@@ -50,7 +49,7 @@ class ServerConfig:
     #: A connection with no call for this long is closed (GOAWAY), so idle clients hold no socket.
     max_connection_idle_seconds: float = 300.0
     #: Every connection is closed after about this long (clients reconnect), then given the grace
-    #: below to finish its calls: at least the longest deadline a call gets (interceptors.MAX_DEADLINE).
+    #: below to finish its calls: at least the longest deadline a call gets (handler_wrapper.MAX_DEADLINE).
     max_connection_age_seconds: float = 1800.0
     max_connection_age_grace_seconds: float = 30.0
     #: Concurrent calls on one connection (HTTP/2 streams); a client queues any beyond.
@@ -103,6 +102,35 @@ LOG_FORMATS = ("text", "json")
 @dataclass(frozen=True)
 class LoggingConfig:
     format: str = "text"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Timing of the flows; the defaults suit providers with access tokens of an hour or more."""
+
+    state_ttl: timedelta = timedelta(minutes=10)
+    #: Pending authorizations the store may hold in all, and per tenant (pending_budget.py).
+    max_pending_authorizations: int = 100_000
+    max_pending_authorizations_per_tenant: int = 10_000
+    #: Refresh when less than this is left of the access token, or less than a quarter of its life
+    #: for tokens so short-lived that the margin would cover most of it.
+    refresh_margin: timedelta = timedelta(minutes=5)
+    #: The budget of a detached refresh or code exchange, independent of any caller's deadline.
+    upstream_budget: float = 15.0
+    #: A refresh lease is short and renewed every third of it while its refresh runs, so a live
+    #: holder keeps it for as long as the refresh takes, while the lease of a holder that died
+    #: (kill -9, power loss) blocks its connection for at most this long.
+    lease_ttl: timedelta = timedelta(seconds=5)
+    #: How long a caller waits for another process's lease before REFRESH_IN_PROGRESS; longer than
+    #: lease_ttl, so a caller always outwaits the lease of a dead holder.
+    lease_wait: float = 10.0
+    #: How long the result of a side-effecting operation is replayed to a repeated request_id.
+    request_replay_window: timedelta = timedelta(hours=24)
+    #: How often idle connections are checked for a keep-alive refresh, and how many per pass.
+    keepalive_interval: float = 600.0
+    keepalive_batch: int = 500
+    #: Connection events and WatchConnections ([events]).
+    events: EventSettings = field(default_factory=EventSettings)
 
 
 @dataclass(frozen=True)

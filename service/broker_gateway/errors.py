@@ -1,23 +1,96 @@
 """The one family of errors the gateway raises, each knowing its gRPC code and ErrorInfo reason.
 
-Flows, providers and stores raise these; a single interceptor (``broker_gateway.interceptors``) turns
+Flows, providers and stores raise these; a single handler wrapper (``broker_gateway.handler_wrapper``) turns
 them into a ``google.rpc.Status`` with exactly one ``ErrorInfo`` and, where a retry makes sense, a
 ``RetryInfo``. Messages and metadata must never carry a secret: they reach callers, logs and spans.
+
+Part of the plugin API, so it does not import grpc: a code is a ``Code``, which only the handler
+wrapper turns into a gRPC status.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 
-import grpc
+__all__ = [
+    "DOMAIN",
+    "AccessTokenRejected",
+    "AuthorizationCodeInvalid",
+    "AuthorizationExchangeUnknown",
+    "AuthorizationFailed",
+    "AuthzTransactionInvalid",
+    "CallerForbidden",
+    "CallerUnauthenticated",
+    "CapabilityUnsupported",
+    "Code",
+    "ConfigError",
+    "ConnectionIdInUse",
+    "ConnectionNotFound",
+    "ConnectionRevoked",
+    "DeadlineTooShort",
+    "EventCursorExpired",
+    "FieldTooLarge",
+    "GatewayError",
+    "InsufficientScope",
+    "InternalError",
+    "InvalidArgument",
+    "InvalidGrant",
+    "InvalidRedirectUri",
+    "IssuerMismatch",
+    "OutcomeUnknown",
+    "ParameterNotAllowed",
+    "ProviderClientAuthFailed",
+    "ProviderRateLimited",
+    "ProviderRequestRejected",
+    "ProviderResponseInvalid",
+    "ProviderUnavailable",
+    "RateLimiterUnavailable",
+    "ReauthRequired",
+    "RefreshInProgress",
+    "ScopeNotAllowed",
+    "StoreUnavailable",
+    "TokenDecryptFailed",
+    "TooManyPendingAuthorizations",
+    "TooManyWatchers",
+    "UnknownOperation",
+    "UnknownProvider",
+    "UserDenied",
+    "WatchBufferFull",
+    "WatchInterrupted",
+]
 
 DOMAIN = "broker-gateway"
+
+
+class Code(enum.Enum):
+    """The gRPC status codes, by the names and numbers of ``google.rpc.Code`` (which grpc's
+    ``StatusCode`` shares; a test pins it). Written out rather than taken from grpc or the googleapis
+    protos so that a plugin can raise errors with neither installed."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
 
 
 class GatewayError(Exception):
     """Base of every error a caller may see; subclasses fix ``code`` and ``reason``."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: Code = Code.INTERNAL
     reason: str = "INTERNAL_ERROR"
 
     def __init__(
@@ -40,7 +113,7 @@ class GatewayError(Exception):
 class InvalidArgument(GatewayError):
     """A request field is missing or malformed; ``field`` names it."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = Code.INVALID_ARGUMENT
     reason = "INVALID_FIELD"
 
     def __init__(self, field: str, message: str, **kwargs) -> None:
@@ -80,7 +153,7 @@ class IssuerMismatch(InvalidArgument):
 class AuthzTransactionInvalid(GatewayError):
     """The ``state`` is unknown, expired or replayed; ``cause`` says which."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "AUTHZ_TRANSACTION_INVALID"
 
     def __init__(self, cause: str) -> None:
@@ -88,22 +161,22 @@ class AuthzTransactionInvalid(GatewayError):
 
 
 class UserDenied(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "USER_DENIED"
 
 
 class AuthorizationFailed(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "AUTHORIZATION_FAILED"
 
 
 class AuthorizationCodeInvalid(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "AUTHORIZATION_CODE_INVALID"
 
 
 class AuthorizationExchangeUnknown(GatewayError):
-    code = grpc.StatusCode.ABORTED
+    code = Code.ABORTED
     reason = "AUTHORIZATION_EXCHANGE_UNKNOWN"
 
 
@@ -111,62 +184,62 @@ class TooManyPendingAuthorizations(GatewayError):
     """Authorize would keep more pending states than the configured limit allows; a RetryInfo says
     when the gateway counts them again."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
     reason = "TOO_MANY_PENDING_AUTHORIZATIONS"
 
 
 class ReauthRequired(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "REAUTH_REQUIRED"
 
 
 class ConnectionRevoked(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "CONNECTION_REVOKED"
 
 
 class ConnectionNotFound(GatewayError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = Code.NOT_FOUND
     reason = "CONNECTION_NOT_FOUND"
 
 
 class ConnectionIdInUse(GatewayError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = Code.ALREADY_EXISTS
     reason = "CONNECTION_ID_IN_USE"
 
 
 class CapabilityUnsupported(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "CAPABILITY_UNSUPPORTED"
 
 
 class RefreshInProgress(GatewayError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
     reason = "REFRESH_IN_PROGRESS"
 
 
 class ProviderClientAuthFailed(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "PROVIDER_CLIENT_AUTH_FAILED"
 
 
 class ProviderUnavailable(GatewayError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
     reason = "PROVIDER_UNAVAILABLE"
 
 
 class ProviderRateLimited(GatewayError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
     reason = "PROVIDER_RATE_LIMITED"
 
 
 class InsufficientScope(GatewayError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = Code.PERMISSION_DENIED
     reason = "INSUFFICIENT_SCOPE"
 
 
 class ProviderRequestRejected(GatewayError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "PROVIDER_REQUEST_REJECTED"
 
 
@@ -175,7 +248,7 @@ class ProviderResponseInvalid(GatewayError):
     a redirect, too large). Seen in practice from a proxy's error page or a deploy in progress, so it
     is UNAVAILABLE with a RetryInfo; the reason still tells it apart from an unreachable provider."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
     reason = "PROVIDER_RESPONSE_INVALID"
 
     def __init__(self, message: str, *, retry_after: float | None = 1.0, **kwargs) -> None:
@@ -185,17 +258,17 @@ class ProviderResponseInvalid(GatewayError):
 class OutcomeUnknown(GatewayError):
     """The request left the gateway but no answer came back: it may or may not have taken effect."""
 
-    code = grpc.StatusCode.UNKNOWN
+    code = Code.UNKNOWN
     reason = "OUTCOME_UNKNOWN"
 
 
 class DeadlineTooShort(GatewayError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = Code.DEADLINE_EXCEEDED
     reason = "DEADLINE_TOO_SHORT"
 
 
 class StoreUnavailable(GatewayError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
     reason = "STORE_UNAVAILABLE"
 
 
@@ -203,19 +276,19 @@ class RateLimiterUnavailable(GatewayError):
     """The shared rate limiter (Redis) cannot be reached, so a limited call is not sent: sending it
     uncounted could exceed the exchange's limit. A RetryInfo says when to try again."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
     reason = "RATE_LIMITER_UNAVAILABLE"
 
 
 class TokenDecryptFailed(GatewayError):
-    code = grpc.StatusCode.DATA_LOSS
+    code = Code.DATA_LOSS
     reason = "TOKEN_DECRYPT_FAILED"
 
 
 class CallerUnauthenticated(GatewayError):
     """No credentials, or none that name a configured caller: one answer for every case."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = Code.UNAUTHENTICATED
     reason = "CALLER_UNAUTHENTICATED"
 
     def __init__(self) -> None:
@@ -225,7 +298,7 @@ class CallerUnauthenticated(GatewayError):
 class CallerForbidden(GatewayError):
     """A known caller without the permission the RPC needs; ``permission`` names it."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = Code.PERMISSION_DENIED
     reason = "CALLER_FORBIDDEN"
 
     def __init__(self, permission: str) -> None:
@@ -236,14 +309,14 @@ class EventCursorExpired(InvalidArgument):
     """WatchConnections' ``after`` is older than the events kept; ``oldest_cursor`` is where the
     kept events start."""
 
-    code = grpc.StatusCode.OUT_OF_RANGE
+    code = Code.OUT_OF_RANGE
     reason = "EVENT_CURSOR_EXPIRED"
 
 
 class TooManyWatchers(GatewayError):
     """The caller already holds as many WatchConnections streams on this process as it may."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
     reason = "TOO_MANY_WATCHERS"
 
 
@@ -251,19 +324,19 @@ class WatchBufferFull(GatewayError):
     """A WatchConnections stream read so slowly that its bounded buffer filled: it ends, to be
     resumed from the last cursor received."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = Code.RESOURCE_EXHAUSTED
     reason = "WATCH_BUFFER_FULL"
 
 
 class WatchInterrupted(GatewayError):
     """The process serving a WatchConnections stream is shutting down."""
 
-    code = grpc.StatusCode.UNAVAILABLE
+    code = Code.UNAVAILABLE
     reason = "WATCH_INTERRUPTED"
 
 
 class InternalError(GatewayError):
-    code = grpc.StatusCode.INTERNAL
+    code = Code.INTERNAL
     reason = "INTERNAL_ERROR"
 
 
@@ -284,5 +357,5 @@ class InvalidGrant(GatewayError):
     """The token endpoint answered ``invalid_grant``. Flows translate it: a bad code on Exchange, a
     dead grant (REAUTH_REQUIRED) on refresh."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = Code.FAILED_PRECONDITION
     reason = "AUTHORIZATION_CODE_INVALID"

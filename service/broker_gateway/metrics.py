@@ -22,12 +22,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-import grpc
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
 from opentelemetry.util.types import AttributeValue
 
 from . import __version__
-from .errors import GatewayError, ProviderRateLimited
+from .errors import Code, GatewayError, ProviderRateLimited
 from .store.base import ConnectionStatus
 
 if TYPE_CHECKING:  # the provider API's modules import upstream.py, which records through this one
@@ -56,8 +55,8 @@ class RpcMeter:
         self._histogram = histogram
         self._refusals = refusals
         common = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-        self._by_code = {code: {**common, "rpc.grpc.status_code": code.value[0]} for code in grpc.StatusCode}
-        self._ok = self._by_code[grpc.StatusCode.OK]
+        self._by_code = {code: {**common, "rpc.grpc.status_code": code.value} for code in Code}
+        self._ok = self._by_code[Code.OK]
         self._refused = {reason: {"rpc.method": method, "broker_gateway.reason": reason}
                          for reason in ("CALLER_UNAUTHENTICATED", "CALLER_FORBIDDEN")}
 

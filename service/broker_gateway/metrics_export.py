@@ -5,7 +5,7 @@ The scrape endpoint is OpenTelemetry's Prometheus reader served by prometheus_cl
 server (a thread of this process, answering on any path), with its own registry (so two gateways in
 one process never report each other's series) holding the process collector too (CPU, memory, open
 files). OTLP uses OpenTelemetry's own OTLP/gRPC metric exporter, unlike traces, whose batches
-``otlp.py`` encodes by hand: spans are encoded one per call, so their encoding costs throughput, while
+``otlp_encoding.py`` encodes by hand: spans are encoded one per call, so their encoding costs throughput, while
 a metrics export carries one aggregate per series every export interval (``OTEL_METRIC_EXPORT_INTERVAL``,
 60 s by default), whatever the traffic: its encoding is not worth hand-written code.
 

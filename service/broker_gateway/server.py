@@ -1,4 +1,4 @@
-"""The grpc.aio server: the BrokerGateway servicer, health, reflection, interceptors and shutdown.
+"""The grpc.aio server: the BrokerGateway servicer, health, reflection, the handler wrapper and shutdown.
 
 Health reports SERVING only while the store answers. On SIGTERM the server goes NOT_SERVING first,
 lets in-flight calls finish within the grace period, lets running refreshes persist, then closes the
@@ -23,7 +23,7 @@ from .app import Application
 from .callers import RPC_PERMISSIONS, Authenticator
 from .config import Config, host_and_port
 from .errors import ConfigError, GatewayError
-from .interceptors import add_authenticated_service, add_wrapped_servicer
+from .handler_wrapper import add_authenticated_service, add_wrapped_servicer
 from .metrics import GatewayMetrics, keep_counting_connections
 from .servicer import BrokerGatewayServicer
 from .tls import ServerCertificates
@@ -110,7 +110,7 @@ async def start_server(application: Application, listen: str | None = None, *, s
     check_exposure(address, application.config)
     certificates = None if config.tls is None else ServerCertificates(config.tls)
     authenticator = Authenticator(application.config.callers) if application.config.callers else None
-    # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (interceptors.py).
+    # No grpc.aio interceptors: the servicer's handlers are wrapped once instead (handler_wrapper.py).
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     add_wrapped_servicer(
         server,
@@ -140,7 +140,7 @@ async def start_server(application: Application, listen: str | None = None, *, s
         loop.create_task(_watch_store(application, health_servicer)),
         loop.create_task(_every(PURGE_INTERVAL, gateway.purge_expired, "purging expired records")),
         loop.create_task(_every(PENDING_RECOUNT_INTERVAL, gateway.pending_budget.recount, "counting pending authorizations")),
-        loop.create_task(_every(settings.keepalive_interval, gateway.keep_alive, "keep-alive refresh")),
+        loop.create_task(_every(settings.keepalive_interval, gateway.token_lifecycle.keep_alive, "keep-alive refresh")),
     ]
     if application.metrics is not None:
         interval = application.config.metrics.connections_interval_seconds

@@ -1,7 +1,7 @@
 """Translation between BrokerGateway's protobuf messages and the flows in ``gateway``; no flow logic.
 
 Every call acts in its caller's tenant (``callers.current()``, set by the handler wrapper in
-``interceptors`` once the caller is authenticated).
+``handler_wrapper`` once the caller is authenticated).
 """
 
 from __future__ import annotations

@@ -33,9 +33,8 @@ from starlette.types import ASGIApp
 
 from ..app import build_application
 from ..callers import DEFAULT_TENANT, CallerConfig, Permission, key_sha256, new_key
-from ..config import Config, ProviderConfig, ServerConfig
+from ..config import Config, GatewaySettings, ProviderConfig, ServerConfig
 from ..devpki import Authority
-from ..gateway import GatewaySettings
 from ..plugins import plugin_manager, sandbox_upstreams
 from ..private_files import make_private_dir, restrict, write_private_bytes, write_private_text
 from ..server import RunningServer, start_server, termination_signal

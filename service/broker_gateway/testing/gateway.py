@@ -12,8 +12,7 @@ from typing import Any
 import grpc
 
 from ..app import Application, build_application
-from ..config import Config, ProviderConfig, ServerConfig
-from ..gateway import GatewaySettings
+from ..config import Config, GatewaySettings, ProviderConfig, ServerConfig
 from ..provider import TokenSet
 from ..server import RunningServer, start_server
 from ..store.base import StoredConnection

@@ -1,4 +1,6 @@
-"""OpenTelemetry wiring: a server span per RPC, a client span per upstream HTTP call, spans per flow.
+"""Tracing set-up: the tracer provider the environment asks for, and the server span of each RPC.
+
+What is traced: a server span per RPC, a client span per upstream HTTP call, spans per flow.
 
 Configured by the standard ``OTEL_*`` variables. Tracing is on only when an exporter is asked for
 (``OTEL_TRACES_EXPORTER`` = ``otlp`` or ``console``, or an OTLP endpoint is set) or a tracer provider
@@ -6,11 +8,11 @@ is passed in (the tests pass one with an in-memory exporter). Off, nothing is in
 spans nobody exports would cost a fifth of the gateway's throughput (benchmarks/README.md), so the
 gateway then neither records nor propagates trace context. Instrumentation is wired explicitly with a
 tracer provider rather than by global monkey-patching. No attribute carries a secret. The server span
-of each BrokerGateway call is made once per call by the handler wrapper in ``interceptors`` (health
+of each BrokerGateway call is made once per call by ``handler_wrapper`` (health
 checks and reflection are not traced), the client span of each upstream call by ``upstream`` (method,
 scheme, host, port, path and status only): both directly, because OpenTelemetry's grpc interceptor and
-httpx instrumentation cost far more per call. The gateway's spans come from ``spans.gateway_tracer``
-and OTLP batches are encoded by ``otlp.FastOTLPSpanExporter``, both for the same reason
+httpx instrumentation cost far more per call. The gateway's spans come from ``light_spans.gateway_tracer``
+and OTLP batches are encoded by ``otlp_encoding.FastOTLPSpanExporter``, both for the same reason
 (benchmarks/README.md).
 """
 
@@ -30,7 +32,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.util.types import AttributeValue
 
-from .errors import ConfigError
+from .errors import Code, ConfigError
 
 
 def _exporters() -> list[SpanExporter]:
@@ -48,7 +50,7 @@ def _exporters() -> list[SpanExporter]:
             if protocol != "grpc":
                 problems.append(f"OTLP protocol {protocol!r}: the gateway exports traces over 'grpc' only")
                 continue
-            from .otlp import FastOTLPSpanExporter
+            from .otlp_encoding import FastOTLPSpanExporter
 
             exporters.append(FastOTLPSpanExporter())
         elif name == "console":
@@ -81,15 +83,7 @@ def tracer_provider_from_environment() -> TracerProvider | None:
 #: The span status of a server span is ERROR only for these codes (OpenTelemetry's gRPC semantic
 #: conventions); the others are the caller's doing.
 _SERVER_ERRORS = frozenset(
-    code.value[0]
-    for code in (
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DATA_LOSS,
-    )
+    {Code.UNKNOWN, Code.DEADLINE_EXCEEDED, Code.UNIMPLEMENTED, Code.INTERNAL, Code.UNAVAILABLE, Code.DATA_LOSS}
 )
 
 
@@ -146,11 +140,11 @@ class ServerSpans:
         return attach(trace.set_span_in_context(span, parent)), span
 
     @staticmethod
-    def end(token: object, span: trace.Span, code: grpc.StatusCode | None) -> None:
+    def end(token: object, span: trace.Span, code: Code | None) -> None:
         """End the span with the call's status code (None: OK)."""
         if code is not None:
-            span.set_attribute("rpc.grpc.status_code", code.value[0])
-            if code.value[0] in _SERVER_ERRORS:
+            span.set_attribute("rpc.grpc.status_code", code.value)
+            if code in _SERVER_ERRORS:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
         detach(token)  # type: ignore[arg-type]
         span.end()

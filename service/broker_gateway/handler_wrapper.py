@@ -23,9 +23,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import trace
 
-from . import audit, callers, deadlines, telemetry
+from . import audit, callers, deadlines, tracing
 from .callers import Authenticator, Caller, Permission
-from .errors import DOMAIN, CallerUnauthenticated, GatewayError, InternalError, InvalidArgument
+from .errors import DOMAIN, CallerUnauthenticated, Code, GatewayError, InternalError, InvalidArgument
 from .metrics import GatewayMetrics, RpcMeter
 
 log = logging.getLogger(__name__)
@@ -51,19 +51,24 @@ def _bounded(text: str, limit: int) -> str:
     return _NOT_PRINTABLE_ASCII.sub("?", text[:limit])
 
 
+#: The codes whose failures carry a RetryInfo when they name a delay.
+_RETRYABLE = frozenset({Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED})
+
+
 def to_status(error: GatewayError) -> status_pb2.Status:
-    """The rich status of ``error``."""
+    """The rich status of ``error``: the one place an error's ``Code`` becomes a gRPC status code
+    (its number is ``google.rpc.Code``'s, which ``rpc_status.to_status`` maps to ``grpc.StatusCode``)."""
     metadata = {_bounded(key, MAX_METADATA): _bounded(value, MAX_METADATA) for key, value in error.metadata.items()}
     message = _bounded(error.message, MAX_MESSAGE)
     details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)]
-    if error.retry_after is not None and error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+    if error.retry_after is not None and error.code in _RETRYABLE:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after * 1e9))
         details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     if isinstance(error, InvalidArgument) and error.field:
         violation = error_details_pb2.BadRequest.FieldViolation(field=_bounded(error.field, MAX_METADATA), description=message)
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
-    status = status_pb2.Status(code=error.code.value[0], message=message)
+    status = status_pb2.Status(code=error.code.value, message=message)
     for detail in details:
         status.details.add().Pack(detail)
     return status
@@ -187,7 +192,7 @@ def _wrap(
     if handler.unary_unary is None:
         raise TypeError(f"{full_method}: only unary methods are wrapped")
     inner = handler.unary_unary
-    spans = None if tracer is None else telemetry.ServerSpans(tracer, full_method)
+    spans = None if tracer is None else tracing.ServerSpans(tracer, full_method)
     rpc = full_method.rsplit("/", 1)[1]
     audited = rpc in audit.AUDITED_RPCS
 
@@ -239,7 +244,7 @@ def _wrap(
     async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
         assert spans is not None
         scope, span = spans.start(context)
-        code: grpc.StatusCode | None = grpc.StatusCode.UNKNOWN
+        code: Code | None = Code.UNKNOWN
         try:
             response, failure = await serve(request, context)
             if failure is None:
