@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The modules a plugin imports from; each has an ``__all__`` and a subsection in the guide.
 PUBLIC_MODULES = (
     "broker_gateway.provider",
+    "broker_gateway.errors",
     "broker_gateway.oauth2",
     "broker_gateway.provider_settings",
     "broker_gateway.upstream",
