@@ -20,7 +20,7 @@ import pytest
 from broker_gateway.errors import ConfigError
 from broker_gateway.plugins import plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.provider import AuthorizationRequest, OperationAuth, ProviderContext, RateScope
-from broker_gateway.sandbox import start_sandbox
+from broker_gateway.sandbox.runner import start_sandbox
 from broker_gateway.upstream import UpstreamClient
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
