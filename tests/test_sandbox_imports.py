@@ -5,21 +5,22 @@ Why: a gateway in production should carry neither the simulators' code nor their
 "simulators out of the server"), so the plugins import their simulators only in the factories the
 sandbox calls, and Starlette, uvicorn and python-multipart are the ``broker-gateway[sandbox]`` extra.
 One eager import anywhere on ``serve``'s path would undo both, which is what the first test catches:
-it runs the command of the issue's acceptance, ``python -X importtime -m broker_gateway.cli serve``,
-with a provider of each built-in type, and reads every module it imported until it was serving.
+it runs ``broker-gateway serve`` under ``-X importtime`` (the issue's acceptance) with a provider of
+each built-in type, and reads every module it imported until it was serving and had stopped.
 """
 
 from __future__ import annotations
 
-import signal
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from broker_gateway.cli import SANDBOX_EXTRA
-from test_cli import VALID, environment, free_port, wait_until_serving
+from test_cli import VALID, environment, free_port
 from test_config_strict import BYBIT, OKX
+from test_logs import serve_log
 
 #: The sandbox modules a plugin may import while the gateway loads it: the types it registers with.
 LIGHT_SANDBOX_MODULES = {"broker_gateway.sandbox", "broker_gateway.sandbox.registration"}
@@ -27,16 +28,14 @@ LIGHT_SANDBOX_MODULES = {"broker_gateway.sandbox", "broker_gateway.sandbox.regis
 EXTRA_PACKAGES = {*SANDBOX_EXTRA, "multipart"}
 
 
+#: A line of ``-X importtime``: the module's own and cumulative microseconds, then its name.
+IMPORT_LINE = re.compile(r"import time:\s+\d+ \|\s+\d+ \|\s+(\S+)")
+
+
 def imported_modules(importtime_output: str) -> list[str]:
     """The modules ``python -X importtime`` reported, in the order they were imported (other lines,
     such as the gateway's log, are passed over)."""
-    modules = []
-    for line in importtime_output.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            timing, _, name = line.removeprefix("import time:").rpartition("|")
-            if timing.split("|")[0].strip().isdigit():  # not the header line
-                modules.append(name.strip())
-    return modules
+    return [match[1] for match in map(IMPORT_LINE.match, importtime_output.splitlines()) if match]
 
 
 def sandbox_modules(modules: list[str]) -> list[str]:
@@ -50,26 +49,8 @@ def sandbox_modules(modules: list[str]) -> list[str]:
 
 
 def test_serve_imports_no_simulator_starlette_or_uvicorn(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(VALID + BYBIT + OKX)
-    address = f"127.0.0.1:{free_port()}"
-    output = tmp_path / "serve.err"
-    with output.open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "-m", "broker_gateway.cli", "serve", "--config", str(config), "--listen", address],
-            env=environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        try:
-            wait_until_serving(process, address, timeout=60)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=30) == 0, output.read_text()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    modules = imported_modules(output.read_text())
+    # PYTHONPROFILEIMPORTTIME is -X importtime for the installed ``broker-gateway`` command.
+    modules = imported_modules("\n".join(serve_log(tmp_path, VALID + BYBIT + OKX, PYTHONPROFILEIMPORTTIME="1")))
     # The gateway loaded every built-in plugin and its provider, and the types plugins register with.
     for loaded in ("broker_gateway_oauth2.provider", "broker_gateway_bybit.provider", "broker_gateway_okx.provider"):
         assert loaded in modules
