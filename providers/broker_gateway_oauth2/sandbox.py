@@ -117,6 +117,11 @@ _AUTHORIZE_PARAMS = (
     "code_challenge_method",
     "approve",
 )
+_UNTRUSTED_TARGET = simkit.UntrustedTargetPages(
+    missing="The {name} parameter is required.",
+    unknown_client="Unknown client_id.",
+    unregistered_redirect="redirect_uri does not exactly match a URI registered for this application.",
+)
 _GRANT_TYPES = ("authorization_code", "refresh_token")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -143,27 +148,10 @@ def _parse_authorize(
     Until client_id, redirect_uri and state are trusted, errors are shown as a page; after that they
     are redirected to the client with the state.
     """
-    for name in ("client_id", "redirect_uri", "state"):
-        values = params.get(name, [])
-        if len(values) > 1:
-            return simkit.error_page(f"The {name} parameter is repeated.")
-        if not values or not values[0]:
-            return simkit.error_page(f"The {name} parameter is required.")
-    client = clients.get(params["client_id"][0])
-    if client is None:
-        return simkit.error_page("Unknown client_id.")
-    redirect_uri = params["redirect_uri"][0]
-    if redirect_uri not in client.redirect_uris:
-        return simkit.error_page("redirect_uri does not exactly match a URI registered for this application.")
-    state = params["state"][0]
-
-    def fail(error: str, description: str) -> Response:
-        params = {"error": error, "error_description": description, "state": state}
-        return simkit.redirect(redirect_uri, params)
-
-    for name in _AUTHORIZE_PARAMS:
-        if len(params.get(name, [])) > 1:
-            return fail("invalid_request", f"The {name} parameter is repeated.")
+    target = simkit.trusted_target(params, clients, single_valued=_AUTHORIZE_PARAMS, pages=_UNTRUSTED_TARGET)
+    if isinstance(target, Response):
+        return target
+    fail = target.fail
 
     def one(name: str) -> str | None:
         values = params.get(name)
@@ -195,9 +183,9 @@ def _parse_authorize(
     # auto_authorize=true grants without a scope confirmation step (002).
     auto_authorize = one("auto_authorize") == "true"
     return simkit.AuthorizationRequest.for_code(
-        client=client,
-        redirect_uri=redirect_uri,
-        state=state,
+        client=target.client,
+        redirect_uri=target.redirect_uri,
+        state=target.state,
         scopes=tuple(scopes),
         code_challenge=code_challenge,
         extra_fields={"auto_authorize": "true"} if auto_authorize else None,

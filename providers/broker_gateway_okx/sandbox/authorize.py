@@ -43,6 +43,11 @@ _AUTHORIZE_PARAMS = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "access_type",
     "code_challenge", "code_challenge_method", "channelId", "approve",
 )
+_UNTRUSTED_TARGET = simkit.UntrustedTargetPages(
+    missing="53011: the {name} parameter cannot be empty.",
+    unknown_client="53010: unknown client_id.",
+    unregistered_redirect="53016: invalid redirect_uri (it must equal a registered one exactly).",
+)
 
 
 class AuthorizationEndpoint:
@@ -64,26 +69,10 @@ class AuthorizationEndpoint:
         return self._consent.route(AUTHORIZE_PATH)
 
     def _parse(self, params: dict[str, list[str]]) -> simkit.AuthorizationRequest[OkxClient] | Response:
-        for name in ("client_id", "redirect_uri", "state"):
-            values = params.get(name, [])
-            if len(values) > 1:
-                return simkit.error_page(f"The {name} parameter is repeated.")
-            if not values or not values[0]:
-                return simkit.error_page(f"53011: the {name} parameter cannot be empty.")
-        client = self._clients.get(params["client_id"][0])
-        if client is None:
-            return simkit.error_page("53010: unknown client_id.")
-        redirect_uri = params["redirect_uri"][0]
-        if redirect_uri not in client.redirect_uris:
-            return simkit.error_page("53016: invalid redirect_uri (it must equal a registered one exactly).")
-        state = params["state"][0]
-
-        def fail(error: str, description: str) -> Response:
-            return simkit.redirect(redirect_uri, {"error": error, "error_description": description, "state": state})
-
-        for name in _AUTHORIZE_PARAMS:
-            if len(params.get(name, [])) > 1:
-                return fail("invalid_request", f"The {name} parameter is repeated.")
+        target = simkit.trusted_target(params, self._clients, single_valued=_AUTHORIZE_PARAMS, pages=_UNTRUSTED_TARGET)
+        if isinstance(target, Response):
+            return target
+        client, fail = target.client, target.fail
         single = {k: v[0] for k, v in params.items()}
         if single.get("response_type") != "code":
             return fail("unsupported_response_type", "response_type must be code.")
@@ -109,8 +98,8 @@ class AuthorizationEndpoint:
             return fail("invalid_request", "53011: code_challenge cannot be empty in PKCE mode.")
         return simkit.AuthorizationRequest.for_code(
             client=client,
-            redirect_uri=redirect_uri,
-            state=state,
+            redirect_uri=target.redirect_uri,
+            state=target.state,
             scopes=scopes,
             code_challenge=challenge,
             scope_separator=",",

@@ -55,6 +55,8 @@ __all__ = [
     "RequestLog",
     "Status",
     "TokenGrant",
+    "TrustedTarget",
+    "UntrustedTargetPages",
     "approval_in_query",
     "build_redirect_url",
     "check_username",
@@ -65,6 +67,7 @@ __all__ = [
     "pkce_s256",
     "redirect",
     "stable_user_id",
+    "trusted_target",
 ]
 
 #: A source of the current time in epoch seconds; ``time.time`` in production, a fake in tests.
@@ -465,13 +468,70 @@ def multi_valued(params: Params) -> dict[str, list[str]]:
 
 
 class RegisteredClient(Protocol):
-    """A simulator's registered application, as the consent page names it."""
+    """A simulator's registered application: its id and the redirect URIs it registered."""
 
     @property
     def client_id(self) -> str: ...
 
+    @property
+    def redirect_uris(self) -> tuple[str, ...]: ...
+
 
 C = TypeVar("C", bound=RegisteredClient)
+
+
+@dataclass(frozen=True)
+class TrustedTarget(Generic[C]):
+    """Where an authorization request's answer may go: its client, registered redirect URI and state."""
+
+    client: C
+    redirect_uri: str
+    state: str
+
+    def fail(self, error: str, description: str) -> Response:
+        """An RFC 6749 section 4.1.2.1 error, redirected back to the client with the state."""
+        return redirect(self.redirect_uri, {"error": error, "error_description": description, "state": self.state})
+
+
+@dataclass(frozen=True)
+class UntrustedTargetPages:
+    """An upstream's words for the errors of an authorization request that cannot be sent back to
+    the client: a parameter missing (``{name}`` names it), an unknown client, an unregistered
+    redirect URI."""
+
+    missing: str
+    unknown_client: str
+    unregistered_redirect: str
+
+
+def trusted_target(
+    params: Mapping[str, Sequence[str]],
+    clients: Mapping[str, C],
+    *,
+    single_valued: Iterable[str],
+    pages: UntrustedTargetPages,
+) -> TrustedTarget[C] | Response:
+    """Check the parameters an authorization request's errors would be sent with: ``client_id``, a
+    ``redirect_uri`` registered for it exactly and ``state``, each given once. Until they are trusted
+    an error is a page, never a redirect (RFC 6749 section 4.1.2.1). Then a repeated parameter of
+    ``single_valued`` is redirected back as ``invalid_request``."""
+    for name in ("client_id", "redirect_uri", "state"):
+        values = params.get(name, [])
+        if len(values) > 1:
+            return error_page(f"The {name} parameter is repeated.")
+        if not values or not values[0]:
+            return error_page(pages.missing.format(name=name))
+    client = clients.get(params["client_id"][0])
+    if client is None:
+        return error_page(pages.unknown_client)
+    redirect_uri = params["redirect_uri"][0]
+    if redirect_uri not in client.redirect_uris:
+        return error_page(pages.unregistered_redirect)
+    target = TrustedTarget(client, redirect_uri, params["state"][0])
+    for name in single_valued:
+        if len(params.get(name, [])) > 1:
+            return target.fail("invalid_request", f"The {name} parameter is repeated.")
+    return target
 
 
 @dataclass(frozen=True)
