@@ -180,7 +180,7 @@ def _parse_authorize(
         if not _PKCE_VALUE.fullmatch(code_challenge):
             return fail("invalid_request", "code_challenge must be 43 to 128 unreserved characters.")
 
-    # auto_authorize=true grants without a scope confirmation step (002).
+    # auto_authorize=true: the page asks only who the user is, without a scope confirmation step.
     auto_authorize = one("auto_authorize") == "true"
     return simkit.AuthorizationRequest.for_code(
         client=target.client,
