@@ -19,7 +19,7 @@ import pytest
 from broker_gateway.errors import ConfigError
 from broker_gateway.plugins import plugin_manager, provider_types, sandbox_upstreams
 from broker_gateway.provider import AuthorizationRequest, OperationAuth, RateScope
-from broker_gateway.sandbox import start_sandbox
+from broker_gateway.sandbox.runner import start_sandbox
 from broker_gateway.testing import provider_context
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc

@@ -79,15 +79,15 @@ def test_a_line_outside_any_span_has_no_trace_fields_and_cannot_forge_a_second_l
     assert {"time", "level", "logger", "message"} <= entry.keys()
 
 
-def serve_log(tmp_path: Path, config_text: str, *options: str) -> list[str]:
-    """The lines ``serve`` writes to stderr from start to a clean stop."""
+def serve_log(tmp_path: Path, config_text: str, *options: str, **env: str) -> list[str]:
+    """The lines ``serve`` writes to stderr from start to a clean stop (``env``: more environment)."""
     config = tmp_path / "gateway.toml"
     config.write_text(config_text)
     address = f"127.0.0.1:{free_port()}"
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen([str(CLI), *options, "serve", "--config", str(config), "--listen", address],
-                                   env=environment(), stdout=subprocess.DEVNULL, stderr=log)
+                                   env=environment(**env), stdout=subprocess.DEVNULL, stderr=log)
         try:
             wait_until_serving(process, address)
             process.send_signal(signal.SIGTERM)

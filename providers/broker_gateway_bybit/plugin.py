@@ -10,7 +10,6 @@ from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.sandbox import SandboxEnvironment, SandboxParts, SandboxUpstream
 
 from .provider import BybitProvider
-from .sandbox import AUTHORIZE_PATH, BrokerKey, BybitClient, bybit_uid, create_bybit_app
 
 
 @hookimpl
@@ -26,6 +25,9 @@ def build_bybit(environment: SandboxEnvironment) -> SandboxParts:
     """The Bybit simulator, one OAuth client registered for the sandbox redirect URI and one exchange
     broker's V5 key (18 and 36 characters, shaped like Bybit's); the provider points every Bybit host
     (OAuth page, OAuth API, V5 API) at the simulator."""
+    # Only the sandbox calls this: serve never imports the simulator, Starlette or uvicorn.
+    from .sandbox import AUTHORIZE_PATH, BrokerKey, BybitClient, bybit_uid, create_bybit_app
+
     client = BybitClient("sandbox-bybit-client", secrets.token_urlsafe(24), (environment.redirect_uri,))
     key = BrokerKey(
         api_key=_random(string.ascii_uppercase + string.digits, 18),

@@ -9,7 +9,6 @@ from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.sandbox import SandboxEnvironment, SandboxParts, SandboxUpstream
 
 from .provider import GenericOAuth2Provider
-from .sandbox import AUTHORIZE_PATH, SCOPES, TOKEN_PATH, USERINFO_PATH, WalletClient, create_wallet_app
 
 
 @hookimpl
@@ -19,6 +18,9 @@ def broker_gateway_register_providers(register: Callable[[type[Provider]], None]
 
 def build_wallet(environment: SandboxEnvironment) -> SandboxParts:
     """The wallet simulator and a generic-oauth2 entry serving it by configuration alone."""
+    # Only the sandbox calls this: serve never imports the simulator, Starlette or uvicorn.
+    from .sandbox import AUTHORIZE_PATH, SCOPES, TOKEN_PATH, USERINFO_PATH, WalletClient, create_wallet_app
+
     client = WalletClient("sandbox-wallet-client", secrets.token_urlsafe(24), (environment.redirect_uri,))
     base = environment.base_url
     settings = {

@@ -117,6 +117,11 @@ _AUTHORIZE_PARAMS = (
     "code_challenge_method",
     "approve",
 )
+_UNTRUSTED_TARGET = simkit.UntrustedTargetPages(
+    missing="The {name} parameter is required.",
+    unknown_client="Unknown client_id.",
+    unregistered_redirect="redirect_uri does not exactly match a URI registered for this application.",
+)
 _GRANT_TYPES = ("authorization_code", "refresh_token")
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -135,69 +140,18 @@ class WalletClient:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _AuthorizeRequest:
-    client: WalletClient
-    redirect_uri: str
-    state: str
-    scopes: tuple[str, ...]
-    code_challenge: str | None
-    auto_authorize: bool
-
-    def hidden_fields(self) -> dict[str, str]:
-        """The parameters the consent form posts back, so the POST is validated exactly like the GET."""
-        fields = {
-            "client_id": self.client.client_id,
-            "redirect_uri": self.redirect_uri,
-            "response_type": "code",
-            "scope": " ".join(self.scopes),
-            "state": self.state,
-        }
-        if self.code_challenge is not None:
-            fields["code_challenge"] = self.code_challenge
-            fields["code_challenge_method"] = "S256"
-        if self.auto_authorize:
-            fields["auto_authorize"] = "true"
-        return fields
-
-
-def _collect(items: Sequence[tuple[str, object]]) -> dict[str, list[str]]:
-    collected: dict[str, list[str]] = {}
-    for key, value in items:
-        # A file upload in a multipart form is never a valid authorization parameter.
-        collected.setdefault(key, []).append(value if isinstance(value, str) else "")
-    return collected
-
-
 def _parse_authorize(
     params: dict[str, list[str]], clients: dict[str, WalletClient]
-) -> _AuthorizeRequest | Response:
+) -> simkit.AuthorizationRequest[WalletClient] | Response:
     """Validate an authorization request (RFC 6749 section 4.1.1 plus 002's rules).
 
     Until client_id, redirect_uri and state are trusted, errors are shown as a page; after that they
     are redirected to the client with the state.
     """
-    for name in ("client_id", "redirect_uri", "state"):
-        values = params.get(name, [])
-        if len(values) > 1:
-            return simkit.error_page(f"The {name} parameter is repeated.")
-        if not values or not values[0]:
-            return simkit.error_page(f"The {name} parameter is required.")
-    client = clients.get(params["client_id"][0])
-    if client is None:
-        return simkit.error_page("Unknown client_id.")
-    redirect_uri = params["redirect_uri"][0]
-    if redirect_uri not in client.redirect_uris:
-        return simkit.error_page("redirect_uri does not exactly match a URI registered for this application.")
-    state = params["state"][0]
-
-    def fail(error: str, description: str) -> Response:
-        params = {"error": error, "error_description": description, "state": state}
-        return simkit.redirect(redirect_uri, params)
-
-    for name in _AUTHORIZE_PARAMS:
-        if len(params.get(name, [])) > 1:
-            return fail("invalid_request", f"The {name} parameter is repeated.")
+    target = simkit.trusted_target(params, clients, single_valued=_AUTHORIZE_PARAMS, pages=_UNTRUSTED_TARGET)
+    if isinstance(target, Response):
+        return target
+    fail = target.fail
 
     def one(name: str) -> str | None:
         values = params.get(name)
@@ -226,13 +180,16 @@ def _parse_authorize(
         if not _PKCE_VALUE.fullmatch(code_challenge):
             return fail("invalid_request", "code_challenge must be 43 to 128 unreserved characters.")
 
-    return _AuthorizeRequest(
-        client=client,
-        redirect_uri=redirect_uri,
-        state=state,
+    # auto_authorize=true: the page asks only who the user is, without a scope confirmation step.
+    auto_authorize = one("auto_authorize") == "true"
+    return simkit.AuthorizationRequest.for_code(
+        client=target.client,
+        redirect_uri=target.redirect_uri,
+        state=target.state,
         scopes=tuple(scopes),
         code_challenge=code_challenge,
-        auto_authorize=one("auto_authorize") == "true",
+        extra_fields={"auto_authorize": "true"} if auto_authorize else None,
+        confirm_scopes=not auto_authorize,
     )
 
 
@@ -356,7 +313,7 @@ def create_wallet_app(
     )
     log = simkit.RequestLog()
 
-    def issue_code(auth: _AuthorizeRequest, username: str) -> Response:
+    def issue_code(request: Request, auth: simkit.AuthorizationRequest[WalletClient], username: str) -> Response:
         code = grants.issue_code(
             client_id=auth.client.client_id,
             redirect_uri=auth.redirect_uri,
@@ -366,50 +323,14 @@ def create_wallet_app(
         )
         return simkit.redirect(auth.redirect_uri, {"code": code, "state": auth.state})
 
-    def consent(auth: _AuthorizeRequest, *, error: str | None = None) -> Response:
-        return simkit.consent_page(
-            action=AUTHORIZE_PATH,
-            provider_name="Wallet",
-            client_id=auth.client.client_id,
-            scopes=auth.scopes,
-            scope_descriptions=SCOPES,
-            hidden_fields=auth.hidden_fields(),
-            confirm_scopes=not auth.auto_authorize,
-            error=error,
-            status_code=200 if error is None else 400,
-        )
-
-    async def authorize(request: Request) -> Response:
-        if request.method == "GET":
-            log.tag(request, "authorize")
-            params = _collect(request.query_params.multi_items())
-        else:
-            log.tag(request, "consent")
-            params = _collect((await request.form()).multi_items())
-        auth = _parse_authorize(params, registered)
-        if isinstance(auth, Response):
-            return auth
-
-        if request.method == "GET":
-            try:
-                username = simkit.approval_in_query({k: v[0] for k, v in params.items()})
-            except simkit.InvalidUsername as exc:
-                return simkit.error_page(f"Invalid approve parameter: {exc}.")
-            if username is None:
-                return consent(auth)
-            return issue_code(auth, username)
-
-        decision = params.get("decision", [""])[0]
-        if decision == "deny":
-            denied = {"error": "access_denied", "error_description": "The user denied the request."}
-            return simkit.redirect(auth.redirect_uri, {**denied, "state": auth.state})
-        if decision != "approve":
-            return consent(auth, error="Choose Authorize or Deny.")
-        try:
-            username = simkit.check_username(params.get("username", [""])[0])
-        except simkit.InvalidUsername as exc:
-            return consent(auth, error=f"Invalid username: {exc}.")
-        return issue_code(auth, username)
+    consent = simkit.ConsentEndpoint(
+        action=AUTHORIZE_PATH,
+        provider_name="Wallet",
+        scope_descriptions=SCOPES,
+        check=lambda params: _parse_authorize(simkit.multi_valued(params), registered),
+        approve=issue_code,
+        deny_description="The user denied the request.",
+    )
 
     async def token(request: Request) -> Response:
         log.tag(request, "token")
@@ -507,7 +428,7 @@ def create_wallet_app(
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     routes = [
-        Route(AUTHORIZE_PATH, authorize, methods=["GET", "POST"]),
+        consent.route(AUTHORIZE_PATH),
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route(USERINFO_PATH, userinfo, methods=["GET"]),
     ]

@@ -9,7 +9,6 @@ from broker_gateway.provider import Provider, hookimpl
 from broker_gateway.sandbox import SandboxEnvironment, SandboxParts, SandboxUpstream
 
 from .provider import OKXProvider
-from .sandbox import AUTHORIZE_PATH, TOKEN_PATH, BrokerKey, OkxClient, create_okx_app
 
 #: The sandbox broker's code; every order placed through the sandbox carries it in ``tag``.
 SANDBOX_BROKER_CODE = "SandboxBroker01"
@@ -26,6 +25,9 @@ def build_okx(environment: SandboxEnvironment) -> SandboxParts:
     The simulator also registers a PKCE-mode application (``pkce_client_id`` in sandbox.json), so a
     second provider entry with ``mode = "pkce"`` can be configured against the same simulator.
     """
+    # Only the sandbox calls this: serve never imports the simulator, Starlette or uvicorn.
+    from .sandbox import AUTHORIZE_PATH, TOKEN_PATH, BrokerKey, OkxClient, create_okx_app
+
     code_client = OkxClient("sandbox-okx-client", secrets.token_urlsafe(24), (environment.redirect_uri,))
     pkce_client = OkxClient("sandbox-okx-pkce-client", None, (environment.redirect_uri,))
     key = BrokerKey(

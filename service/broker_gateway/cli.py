@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import logging
 import resource
 import sys
@@ -20,7 +21,7 @@ from .config import LOG_FORMATS, Config, address_problem, load_config, read_conf
 from .errors import ConfigError, GatewayError, StoreUnavailable
 from .plugins import PluginError, plugin_manager, provider_types
 from .provider import Provider
-from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR, run_sandbox, run_simulators
+from .sandbox import DEFAULT_CALLBACK, DEFAULT_DATA_DIR
 from .server import check_exposure, start_server, termination_signal
 from .store import open_store
 from .store.copy import CopyReport, HistoriesDiffer, copy_connections, copy_events, keyring_problems
@@ -188,6 +189,34 @@ async def _probe(provider: Provider, http: httpx.AsyncClient, problems: list[str
 
 #: How long --probe waits for each endpoint.
 PROBE_TIMEOUT = 10.0
+
+
+#: What ``broker-gateway[sandbox]`` installs, by import name: the simulators' web framework, the server
+#: they run on and the form parser of their consent pages (Starlette imports it only if it is there).
+SANDBOX_EXTRA = ("starlette", "uvicorn", "python_multipart")
+
+
+class MissingExtra(Exception):
+    """A command needs an extra that is not installed; the message says what to install."""
+
+
+def _sandbox_command(args: argparse.Namespace) -> None:
+    """``sandbox``: the only command that imports the runner (and through it the simulators, Starlette
+    and uvicorn), so that ``serve`` loads none of them and runs without the ``sandbox`` extra."""
+    missing = [name for name in SANDBOX_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra(f"the sandbox needs {', '.join(missing)}: pip install 'broker-gateway[sandbox]'")
+    from .sandbox.runner import run_sandbox, run_simulators
+
+    def announce(text: str) -> None:
+        print(text, flush=True)
+
+    if args.simulators_only:
+        if not args.write_config:
+            raise ConfigError(["sandbox --simulators-only needs --write-config FILE"])
+        asyncio.run(run_simulators(args.listen, Path(args.data_dir), args.callback_listen, Path(args.write_config), announce))
+    else:
+        asyncio.run(run_sandbox(args.listen, Path(args.data_dir), args.callback_listen, announce, secure=args.secure))
 
 
 async def _rewrap(config_path: str) -> RewrapReport:
@@ -371,22 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve_command(args)
-        elif args.command == "sandbox" and args.simulators_only:
-            if not args.write_config:
-                raise ConfigError(["sandbox --simulators-only needs --write-config FILE"])
-            asyncio.run(
-                run_simulators(
-                    args.listen, Path(args.data_dir), args.callback_listen, Path(args.write_config),
-                    announce=lambda text: print(text, flush=True),
-                )
-            )
         elif args.command == "sandbox":
-            asyncio.run(
-                run_sandbox(
-                    args.listen, Path(args.data_dir), args.callback_listen, announce=lambda text: print(text, flush=True),
-                    secure=args.secure,
-                )
-            )
+            _sandbox_command(args)
         elif args.command == "check-config":
             problems, found = asyncio.run(_check_config(args.config, probe=args.probe))
             for line in found:
@@ -418,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PluginError) as error:
         print(f"broker-gateway: {error}", file=sys.stderr)
         return 2
-    except ServeFailed as error:
+    except (ServeFailed, MissingExtra) as error:
         print(f"broker-gateway: {error}", file=sys.stderr)
         return 1
     except StoreUnavailable as error:

@@ -42,5 +42,6 @@ def broker_gateway_register_sandboxes(register: Callable[[SandboxUpstream], None
 
     :param register: call it once per simulator; its ``provider_id`` becomes a provider of the sandbox.
 
-    Called once when the sandbox starts; the server proper never calls it.
+    Called once when the sandbox starts; the server proper never calls it, so a plugin imports its
+    simulator inside the ``build`` it registers and ``serve`` never loads it.
     """

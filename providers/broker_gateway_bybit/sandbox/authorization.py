@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from broker_gateway.sandbox import simkit
@@ -35,13 +34,9 @@ _CARRIED = ("client_id", "redirect_uri", "response_type", "scope", "state", "cod
 
 
 @dataclass(frozen=True)
-class _Authorization:
-    """An authorization request that checked out."""
+class _Authorization(simkit.AuthorizationRequest[BybitClient]):
+    """An authorization request that checked out; ``implicit`` for ``response_type=token``."""
 
-    client: BybitClient
-    redirect_uri: str
-    scopes: tuple[str, ...]
-    code_challenge: str | None
     implicit: bool = False
 
 
@@ -55,43 +50,19 @@ class AuthorizationPage:
         self._codes = codes
         self._tokens = tokens
         self._strict_redirect_uri = strict_redirect_uri
+        self._consent = simkit.ConsentEndpoint(
+            action=AUTHORIZE_PATH, provider_name="Bybit", scope_descriptions=SCOPES, check=self._check, approve=self._approved
+        )
 
     def routes(self) -> list[Route]:
-        return [Route(path, self.authorize, methods=["GET", "POST"]) for path in AUTHORIZE_PATHS]
+        return [self._consent.route(path) for path in AUTHORIZE_PATHS]
 
-    async def authorize(self, request: Request) -> Response:
-        if request.method == "GET":
-            simkit.RequestLog.tag(request, "authorize")
-            pairs: list[tuple[str, Any]] = request.query_params.multi_items()
-        else:
-            simkit.RequestLog.tag(request, "consent")
-            pairs = (await request.form()).multi_items()
+    def _check(self, pairs: simkit.Params) -> _Authorization | Response:
         try:
-            params = single_valued((key, str(value)) for key, value in pairs)
+            params = single_valued(pairs)
         except RepeatedParameter as repeated:
             return simkit.error_page(f"10001: the {repeated.name} parameter is repeated.")
-        parsed = self._parse(params)
-        if isinstance(parsed, Response):
-            return parsed
-        state = params.get("state")
-        if request.method == "GET":
-            try:
-                user = simkit.approval_in_query(params)
-            except simkit.InvalidUsername as exc:
-                return simkit.error_page(f"Invalid approve parameter: {exc}.")
-            if user is not None:
-                return self._approved(parsed, state, user)
-            return self._consent(parsed, params)
-        decision = params.get("decision", "")
-        if decision == "deny":
-            return simkit.redirect(parsed.redirect_uri, {"error": "access_denied", "state": state})
-        if decision != "approve":
-            return self._consent(parsed, params, error="Choose Authorize or Deny.")
-        try:
-            user = simkit.check_username(params.get("username", ""))
-        except simkit.InvalidUsername as exc:
-            return self._consent(parsed, params, error=f"Invalid username: {exc}.")
-        return self._approved(parsed, state, user)
+        return self._parse(params)
 
     def _parse(self, params: Mapping[str, str]) -> _Authorization | Response:
         client = self._clients.get(params.get("client_id", ""))
@@ -119,12 +90,15 @@ class AuthorizationPage:
             return simkit.error_page("10001: PKCE needs a code_challenge with code_challenge_method=S256.")
         if pkce and response_type == "token":
             return simkit.error_page("10001: PKCE applies to response_type=code only.")
-        return _Authorization(client, redirect_uri, tuple(scopes), challenge, implicit=response_type == "token")
+        carried = {k: v for k, v in params.items() if k in _CARRIED}
+        return _Authorization(
+            client, redirect_uri, params.get("state"), tuple(scopes), challenge, carried, implicit=response_type == "token"
+        )
 
-    def _approved(self, auth: _Authorization, state: str | None, user: str) -> Response:
+    def _approved(self, request: Request, auth: _Authorization, user: str) -> Response:
         client_id = auth.client.client_id
         if auth.implicit:
-            return self._implicit(auth, state, user)
+            return self._implicit(auth, user)
         code = self._codes.issue_code(
             client_id=client_id,
             redirect_uri=auth.redirect_uri,
@@ -134,27 +108,15 @@ class AuthorizationPage:
         )
         return simkit.redirect(
             auth.redirect_uri,
-            {"response_type": "code", "code": code, "scope": ",".join(auth.scopes), "state": state, "client_id": client_id},
+            {"response_type": "code", "code": code, "scope": ",".join(auth.scopes), "state": auth.state, "client_id": client_id},
         )
 
-    def _implicit(self, auth: _Authorization, state: str | None, user: str) -> Response:
+    def _implicit(self, auth: _Authorization, user: str) -> Response:
         """RFC 6749 4.2.2: the access token in the redirect's fragment, no refresh token."""
         issued = self._tokens.issue(client_id=auth.client.client_id, user=user, scopes=auth.scopes)
         fields = {
             "access_token": issued.access_token, "token_type": "bearer", "expires_in": str(ACCESS_TOKEN_TTL),
-            "scope": ",".join(auth.scopes), **({"state": state} if state is not None else {}),
+            "scope": ",".join(auth.scopes), **({"state": auth.state} if auth.state is not None else {}),
         }
         location = f"{auth.redirect_uri}#{urlencode(fields, quote_via=quote)}"
         return Response(status_code=302, headers={"Location": location, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-
-    def _consent(self, auth: _Authorization, params: Mapping[str, str], *, error: str | None = None) -> Response:
-        return simkit.consent_page(
-            action=AUTHORIZE_PATH,
-            provider_name="Bybit",
-            client_id=auth.client.client_id,
-            scopes=auth.scopes,
-            scope_descriptions=SCOPES,
-            hidden_fields={k: v for k, v in params.items() if k in _CARRIED},
-            error=error,
-            status_code=200 if error is None else 400,
-        )

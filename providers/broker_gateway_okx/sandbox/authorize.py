@@ -18,12 +18,12 @@ Choices where the documents are silent ([I] in docs/design/exchanges.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 from broker_gateway.sandbox import simkit
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from .clients import OkxClient
 from .grants import OkxGrants
@@ -43,67 +43,36 @@ _AUTHORIZE_PARAMS = (
     "client_id", "redirect_uri", "response_type", "scope", "state", "access_type",
     "code_challenge", "code_challenge_method", "channelId", "approve",
 )
+_UNTRUSTED_TARGET = simkit.UntrustedTargetPages(
+    missing="53011: the {name} parameter cannot be empty.",
+    unknown_client="53010: unknown client_id.",
+    unregistered_redirect="53016: invalid redirect_uri (it must equal a registered one exactly).",
+)
 
 
 class AuthorizationEndpoint:
     """``GET`` asks for consent (or approves ``approve=<username>`` at once); ``POST`` is the consent
     form's answer."""
 
-    def __init__(self, *, clients: Mapping[str, OkxClient], grants: OkxGrants, log: simkit.RequestLog) -> None:
+    def __init__(self, *, clients: Mapping[str, OkxClient], grants: OkxGrants) -> None:
         self._clients = clients
         self._grants = grants
-        self._log = log
+        self._consent = simkit.ConsentEndpoint(
+            action=AUTHORIZE_PATH,
+            provider_name="OKX",
+            scope_descriptions=SCOPES,
+            check=lambda params: self._parse(simkit.multi_valued(params)),
+            approve=self._issue_code,
+        )
 
-    async def authorize(self, request: Request) -> Response:
-        if request.method == "GET":
-            self._log.tag(request, "authorize")
-            params = _collect(request.query_params.multi_items())
-        else:
-            self._log.tag(request, "consent")
-            params = _collect((await request.form()).multi_items())
-        auth = self._parse(params)
-        if isinstance(auth, Response):
-            return auth
-        if request.method == "GET":
-            try:
-                username = simkit.approval_in_query({k: v[0] for k, v in params.items()})
-            except simkit.InvalidUsername as exc:
-                return simkit.error_page(f"Invalid approve parameter: {exc}.")
-            if username is None:
-                return self._consent(auth)
-            return self._issue_code(request, auth, username)
-        decision = params.get("decision", [""])[0]
-        if decision == "deny":
-            return simkit.redirect(auth["redirect_uri"], {"error": "access_denied", "state": auth["state"]})
-        if decision != "approve":
-            return self._consent(auth, error="Choose Authorize or Deny.")
-        try:
-            username = simkit.check_username(params.get("username", [""])[0])
-        except simkit.InvalidUsername as exc:
-            return self._consent(auth, error=f"Invalid username: {exc}.")
-        return self._issue_code(request, auth, username)
+    def route(self) -> Route:
+        return self._consent.route(AUTHORIZE_PATH)
 
-    def _parse(self, params: dict[str, list[str]]) -> dict[str, Any] | Response:
-        for name in ("client_id", "redirect_uri", "state"):
-            values = params.get(name, [])
-            if len(values) > 1:
-                return simkit.error_page(f"The {name} parameter is repeated.")
-            if not values or not values[0]:
-                return simkit.error_page(f"53011: the {name} parameter cannot be empty.")
-        client = self._clients.get(params["client_id"][0])
-        if client is None:
-            return simkit.error_page("53010: unknown client_id.")
-        redirect_uri = params["redirect_uri"][0]
-        if redirect_uri not in client.redirect_uris:
-            return simkit.error_page("53016: invalid redirect_uri (it must equal a registered one exactly).")
-        state = params["state"][0]
-
-        def fail(error: str, description: str) -> Response:
-            return simkit.redirect(redirect_uri, {"error": error, "error_description": description, "state": state})
-
-        for name in _AUTHORIZE_PARAMS:
-            if len(params.get(name, [])) > 1:
-                return fail("invalid_request", f"The {name} parameter is repeated.")
+    def _parse(self, params: dict[str, list[str]]) -> simkit.AuthorizationRequest[OkxClient] | Response:
+        target = simkit.trusted_target(params, self._clients, single_valued=_AUTHORIZE_PARAMS, pages=_UNTRUSTED_TARGET)
+        if isinstance(target, Response):
+            return target
+        client, fail = target.client, target.fail
         single = {k: v[0] for k, v in params.items()}
         if single.get("response_type") != "code":
             return fail("unsupported_response_type", "response_type must be code.")
@@ -127,47 +96,24 @@ class AuthorizationEndpoint:
                 return fail("invalid_request", "code_challenge is malformed.")
         elif client.pkce:
             return fail("invalid_request", "53011: code_challenge cannot be empty in PKCE mode.")
-        return {"client": client, "redirect_uri": redirect_uri, "state": state, "scopes": scopes, "challenge": challenge,
-                "access_type": access_type}
-
-    def _consent(self, auth: Mapping[str, Any], *, error: str | None = None) -> Response:
-        hidden = {
-            "client_id": auth["client"].client_id,
-            "redirect_uri": auth["redirect_uri"],
-            "response_type": "code",
-            "scope": ",".join(auth["scopes"]),
-            "state": auth["state"],
-        }
-        if auth["access_type"]:
-            hidden["access_type"] = auth["access_type"]
-        if auth["challenge"] is not None:
-            hidden.update(code_challenge=auth["challenge"], code_challenge_method="S256")
-        return simkit.consent_page(
-            action=AUTHORIZE_PATH,
-            provider_name="OKX",
-            client_id=auth["client"].client_id,
-            scopes=auth["scopes"],
-            scope_descriptions=SCOPES,
-            hidden_fields=hidden,
-            error=error,
-            status_code=200 if error is None else 400,
+        return simkit.AuthorizationRequest.for_code(
+            client=client,
+            redirect_uri=target.redirect_uri,
+            state=target.state,
+            scopes=scopes,
+            code_challenge=challenge,
+            scope_separator=",",
+            extra_fields={"access_type": access_type} if access_type else None,
         )
 
-    def _issue_code(self, request: Request, auth: Mapping[str, Any], username: str) -> Response:
+    def _issue_code(self, request: Request, auth: simkit.AuthorizationRequest[OkxClient], username: str) -> Response:
         site = origin(request)
         code = self._grants.issue_code(
             site=site,
-            client_id=auth["client"].client_id,
-            redirect_uri=auth["redirect_uri"],
-            scopes=auth["scopes"],
+            client_id=auth.client.client_id,
+            redirect_uri=auth.redirect_uri,
+            scopes=auth.scopes,
             user=username,
-            code_challenge=auth["challenge"],
+            code_challenge=auth.code_challenge,
         )
-        return simkit.redirect(auth["redirect_uri"], {"code": code, "state": auth["state"], "domain": site})
-
-
-def _collect(items: Sequence[tuple[str, object]]) -> dict[str, list[str]]:
-    collected: dict[str, list[str]] = {}
-    for key, value in items:
-        collected.setdefault(key, []).append(value if isinstance(value, str) else "")
-    return collected
+        return simkit.redirect(auth.redirect_uri, {"code": code, "state": auth.state, "domain": site})

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from ..oauth import USER_INFO_PATH
 from ..operations import ENDPOINTS, Endpoint, by_route
 from .api_keys import KeyRing, SigningKey
-from .authorize import AUTHORIZE_PATH, AuthorizationEndpoint
+from .authorize import AuthorizationEndpoint
 from .broker_auth import TIMESTAMP_WINDOW, BrokerKey, check_signature
 from .clients import OkxClient
 from .dma import DEFAULT_SUBACCOUNTS, DmaDesk
@@ -71,7 +71,7 @@ class OkxSimulator:
         self.oauth_grants = OkxGrants(clock)
         #: The grant store of every grant but ``fast_api`` ones (``app.state.grants``).
         self.grants = self.oauth_grants.store
-        self._authorization = AuthorizationEndpoint(clients=self.clients, grants=self.oauth_grants, log=self.log)
+        self._authorization = AuthorizationEndpoint(clients=self.clients, grants=self.oauth_grants)
         self._tokens = TokenEndpoints(clients=self.clients, grants=self.oauth_grants, log=self.log)
         self._buckets = SlidingWindows(rate_clock)
         self._params = ParameterReader(ENDPOINTS)
@@ -198,7 +198,7 @@ class OkxSimulator:
 
         by_path[USER_INFO_PATH] = {"GET": config}
         return [
-            Route(AUTHORIZE_PATH, self._authorization.authorize, methods=["GET", "POST"]),
+            self._authorization.route(),
             Route(TOKEN_PATH, self._tokens.token, methods=["POST"]),
             # OKX's changelog prints the token endpoint under /api as well: both are served.
             Route("/api" + TOKEN_PATH, self._tokens.token, methods=["POST"]),

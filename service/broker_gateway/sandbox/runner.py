@@ -19,7 +19,7 @@ import json
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from ..app import build_application
 from ..callers import DEFAULT_TENANT, CallerConfig, Permission, key_sha256, new_key
@@ -41,38 +40,9 @@ from ..server import RunningServer, start_server, termination_signal
 from ..store.crypto import decode_key, generate_key
 from ..tls import TlsConfig
 from ..workers import cannot_listen, reserve_port
+from . import DEFAULT_CALLBACK
 from .asgi import start_asgi, stop_asgi
-
-DEFAULT_DATA_DIR = ".broker-gateway"
-DEFAULT_CALLBACK = "127.0.0.1:8765"
-
-
-@dataclass(frozen=True)
-class SandboxEnvironment:
-    """What a simulator is told when the sandbox builds it."""
-
-    #: Where the simulator will be served, e.g. ``http://127.0.0.1:41234``.
-    base_url: str
-    #: The redirect URI the sandbox registers for every provider.
-    redirect_uri: str
-
-
-@dataclass(frozen=True)
-class SandboxParts:
-    """A built simulator: its ASGI app, the provider entry for it, and what sandbox.json reports."""
-
-    app: ASGIApp
-    provider_type: str
-    provider_settings: Mapping[str, Any] = field(repr=False)
-    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class SandboxUpstream:
-    """A simulator a plugin registers; ``provider_id`` is the id the sandbox's provider gets."""
-
-    provider_id: str
-    build: Callable[[SandboxEnvironment], SandboxParts]
+from .registration import SandboxEnvironment
 
 
 def _bind(address: str) -> socket.socket:

@@ -1,6 +1,6 @@
 """Building blocks shared by the sandbox simulators of upstream OAuth providers.
 
-Every simulator (the wallet in ``broker_gateway_oauth2.sandbox``, later Bybit and OKX) needs the same
+Every simulator (the wallet in ``broker_gateway_oauth2.sandbox``, Bybit and OKX) needs the same
 machinery: a grant registry with single-use codes and rotating refresh tokens, a consent page for
 people, a non-interactive approval for tests, redirects back to the client and a log of what it was
 asked. It lives here once so the simulators differ only in what their upstreams document.
@@ -10,6 +10,7 @@ Shared conventions every simulator follows:
 - Time comes from an injected :data:`Clock`, so tests move time instead of sleeping.
 - ``approve=<username>`` in an authorization request approves at once without a page
   (:func:`approval_in_query`); without it a real HTML consent form is served (:func:`consent_page`).
+  :class:`ConsentEndpoint` is that whole step; a simulator gives it its request check and its answer.
 - Every request is recorded by :class:`RequestLog` (method, path, operation name and status, never a
   token, code, secret or query string) and served at ``GET /_sandbox/requests``; ``DELETE`` clears it.
   Out-of-process tests use it to assert "nothing was sent upstream" or "exactly one refresh".
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.applications import Starlette
@@ -40,25 +41,33 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "USERNAME_PATTERN",
+    "AuthorizationRequest",
     "Clock",
     "CodeGrant",
+    "ConsentEndpoint",
     "GrantStore",
     "InvalidUsername",
     "IssuedTokens",
     "LogEntry",
     "Lookup",
+    "Params",
+    "RegisteredClient",
     "RequestLog",
     "Status",
     "TokenGrant",
+    "TrustedTarget",
+    "UntrustedTargetPages",
     "approval_in_query",
     "build_redirect_url",
     "check_username",
     "consent_page",
     "create_app",
     "error_page",
+    "multi_valued",
     "pkce_s256",
     "redirect",
     "stable_user_id",
+    "trusted_target",
 ]
 
 #: A source of the current time in epoch seconds; ``time.time`` in production, a fake in tests.
@@ -444,6 +453,213 @@ def consent_page(
         "</form>"
     )
     return _page(f"{provider_name}: authorize {client_id}", "".join(parts), status_code)
+
+
+#: An authorization request's parameters in the order received (a file uploaded in a form reads as "").
+Params = Sequence[tuple[str, str]]
+
+
+def multi_valued(params: Params) -> dict[str, list[str]]:
+    """Every value of each parameter, so a check can refuse one that is repeated."""
+    collected: dict[str, list[str]] = {}
+    for name, value in params:
+        collected.setdefault(name, []).append(value)
+    return collected
+
+
+class RegisteredClient(Protocol):
+    """A simulator's registered application: its id and the redirect URIs it registered."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def redirect_uris(self) -> tuple[str, ...]: ...
+
+
+C = TypeVar("C", bound=RegisteredClient)
+
+
+@dataclass(frozen=True)
+class TrustedTarget(Generic[C]):
+    """Where an authorization request's answer may go: its client, registered redirect URI and state."""
+
+    client: C
+    redirect_uri: str
+    state: str
+
+    def fail(self, error: str, description: str) -> Response:
+        """An RFC 6749 section 4.1.2.1 error, redirected back to the client with the state."""
+        return redirect(self.redirect_uri, {"error": error, "error_description": description, "state": self.state})
+
+
+@dataclass(frozen=True)
+class UntrustedTargetPages:
+    """An upstream's words for the errors of an authorization request that cannot be sent back to
+    the client: a parameter missing (``{name}`` names it), an unknown client, an unregistered
+    redirect URI."""
+
+    missing: str
+    unknown_client: str
+    unregistered_redirect: str
+
+
+def trusted_target(
+    params: Mapping[str, Sequence[str]],
+    clients: Mapping[str, C],
+    *,
+    single_valued: Iterable[str],
+    pages: UntrustedTargetPages,
+) -> TrustedTarget[C] | Response:
+    """Check the parameters an authorization request's errors would be sent with: ``client_id``, a
+    ``redirect_uri`` registered for it exactly and ``state``, each given once. Until they are trusted
+    an error is a page, never a redirect (RFC 6749 section 4.1.2.1). Then a repeated parameter of
+    ``single_valued`` is redirected back as ``invalid_request``."""
+    for name in ("client_id", "redirect_uri", "state"):
+        values = params.get(name, [])
+        if len(values) > 1:
+            return error_page(f"The {name} parameter is repeated.")
+        if not values or not values[0]:
+            return error_page(pages.missing.format(name=name))
+    client = clients.get(params["client_id"][0])
+    if client is None:
+        return error_page(pages.unknown_client)
+    redirect_uri = params["redirect_uri"][0]
+    if redirect_uri not in client.redirect_uris:
+        return error_page(pages.unregistered_redirect)
+    target = TrustedTarget(client, redirect_uri, params["state"][0])
+    for name in single_valued:
+        if len(params.get(name, [])) > 1:
+            return target.fail("invalid_request", f"The {name} parameter is repeated.")
+    return target
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest(Generic[C]):
+    """An authorization request that a simulator's check accepted: what the consent step shows and
+    posts back, and what an approval issues a code for."""
+
+    client: C
+    redirect_uri: str
+    state: str | None
+    scopes: tuple[str, ...]
+    code_challenge: str | None
+    #: The parameters the consent form posts back, so the POST is checked exactly like the GET.
+    hidden_fields: Mapping[str, str]
+    #: Whether the page lists the scopes to approve (off for "auto-authorize" requests).
+    confirm_scopes: bool = True
+
+    @classmethod
+    def for_code(
+        cls,
+        *,
+        client: C,
+        redirect_uri: str,
+        state: str,
+        scopes: tuple[str, ...],
+        code_challenge: str | None,
+        scope_separator: str = " ",
+        extra_fields: Mapping[str, str] | None = None,
+        confirm_scopes: bool = True,
+    ) -> AuthorizationRequest[C]:
+        """A ``response_type=code`` request whose form posts back what was accepted: the scopes joined
+        with ``scope_separator``, the PKCE challenge (S256, the only method simulators accept) and
+        ``extra_fields``."""
+        hidden = {
+            "client_id": client.client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": scope_separator.join(scopes),
+            "state": state,
+        }
+        if code_challenge is not None:
+            hidden.update(code_challenge=code_challenge, code_challenge_method="S256")
+        hidden.update(extra_fields or {})
+        return cls(client, redirect_uri, state, scopes, code_challenge, hidden, confirm_scopes)
+
+
+A = TypeVar("A", bound="AuthorizationRequest[Any]")
+
+
+class ConsentEndpoint(Generic[A]):
+    """The consent step of an authorization endpoint, the same in every simulator.
+
+    ``GET`` approves at once for ``approve=<username>`` (:func:`approval_in_query`) or shows the
+    consent form; ``POST`` is the form's answer: Authorize with a username, or Deny (a redirect with
+    ``error=access_denied`` and the state). Both are checked by ``check`` first, which answers a bad
+    request itself (an error page, or a redirect with the error); ``approve`` answers an approval (a
+    redirect with a code, say) for the user named.
+    """
+
+    def __init__(
+        self,
+        *,
+        action: str,
+        provider_name: str,
+        scope_descriptions: Mapping[str, str],
+        check: Callable[[Params], A | Response],
+        approve: Callable[[Request, A, str], Response],
+        deny_description: str | None = None,
+    ) -> None:
+        """:param action: the path the consent form posts to.
+        :param deny_description: the ``error_description`` of the redirect after Deny, if any."""
+        self._action = action
+        self._provider_name = provider_name
+        self._scope_descriptions = scope_descriptions
+        self._check = check
+        self._approve = approve
+        self._deny_description = deny_description
+
+    def route(self, path: str) -> Route:
+        """The endpoint served at ``path``."""
+        return Route(path, self.authorize, methods=["GET", "POST"])
+
+    async def authorize(self, request: Request) -> Response:
+        items: Sequence[tuple[str, object]]
+        if request.method == "GET":
+            RequestLog.tag(request, "authorize")
+            items = request.query_params.multi_items()
+        else:
+            RequestLog.tag(request, "consent")
+            items = (await request.form()).multi_items()
+        # A file uploaded in a form is never a valid authorization parameter.
+        params: Params = [(name, value if isinstance(value, str) else "") for name, value in items]
+        auth = self._check(params)
+        if isinstance(auth, Response):
+            return auth
+        first = {name: values[0] for name, values in multi_valued(params).items()}
+        if request.method == "GET":
+            try:
+                username = approval_in_query(first)
+            except InvalidUsername as exc:
+                return error_page(f"Invalid approve parameter: {exc}.")
+            if username is None:
+                return self._consent(auth)
+            return self._approve(request, auth, username)
+        decision = first.get("decision", "")
+        if decision == "deny":
+            denied = {"error": "access_denied", "error_description": self._deny_description, "state": auth.state}
+            return redirect(auth.redirect_uri, denied)
+        if decision != "approve":
+            return self._consent(auth, error="Choose Authorize or Deny.")
+        try:
+            username = check_username(first.get("username", ""))
+        except InvalidUsername as exc:
+            return self._consent(auth, error=f"Invalid username: {exc}.")
+        return self._approve(request, auth, username)
+
+    def _consent(self, auth: A, *, error: str | None = None) -> Response:
+        return consent_page(
+            action=self._action,
+            provider_name=self._provider_name,
+            client_id=auth.client.client_id,
+            scopes=auth.scopes,
+            scope_descriptions=self._scope_descriptions,
+            hidden_fields=auth.hidden_fields,
+            confirm_scopes=auth.confirm_scopes,
+            error=error,
+            status_code=200 if error is None else 400,
+        )
 
 
 # --------------------------------------------------------------------------------------------------
