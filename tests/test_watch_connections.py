@@ -16,8 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from broker_gateway import servicer
 from broker_gateway.errors import EventCursorExpired, WatchBufferFull
 from broker_gateway.gateway import GatewaySettings
+from broker_gateway.servicer import event_message
 from broker_gateway.store.base import Change, EventType, StoredEvent
 from broker_gateway.store.sqlite import SQLiteStore
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
@@ -374,3 +376,23 @@ async def test_events_pruned_while_a_stream_catches_up_end_it_out_of_range_rathe
     finally:
         await hub.close()
         await store.close()
+
+
+async def test_an_event_is_built_once_for_all_the_streams_it_goes_to(
+    wallet_gateway: GatewayHarness, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+
+    def counted(tenant: str, item: StoredEvent | Heartbeat) -> events_pb.ConnectionEvent:
+        if isinstance(item, StoredEvent):
+            built.append(item.seq)
+        return event_message(tenant, item)
+
+    monkeypatch.setattr(servicer, "event_message", counted)
+    watchers = [await Watcher(wallet_gateway.stub).opened() for _ in range(3)]
+    connection_id = (await connect_wallet(wallet_gateway, wallet)).connection_id
+    seen = [await watcher.next() for watcher in watchers]
+    for watcher in watchers:
+        watcher.close()
+    assert {(event.cursor, event.connection.connection_id) for event in seen} == {(seen[0].cursor, connection_id)}
+    assert len(built) == 1, "built once, sent to three streams"
