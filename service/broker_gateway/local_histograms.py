@@ -187,17 +187,17 @@ def _metric(histogram: LocalHistogram, account: dict[HistogramSeries, _Points], 
     """``histogram``'s points as the SDK's reader storage would export them; None without any."""
     if not account:
         return None
-    points = [
+    data_points = [
         HistogramDataPoint(
-            attributes=series.attributes, start_time_unix_nano=points.start, time_unix_nano=now, count=sum(points.counts),
-            sum=points.sum, bucket_counts=tuple(points.counts), explicit_bounds=histogram.bounds, min=points.min, max=points.max,
+            attributes=series.attributes, start_time_unix_nano=kept.start, time_unix_nano=now, count=sum(kept.counts),
+            sum=kept.sum, bucket_counts=tuple(kept.counts), explicit_bounds=histogram.bounds, min=kept.min, max=kept.max,
             exemplars=[],
         )
-        for series, points in account.items()
+        for series, kept in account.items()
     ]
     temporality = AggregationTemporality.DELTA if delta else AggregationTemporality.CUMULATIVE
     return Metric(name=histogram.name, description=histogram.description, unit=histogram.unit,
-                  data=Histogram(data_points=points, aggregation_temporality=temporality))
+                  data=Histogram(data_points=data_points, aggregation_temporality=temporality))
 
 
 def histogram_temporality(reader: MetricReader) -> AggregationTemporality:
