@@ -2,7 +2,8 @@
 
 Times the recordings a GetAccessToken (one ``rpc.server.duration``) and a GetUserInfo (that and one
 ``http.client.request.duration``) make, on the meter provider ``[metrics] listen`` builds (the
-Prometheus reader, exemplars off), against an empty call; then one scrape of the endpoint over HTTP
+Prometheus reader, exemplars off), against an empty call and against the SDK's own histogram with the
+same attributes (what the gateway recorded into before local_histograms.py); then one scrape of the endpoint over HTTP
 with the series a busy gateway would have (paid once per scrape interval, on the server's thread). The throughput rows
 (``GetAccessToken+metrics``, ``GetUserInfo+metrics``) measure the same cost end to end.
 """
@@ -17,6 +18,7 @@ from broker_gateway.callers import RPC_PERMISSIONS
 from broker_gateway.errors import InvalidArgument, ProviderUnavailable, ReauthRequired
 from broker_gateway.metrics import GatewayMetrics
 from broker_gateway.metrics_export import start_metrics
+from opentelemetry.util.types import Attributes
 
 
 def _fill(metrics: GatewayMetrics) -> int:
@@ -47,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         metrics = GatewayMetrics(export.provider)
         rpc = metrics.rpc("/broker_gateway.v1.BrokerGateway/GetAccessToken")
         upstream = metrics.upstream("bench")
+        sdk_histogram = export.provider.get_meter("bench").create_histogram("bench.sdk.duration", unit="ms")
+        sdk_attributes: Attributes = {"rpc.system": "grpc", "rpc.service": "broker_gateway.v1.BrokerGateway", "rpc.method": "GetAccessToken",
+                          "rpc.grpc.status_code": 0}
         cases = {
             "empty call": lambda: None,
             "rpc.server.duration (GetAccessToken)": lambda: rpc.record(0.0004, None),
             "http.client.request.duration (upstream 200)": lambda: upstream.record(0.002, "GET", 200, None),
+            "SDK Histogram.record, the same attributes": lambda: sdk_histogram.record(0.4, sdk_attributes),
         }
         for name, case in cases.items():
             best = min(timeit.repeat(case, number=args.calls, repeat=args.repeat)) / args.calls

@@ -20,9 +20,12 @@ from broker_gateway import __version__
 from broker_gateway.callers import RPC_PERMISSIONS, CallerConfig, Permission, key_sha256, new_key
 from broker_gateway.config import Config, MetricsConfig
 from broker_gateway.errors import ConfigError
+from broker_gateway.local_histograms import ProducingMeterProvider
+from broker_gateway.metrics import GatewayMetrics
 from broker_gateway.metrics_export import start_metrics
 from broker_gateway.store.base import ConnectionStatus
 from broker_gateway.store.crypto import generate_key
+from broker_gateway.upstream import UpstreamClient
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
 from broker_gateway.v1 import broker_gateway_service_pb2_grpc as api_grpc
 from broker_gateway_oauth2.sandbox import WalletClient, create_wallet_app
@@ -39,7 +42,9 @@ from conftest import (
 )
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as metrics_grpc
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
+from support.faulty_upstream import Fault, faulty_upstream
 from test_cli import CLI, VALID, environment, free_port, wait_until_serving
 from test_config_keys import problems_of
 from test_okx_harness import Okx, invocation, okx  # noqa: F401
@@ -345,3 +350,22 @@ async def test_refreshes_left_unanswered_and_refreshes_that_reach_nobody_are_tol
                 if s.name == "http_client_request_duration_seconds_count" and s.labels["http_response_status_code"] == ""}
     assert failures.get("ConnectError") == 1 and sum(failures.values()) == 3, failures  # two answers lost, one refused
     assert_bounded(result, providers={"wallet"}, operations=set())
+
+
+async def test_an_upstream_failure_that_is_no_gateway_error_is_recorded_with_its_class() -> None:
+    """An answer that cannot be read (here a body that says gzip and is not) raises httpx's own
+    error rather than a mapped one: the call is still counted, its class as ``error.type``."""
+    reader = InMemoryMetricReader()
+    metrics = GatewayMetrics(ProducingMeterProvider([reader]))
+    async with faulty_upstream("http://127.0.0.1:9") as upstream, httpx.AsyncClient() as http:
+        upstream.faults["/userinfo"] = Fault(200, b"planted, not gzip", (("Content-Encoding", "gzip"),))
+        client = UpstreamClient(http, "wallet", meter=metrics.upstream("wallet"))
+        with pytest.raises(httpx.DecodingError):
+            await client.request("GET", upstream.base_url + "/userinfo")
+    data = reader.get_metrics_data()
+    assert data is not None
+    [metric] = [metric for scope in data.resource_metrics[0].scope_metrics for metric in scope.metrics]
+    assert metric.name == "http.client.request.duration"
+    assert [(point.attributes, point.count) for point in metric.data.data_points] == [  # type: ignore[union-attr]
+        ({"broker_gateway.provider": "wallet", "http.request.method": "GET", "error.type": "DecodingError"}, 1)
+    ]

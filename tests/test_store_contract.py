@@ -588,19 +588,22 @@ async def test_concurrent_writers_leave_every_event_once_and_readers_never_skip_
     assert len(seen) == 45 and len(set(seen)) == 45 and seen == sorted(seen)
 
 
-async def test_record_expiring_once_per_version_of_an_active_connection(store: Store) -> None:
+async def test_record_expiring_once_per_refresh_token_of_an_active_connection(store: Store) -> None:
     await store.insert_connection(connection())
     assert await store.record_expiring("t1", "conn_1", version=1, time=NOW)
     assert not await store.record_expiring("t1", "conn_1", version=1, time=NOW), "once per refresh token"
     assert not await store.record_expiring("t1", "conn_1", version=7, time=NOW), "a stale version records nothing"
-    refreshed = dataclasses.replace(connection(), version=2)
-    assert await store.update_connection(refreshed, expected_version=1, event=change(EventType.REFRESHED))
-    assert await store.record_expiring("t1", "conn_1", version=2, time=NOW)
-    revoked = dataclasses.replace(connection(), status=ConnectionStatus.REVOKED, version=3)
-    assert await store.update_connection(revoked, expected_version=2)
-    assert not await store.record_expiring("t1", "conn_1", version=3, time=NOW), "only ACTIVE connections"
+    same_refresh_token = dataclasses.replace(connection(), version=2)  # a refresh answered without a new refresh token
+    assert await store.update_connection(same_refresh_token, expected_version=1, event=change(EventType.REFRESHED))
+    assert not await store.record_expiring("t1", "conn_1", version=2, time=NOW), "the same refresh token: not again"
+    renewed = dataclasses.replace(connection(), version=3, refresh_token_expire_time=NOW + timedelta(days=60))
+    assert await store.update_connection(renewed, expected_version=2, event=change(EventType.REFRESHED))
+    assert await store.record_expiring("t1", "conn_1", version=3, time=NOW), "a new refresh token: announced"
+    revoked = dataclasses.replace(renewed, status=ConnectionStatus.REVOKED, refresh_token_expire_time=NOW + timedelta(days=90), version=4)
+    assert await store.update_connection(revoked, expected_version=3)
+    assert not await store.record_expiring("t1", "conn_1", version=4, time=NOW), "only ACTIVE connections"
     assert [e.type for e in await store.events_after("t1", 0, limit=10)] == [
-        EventType.REFRESH_TOKEN_EXPIRING, EventType.REFRESHED, EventType.REFRESH_TOKEN_EXPIRING
+        EventType.REFRESH_TOKEN_EXPIRING, EventType.REFRESHED, EventType.REFRESHED, EventType.REFRESH_TOKEN_EXPIRING
     ]
 
 

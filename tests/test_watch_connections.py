@@ -11,13 +11,15 @@ import asyncio
 import dataclasses
 import signal
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
+from broker_gateway import servicer
 from broker_gateway.config import GatewaySettings
-from broker_gateway.errors import WatchBufferFull
+from broker_gateway.errors import EventCursorExpired, WatchBufferFull
+from broker_gateway.servicer import event_message
 from broker_gateway.store.base import Change, EventType, StoredEvent
 from broker_gateway.store.sqlite import SQLiteStore
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
@@ -344,3 +346,53 @@ def test_a_buffer_that_dropped_an_event_takes_nothing_after_it() -> None:
     subscription.offer(events[BUFFER + 1])
     held = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
     assert held == events[1:BUFFER]
+
+
+class PrunedWhileCatchingUp(SQLiteStore):
+    """A store whose events older than ``prune_before`` are pruned right before the next page is
+    read, as another process's maintenance pass may do while a stream catches up from an old cursor."""
+
+    prune_before: datetime | None = None
+
+    async def events_after(self, tenant: str, after_seq: int, *, limit: int) -> list[StoredEvent]:
+        if self.prune_before is not None:
+            before, self.prune_before = self.prune_before, None
+            await self.prune_events(before)
+        return await super().events_after(tenant, after_seq, limit=limit)
+
+
+async def test_events_pruned_while_a_stream_catches_up_end_it_out_of_range_rather_than_being_skipped(tmp_path: Path) -> None:
+    store = PrunedWhileCatchingUp(tmp_path / "events.db")
+    hub = EventHub(store, lambda: NOW, EventSettings())
+    try:
+        for index, written in enumerate((NOW - timedelta(days=9), NOW - timedelta(days=8), NOW)):
+            await store.insert_connection(connection(f"conn_{index}"), event=Change(EventType.CREATED, written))
+        store.prune_before = NOW - timedelta(days=7)
+        stream = hub.watch("t1", "caller", provider_id=None, after=0)  # checked against the horizon: nothing pruned yet
+        assert isinstance(await anext(stream), Heartbeat)
+        with pytest.raises(EventCursorExpired) as expired:
+            await anext(stream)  # before: conn_2's CREATED, the first two silently skipped
+        assert expired.value.metadata == {"field": "after", "oldest_cursor": encode_cursor("t1", 2)}
+    finally:
+        await hub.close()
+        await store.close()
+
+
+async def test_an_event_is_built_once_for_all_the_streams_it_goes_to(
+    wallet_gateway: GatewayHarness, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+
+    def counted(tenant: str, item: StoredEvent | Heartbeat) -> events_pb.ConnectionEvent:
+        if isinstance(item, StoredEvent):
+            built.append(item.seq)
+        return event_message(tenant, item)
+
+    monkeypatch.setattr(servicer, "event_message", counted)
+    watchers = [await Watcher(wallet_gateway.stub).opened() for _ in range(3)]
+    connection_id = (await connect_wallet(wallet_gateway, wallet)).connection_id
+    seen = [await watcher.next() for watcher in watchers]
+    for watcher in watchers:
+        watcher.close()
+    assert {(event.cursor, event.connection.connection_id) for event in seen} == {(seen[0].cursor, connection_id)}
+    assert len(built) == 1, "built once, sent to three streams"

@@ -10,9 +10,11 @@ value a caller or user chooses is ever a label, so the number of series stays bo
 traffic and no user value reaches a metrics backend.
 
 Metrics off (neither ``[metrics] listen`` nor ``OTEL_METRICS_EXPORTER``), none of this exists and
-nothing is recorded: the code that records checks for ``None`` once per call. On, each recording
-pre-builds its attribute dictionaries, so a call costs the SDK's own ``record``/``add`` and nothing
-more (benchmarks/README.md has the cost).
+nothing is recorded: the code that records checks for ``None`` once per call. On, the two histograms
+every call records into (``rpc.server.duration``, ``http.client.request.duration``) are recorded in
+plain Python into series found once per method and status code (local_histograms.py: the SDK's
+``record`` cost 5-10 % of a GetAccessToken) and exported through the SDK's readers like the rest;
+the counters, paid on rarer events, are the SDK's (benchmarks/README.md has the cost).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
 from opentelemetry.util.types import AttributeValue
 
 from . import __version__
 from .errors import Code, GatewayError, ProviderRateLimited
+from .local_histograms import HistogramSeries, LocalHistogram, ProducingMeterProvider
 from .store.base import ConnectionStatus
 
 if TYPE_CHECKING:  # the provider API's modules import upstream.py, which records through this one
@@ -50,19 +53,18 @@ PROVIDER = "broker_gateway.provider"
 class RpcMeter:
     """``rpc.server.duration`` for one RPC method, with its attributes made once per status code."""
 
-    def __init__(self, histogram: Histogram, refusals: Counter, full_method: str) -> None:
+    def __init__(self, histogram: LocalHistogram, refusals: Counter, full_method: str) -> None:
         service, method = full_method.lstrip("/").split("/", 1)
-        self._histogram = histogram
         self._refusals = refusals
         common = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-        self._by_code = {code: {**common, "rpc.grpc.status_code": code.value} for code in Code}
+        self._by_code = {code: histogram.series({**common, "rpc.grpc.status_code": code.value}) for code in Code}
         self._ok = self._by_code[Code.OK]
         self._refused = {reason: {"rpc.method": method, "broker_gateway.reason": reason}
                          for reason in ("CALLER_UNAUTHENTICATED", "CALLER_FORBIDDEN")}
 
     def record(self, seconds: float, failure: GatewayError | None) -> None:
         """One call, OK or ended by ``failure`` (success skips hashing a status code: the hot path)."""
-        self._histogram.record(seconds * 1000.0, self._ok if failure is None else self._by_code[failure.code])
+        (self._ok if failure is None else self._by_code[failure.code]).record(seconds * 1000.0)
 
     def refused(self, error: GatewayError) -> None:
         """A call the caller authentication refused (unauthenticated, or lacking the permission)."""
@@ -74,25 +76,26 @@ class RpcMeter:
 class UpstreamMeter:
     """``http.client.request.duration`` for one provider's upstream calls."""
 
-    def __init__(self, histogram: Histogram, provider_id: str) -> None:
+    def __init__(self, histogram: LocalHistogram, provider_id: str) -> None:
         self._histogram = histogram
         self._provider_id = provider_id
-        self._attributes: dict[tuple[str, int | None, str | None], Attributes] = {}
+        self._series: dict[tuple[str, int | None, str | None], HistogramSeries] = {}
 
     def record(self, seconds: float, method: str, status_code: int | None, error_type: str | None) -> None:
         """One upstream call: its status code, or (no answer) the kind of transport failure; an
         answer of 400 or more has its status code as ``error.type``, as the conventions say."""
         key = (method, status_code, error_type)
-        attributes = self._attributes.get(key)
-        if attributes is None:
-            attributes = {PROVIDER: self._provider_id, "http.request.method": method}
+        series = self._series.get(key)
+        if series is None:
+            attributes: dict[str, AttributeValue] = {PROVIDER: self._provider_id, "http.request.method": method}
             if status_code is not None:
                 attributes["http.response.status_code"] = status_code
             if error_type is not None:
                 attributes["error.type"] = error_type
-            if len(self._attributes) < 256:  # methods, codes and exception types: bounded, and a cache only
-                self._attributes[key] = attributes
-        self._histogram.record(seconds, attributes)
+            series = self._histogram.series(attributes)
+            if len(self._series) < 256:  # methods, codes and exception types: bounded, and a cache only
+                self._series[key] = series
+        series.record(seconds)
 
 
 class RefreshOutcome:
@@ -107,15 +110,15 @@ class RefreshOutcome:
 class GatewayMetrics:
     """Every instrument of the gateway, made from one meter."""
 
-    def __init__(self, provider: MeterProvider) -> None:
+    def __init__(self, provider: ProducingMeterProvider) -> None:
         meter = provider.get_meter("broker_gateway", __version__)
-        self.rpc_duration = meter.create_histogram(
-            "rpc.server.duration", unit="ms", description="Duration of the gateway's inbound RPCs",
-            explicit_bucket_boundaries_advisory=RPC_BUCKETS_MS,
+        histograms = provider.histogram_producer("broker_gateway", __version__)
+        self.rpc_duration = histograms.create_histogram(
+            "rpc.server.duration", unit="ms", description="Duration of the gateway's inbound RPCs", boundaries=RPC_BUCKETS_MS,
         )
-        self.upstream_duration = meter.create_histogram(
+        self.upstream_duration = histograms.create_histogram(
             "http.client.request.duration", unit="s", description="Duration of the calls the gateway makes to providers",
-            explicit_bucket_boundaries_advisory=HTTP_BUCKETS_S,
+            boundaries=HTTP_BUCKETS_S,
         )
         self.refreshes = meter.create_counter(
             "broker_gateway.refreshes", unit="{refresh}", description="Token refreshes sent upstream, by outcome",

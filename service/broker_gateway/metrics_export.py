@@ -10,7 +10,8 @@ a metrics export carries one aggregate per series every export interval (``OTEL_
 60 s by default), whatever the traffic: its encoding is not worth hand-written code.
 
 Exemplars are off unless ``OTEL_METRICS_EXEMPLAR_FILTER`` asks for them: the default trace-based
-filter costs a fifth of every recording with tracing on, and the Prometheus reader drops them anyway.
+filter costs a fifth of every recording with tracing on, and the Prometheus reader drops them anyway
+(the two duration histograms, recorded outside the SDK by local_histograms.py, never carry any).
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from .config import host_and_port
 from .errors import ConfigError
+from .local_histograms import ProducingMeterProvider
 
 
 @dataclass
 class MetricsExport:
     """A meter provider with its readers, and the scrape endpoint when there is one."""
 
-    provider: MeterProvider
+    provider: ProducingMeterProvider
     #: The scrape endpoint's port (the one picked when ``listen`` asked for port 0); None without one.
     port: int | None = None
     _server: WSGIServer | None = None
@@ -85,7 +87,7 @@ def start_metrics(listen: str | None) -> MetricsExport | None:
         return None
     exemplars = {} if "OTEL_METRICS_EXEMPLAR_FILTER" in os.environ else {"exemplar_filter": AlwaysOffExemplarFilter()}
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "broker-gateway")})
-    provider = MeterProvider(metric_readers=readers, resource=resource, **exemplars)  # type: ignore[arg-type]
+    provider = ProducingMeterProvider(readers, resource=resource, **exemplars)
     if listen is None or registry is None:
         return MetricsExport(provider)
     host, port = host_and_port(listen)

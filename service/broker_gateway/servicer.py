@@ -6,6 +6,7 @@ Every call acts in its caller's tenant (``callers.current()``, set by the handle
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from .store.base import ConnectionStatus, EventType, StoredConnection, StoredEve
 from .v1 import broker_gateway_service_pb2 as api
 from .v1 import broker_gateway_service_pb2_grpc as api_grpc
 from .v1 import connection_event_pb2, connection_pb2, provider_pb2
-from .watch import Heartbeat, encode_cursor
+from .watch import BUFFER, Heartbeat, encode_cursor
 
 _STATUS = {
     ConnectionStatus.ACTIVE: connection_pb2.CONNECTION_STATUS_ACTIVE,
@@ -102,11 +103,34 @@ def event_message(tenant: str, item: StoredEvent | Heartbeat) -> connection_even
     )
 
 
+class EventResponses:
+    """Each recent event's response, built once for every stream it goes to (a tenant's streams are
+    all handed the same events, and building the message is most of what delivering one costs).
+
+    By hand rather than ``functools.lru_cache``: that keys on every argument, and an event is not
+    hashable (its connection's metadata is a dict); an event is known by its tenant and seq. The
+    oldest is forgotten first: streams take an event within about their buffer of each other."""
+
+    def __init__(self, size: int = BUFFER) -> None:
+        self._size = size
+        self._built: OrderedDict[tuple[str, int], api.WatchConnectionsResponse] = OrderedDict()
+
+    def of(self, tenant: str, event: StoredEvent) -> api.WatchConnectionsResponse:
+        key = (tenant, event.seq)
+        response = self._built.get(key)
+        if response is None:
+            response = self._built[key] = api.WatchConnectionsResponse(event=event_message(tenant, event))
+            if len(self._built) > self._size:
+                self._built.popitem(last=False)
+        return response
+
+
 class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
     """The BrokerGateway service over a Gateway."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.event_responses = EventResponses()
 
     async def ListProviders(self, request: api.ListProvidersRequest, context: grpc.aio.ServicerContext) -> api.ListProvidersResponse:
         providers = []
@@ -230,4 +254,7 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
         caller = current_caller()
         events = self.gateway.watch_connections(caller.tenant, caller.id, provider_id=request.provider, after=request.after)
         async for item in events:
-            yield api.WatchConnectionsResponse(event=event_message(caller.tenant, item))
+            if isinstance(item, Heartbeat):  # the stream's own position
+                yield api.WatchConnectionsResponse(event=event_message(caller.tenant, item))
+            else:
+                yield self.event_responses.of(caller.tenant, item)

@@ -130,13 +130,15 @@ class UpstreamClient:
             span.end()
 
     async def _measured(self, request: httpx.Request, auth: httpx.Auth | tuple[str, str] | None, meter: UpstreamMeter) -> UpstreamResponse:
-        """``_send``, its duration recorded with the status code, or with the kind of failure (the
-        transport error's class, as the span's ``error.type``) when no answer came."""
+        """``_send``, its duration recorded with the status code, or with the kind of failure when no
+        answer came or it could not be read: the transport error's class for a mapped failure, the
+        exception's own for any other (e.g. httpx's DecodingError), so no call goes uncounted."""
         started = perf_counter()
         try:
             response = await self._send(request, auth)
-        except GatewayError as error:
-            meter.record(perf_counter() - started, request.method, None, type(error.__cause__ or error).__name__)
+        except Exception as error:
+            failure = error.__cause__ if isinstance(error, GatewayError) and error.__cause__ is not None else error
+            meter.record(perf_counter() - started, request.method, None, type(failure).__name__)
             raise
         status = response.status_code
         meter.record(perf_counter() - started, request.method, status, str(status) if status >= 400 else None)

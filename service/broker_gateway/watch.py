@@ -102,6 +102,14 @@ def decode_cursor(tenant: str, cursor: str) -> int:
     return int(seq)
 
 
+def _expired(tenant: str, pruned: int) -> EventCursorExpired:
+    return EventCursorExpired(
+        "after",
+        "after is older than the events kept; read the connections again, then watch from oldest_cursor",
+        metadata={"oldest_cursor": encode_cursor(tenant, pruned)},
+    )
+
+
 @dataclass(eq=False)
 class _Subscription:
     """One stream's buffer of live events, filled by the poller."""
@@ -163,11 +171,7 @@ class EventHub:
             if after is None:
                 after = latest
             elif after < pruned:
-                raise EventCursorExpired(
-                    "after",
-                    "after is older than the events kept; read the connections again, then watch from oldest_cursor",
-                    metadata={"oldest_cursor": encode_cursor(tenant, pruned)},
-                )
+                raise _expired(tenant, pruned)
             elif after > latest:
                 raise InvalidArgument("after", "after is not a cursor this gateway gave to this tenant")
             subscription = await self._subscribe(tenant)
@@ -191,6 +195,7 @@ class EventHub:
         while True:
             while True:
                 page = await self.store.events_after(tenant, position, limit=PAGE)
+                await self._check_not_pruned(tenant, position)
                 for event in page:
                     position = event.seq
                     if provider_id is None or event.connection.provider_id == provider_id:
@@ -218,6 +223,16 @@ class EventHub:
             position = live.seq
             if provider_id is None or live.connection.provider_id == provider_id:
                 yield live
+
+    async def _check_not_pruned(self, tenant: str, position: int) -> None:
+        """OUT_OF_RANGE if pruning may have removed events after ``position`` before a page after it
+        was read (the maintenance pass of any process may prune while a stream catches up from an old
+        cursor, and a page would then silently skip them). The horizon is read after the page: pruning
+        only raises it, so one at or below ``position`` now was so when the page was read too; one
+        above may be a pruning that came after the read, but that cursor is past the retention anyway."""
+        pruned, _ = await self.store.event_bounds(tenant)
+        if pruned > position:
+            raise _expired(tenant, pruned)
 
     async def _subscribe(self, tenant: str) -> _Subscription:
         if tenant not in self._positions:

@@ -177,7 +177,9 @@ class Store(Protocol):
 
     async def record_expiring(self, tenant: str, connection_id: str, *, version: int, time: datetime) -> bool:
         """Record REFRESH_TOKEN_EXPIRING for the connection if it is still ACTIVE at ``version`` and no
-        such event was recorded for that version (one per refresh token); whether it was recorded."""
+        such event was recorded for its refresh token's expiry (one per refresh token: a write that
+        keeps the refresh token, such as a refresh answered without a new one, announces nothing
+        again); whether it was recorded."""
 
     async def events_after(self, tenant: str, after_seq: int, *, limit: int) -> list[StoredEvent]:
         """The tenant's events with ``seq`` greater than ``after_seq``, in order."""

@@ -507,7 +507,8 @@ class PostgresStore:
         due = (
             f"SELECT tenant, {_SNAPSHOT_COLUMNS} FROM connections c WHERE tenant = %s AND connection_id = %s AND version = %s"
             " AND status = %s AND NOT EXISTS (SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant"
-            " AND e.connection_id = c.connection_id AND e.version = c.version AND e.type = %s) FOR UPDATE OF c"
+            " AND e.connection_id = c.connection_id AND e.refresh_token_expire_time IS NOT DISTINCT FROM c.refresh_token_expire_time"
+            " AND e.type = %s) FOR UPDATE OF c"
         )
         kind = EventType.REFRESH_TOKEN_EXPIRING.value
         recorded = await self._execute(

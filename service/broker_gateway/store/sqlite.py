@@ -424,7 +424,7 @@ class SQLiteStore:
             f" SELECT tenant, ?, ?, {_SNAPSHOT_COLUMNS} FROM connections c"
             " WHERE tenant = ? AND connection_id = ? AND version = ? AND status = ? AND NOT EXISTS ("
             "  SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant AND e.connection_id = c.connection_id"
-            "  AND e.version = c.version AND e.type = ?)",
+            "  AND e.refresh_token_expire_time IS c.refresh_token_expire_time AND e.type = ?)",
             (
                 EventType.REFRESH_TOKEN_EXPIRING.value, _ts(time), tenant, connection_id, version,
                 ConnectionStatus.ACTIVE.value, EventType.REFRESH_TOKEN_EXPIRING.value,
