@@ -466,6 +466,22 @@ async def test_connections_to_keep_alive_across_tenants_soonest_first(store: Sto
     assert [item.connection_id for item in first] == ["conn_1"]
 
 
+async def test_connections_to_announce_leave_out_the_announced_so_none_starves(store: Store) -> None:
+    for index, days in enumerate((1, 2, 3)):
+        item = dataclasses.replace(connection(f"conn_{index}"), refresh_token_expire_time=NOW + timedelta(days=days))
+        await store.insert_connection(item)
+    due = await store.connections_to_announce("wallet", refresh_expiring_before=NOW + timedelta(days=10), limit=2)
+    assert [item.connection_id for item in due] == ["conn_0", "conn_1"]
+    for item in due:
+        assert await store.record_expiring(item.tenant, item.connection_id, version=item.version, time=NOW)
+    after = await store.connections_to_announce("wallet", refresh_expiring_before=NOW + timedelta(days=10), limit=2)
+    assert [item.connection_id for item in after] == ["conn_2"], "the announced ones no longer fill the batch"
+    renewed = dataclasses.replace(due[0], version=2, refresh_token_expire_time=NOW + timedelta(days=5))
+    assert await store.update_connection(renewed, expected_version=1, event=change(EventType.REFRESHED))
+    again = await store.connections_to_announce("wallet", refresh_expiring_before=NOW + timedelta(days=10), limit=5)
+    assert [item.connection_id for item in again] == ["conn_2", "conn_0"], "a new refresh token is due again"
+
+
 # -- at-most-once request claims -----------------------------------------------------------------------
 
 

@@ -340,12 +340,13 @@ class TokenLifecycle:
 
     async def _announce_expiring(self) -> int:
         """Record REFRESH_TOKEN_EXPIRING for every ACTIVE connection whose refresh token expires within
-        the lead time, once per refresh token (the store checks); run after the keep-alive pass, so a
-        connection that pass renewed is not announced. The number recorded."""
+        the lead time, once per refresh token (the store checks), a batch of those not yet announced per
+        pass; run after the keep-alive pass, so a connection that pass renewed is not announced. The
+        number recorded."""
         now = self.clock()
         announced = 0
         for provider_id in self.providers:
-            due = await self.store.connections_to_keep_alive(
+            due = await self.store.connections_to_announce(
                 provider_id, refresh_expiring_before=now + self.settings.events.expiring_lead, limit=self.settings.keepalive_batch
             )
             for connection in due:

@@ -228,6 +228,13 @@ class Store(Protocol):
         """ACTIVE connections of a provider, in every tenant, whose refresh token expires before the
         given time, soonest first."""
 
+    async def connections_to_announce(
+        self, provider_id: str, *, refresh_expiring_before: datetime, limit: int
+    ) -> list[StoredConnection]:
+        """As ``connections_to_keep_alive``, less those whose refresh token's expiry was already
+        announced (REFRESH_TOKEN_EXPIRING recorded for it), so that the ones announced never fill a
+        batch and starve the rest."""
+
     async def claim_request(self, tenant: str, request_key: str, *, now: datetime) -> tuple[ClaimOutcome, bytes | None]:
         """Claim a side-effecting request by its key, atomically: of concurrent claims one wins."""
 

@@ -71,6 +71,12 @@ _SNAPSHOT_COLUMNS = (
     " refresh_token_expire_time, create_time, update_time, version"
 )
 _EVENT_COLUMNS = f"seq, tenant, type, event_time, {_SNAPSHOT_COLUMNS}"
+#: A connection (aliased ``c``) whose refresh token's expiry has no REFRESH_TOKEN_EXPIRING event yet;
+#: takes the event type as its one parameter.
+_NOT_ANNOUNCED = (
+    "NOT EXISTS (SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant AND e.connection_id = c.connection_id"
+    " AND e.refresh_token_expire_time IS NOT DISTINCT FROM c.refresh_token_expire_time AND e.type = %s)"
+)
 
 
 def _with_event(change: str, *, select: bool = False) -> str:
@@ -506,9 +512,7 @@ class PostgresStore:
         # it also takes the row before the counter, in the order every other writer does.
         due = (
             f"SELECT tenant, {_SNAPSHOT_COLUMNS} FROM connections c WHERE tenant = %s AND connection_id = %s AND version = %s"
-            " AND status = %s AND NOT EXISTS (SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant"
-            " AND e.connection_id = c.connection_id AND e.refresh_token_expire_time IS NOT DISTINCT FROM c.refresh_token_expire_time"
-            " AND e.type = %s) FOR UPDATE OF c"
+            f" AND status = %s AND {_NOT_ANNOUNCED} FOR UPDATE OF c"
         )
         kind = EventType.REFRESH_TOKEN_EXPIRING.value
         recorded = await self._execute(
@@ -613,6 +617,17 @@ class PostgresStore:
             " AND refresh_token_expire_time IS NOT NULL AND refresh_token_expire_time < %s"
             " ORDER BY refresh_token_expire_time LIMIT %s",
             (provider_id, ConnectionStatus.ACTIVE.value, refresh_expiring_before, limit),
+        )
+        return [_connection(row) for row in rows]
+
+    async def connections_to_announce(
+        self, provider_id: str, *, refresh_expiring_before: datetime, limit: int
+    ) -> list[StoredConnection]:
+        rows = await self._fetchall(
+            f"SELECT {_CONNECTION_COLUMNS} FROM connections c WHERE provider_id = %s AND status = %s"
+            f" AND refresh_token_expire_time IS NOT NULL AND refresh_token_expire_time < %s AND {_NOT_ANNOUNCED}"
+            " ORDER BY refresh_token_expire_time LIMIT %s",
+            (provider_id, ConnectionStatus.ACTIVE.value, refresh_expiring_before, EventType.REFRESH_TOKEN_EXPIRING.value, limit),
         )
         return [_connection(row) for row in rows]
 

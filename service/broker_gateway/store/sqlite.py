@@ -128,6 +128,12 @@ _SNAPSHOT_COLUMNS = (
     " refresh_token_expire_time, create_time, update_time, version"
 )
 _EVENT_COLUMNS = f"seq, tenant, type, event_time, {_SNAPSHOT_COLUMNS}"
+#: A connection (aliased ``c``) whose refresh token's expiry has no REFRESH_TOKEN_EXPIRING event yet;
+#: takes the event type as its one parameter.
+_NOT_ANNOUNCED = (
+    "NOT EXISTS (SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant AND e.connection_id = c.connection_id"
+    " AND e.refresh_token_expire_time IS c.refresh_token_expire_time AND e.type = ?)"
+)
 #: Records an event from the connection's row, in the transaction that changed it (SQLite's single
 #: writer makes the AUTOINCREMENT seq follow commit order, which readers of ``seq`` rely on).
 _RECORD_EVENT = (
@@ -422,9 +428,7 @@ class SQLiteStore:
         cursor = self._execute(
             f"INSERT INTO connection_events (tenant, type, event_time, {_SNAPSHOT_COLUMNS})"
             f" SELECT tenant, ?, ?, {_SNAPSHOT_COLUMNS} FROM connections c"
-            " WHERE tenant = ? AND connection_id = ? AND version = ? AND status = ? AND NOT EXISTS ("
-            "  SELECT 1 FROM connection_events e WHERE e.tenant = c.tenant AND e.connection_id = c.connection_id"
-            "  AND e.refresh_token_expire_time IS c.refresh_token_expire_time AND e.type = ?)",
+            f" WHERE tenant = ? AND connection_id = ? AND version = ? AND status = ? AND {_NOT_ANNOUNCED}",
             (
                 EventType.REFRESH_TOKEN_EXPIRING.value, _ts(time), tenant, connection_id, version,
                 ConnectionStatus.ACTIVE.value, EventType.REFRESH_TOKEN_EXPIRING.value,
@@ -549,6 +553,20 @@ class SQLiteStore:
             " AND refresh_token_expire_time IS NOT NULL AND refresh_token_expire_time < ?"
             " ORDER BY refresh_token_expire_time LIMIT ?",
             (provider_id, ConnectionStatus.ACTIVE.value, _ts(refresh_expiring_before), limit),
+        ).fetchall()
+        return [_connection(row) for row in rows]
+
+    async def connections_to_announce(
+        self, provider_id: str, *, refresh_expiring_before: datetime, limit: int
+    ) -> list[StoredConnection]:
+        rows = self._execute(
+            f"SELECT {_CONNECTION_COLUMNS} FROM connections c WHERE provider_id = ? AND status = ?"
+            f" AND refresh_token_expire_time IS NOT NULL AND refresh_token_expire_time < ? AND {_NOT_ANNOUNCED}"
+            " ORDER BY refresh_token_expire_time LIMIT ?",
+            (
+                provider_id, ConnectionStatus.ACTIVE.value, _ts(refresh_expiring_before),
+                EventType.REFRESH_TOKEN_EXPIRING.value, limit,
+            ),
         ).fetchall()
         return [_connection(row) for row in rows]
 
