@@ -19,7 +19,7 @@ import pytest
 from broker_gateway import __version__
 from broker_gateway.callers import RPC_PERMISSIONS, CallerConfig, Permission, key_sha256, new_key
 from broker_gateway.config import Config, MetricsConfig
-from broker_gateway.errors import ConfigError
+from broker_gateway.errors import ConfigError, ProviderResponseInvalid
 from broker_gateway.local_histograms import ProducingMeterProvider
 from broker_gateway.metrics import GatewayMetrics
 from broker_gateway.metrics_export import start_metrics
@@ -352,15 +352,15 @@ async def test_refreshes_left_unanswered_and_refreshes_that_reach_nobody_are_tol
     assert_bounded(result, providers={"wallet"}, operations=set())
 
 
-async def test_an_upstream_failure_that_is_no_gateway_error_is_recorded_with_its_class() -> None:
-    """An answer that cannot be read (here a body that says gzip and is not) raises httpx's own
-    error rather than a mapped one: the call is still counted, its class as ``error.type``."""
+async def test_an_unreadable_upstream_answer_is_recorded_with_the_class_of_its_failure() -> None:
+    """An answer that cannot be read (here a body that says gzip and is not) is counted with the
+    class of what went wrong as ``error.type``, while the caller sees it as an invalid answer."""
     reader = InMemoryMetricReader()
     metrics = GatewayMetrics(ProducingMeterProvider([reader]))
     async with faulty_upstream("http://127.0.0.1:9") as upstream, httpx.AsyncClient() as http:
         upstream.faults["/userinfo"] = Fault(200, b"planted, not gzip", (("Content-Encoding", "gzip"),))
         client = UpstreamClient(http, "wallet", meter=metrics.upstream("wallet"))
-        with pytest.raises(httpx.DecodingError):
+        with pytest.raises(ProviderResponseInvalid):
             await client.request("GET", upstream.base_url + "/userinfo")
     data = reader.get_metrics_data()
     assert data is not None

@@ -42,6 +42,7 @@ from conftest import (
     running_gateway,
 )
 from support.faulty_upstream import (
+    BAD_ENCODING,
     GARBAGE,
     HANG,
     RATE_LIMITED,
@@ -245,6 +246,7 @@ FAULTS: dict[str, Fault | None] = {
     "503-retry-after": UNAVAILABLE_RETRY_AFTER,
     "429-retry-after": RATE_LIMITED,
     "not-json": GARBAGE,
+    "bad-encoding": BAD_ENCODING,
     "wrong-shape": WRONG_SHAPE,
     "hang": HANG,
     "reset": RESET,
@@ -273,6 +275,7 @@ HTTP_FAULTS: dict[str, Expect | None] = {
     "503-retry-after": Expect(UNAVAILABLE, "PROVIDER_UNAVAILABLE", 3.0),
     "429-retry-after": Expect(grpc.StatusCode.RESOURCE_EXHAUSTED, "PROVIDER_RATE_LIMITED", 7.0),
     "not-json": Expect(UNAVAILABLE, "PROVIDER_RESPONSE_INVALID", 1.0),
+    "bad-encoding": Expect(UNAVAILABLE, "PROVIDER_RESPONSE_INVALID", 1.0),
     "wrong-shape": Expect(UNAVAILABLE, "PROVIDER_RESPONSE_INVALID", 1.0),
     "refused": UNREACHABLE,
 }

@@ -165,15 +165,19 @@ class UpstreamClient:
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
-    """Read the decoded body chunk by chunk, stopping as soon as it passes the cap."""
+    """Read the decoded body chunk by chunk, stopping as soon as it passes the cap. An answer whose
+    body does not decode as its Content-Encoding says is an invalid answer, not an internal error."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise ProviderResponseInvalid(
-                "the provider's answer is larger than the gateway accepts",
-                metadata={"upstream_http_status": str(response.status_code)},
-            )
-        chunks.append(chunk)
+    metadata = {"upstream_http_status": str(response.status_code)}
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise ProviderResponseInvalid("the provider's answer is larger than the gateway accepts", metadata=metadata)
+            chunks.append(chunk)
+    except httpx.DecodingError as error:
+        raise ProviderResponseInvalid(
+            "the provider's answer does not decode as its Content-Encoding says", metadata=metadata
+        ) from error
     return b"".join(chunks)

@@ -37,6 +37,7 @@ SERVER_ERROR = Fault(500, b"upstream exploded", (("Content-Type", "text/plain"),
 UNAVAILABLE_RETRY_AFTER = Fault(503, b"", (("Retry-After", "3"),))
 RATE_LIMITED = Fault(429, b"slow down", (("Content-Type", "text/plain"), ("Retry-After", "7")))
 GARBAGE = Fault(200, b"<html><body>502 Bad Gateway</body></html>", (("Content-Type", "text/html"),))
+BAD_ENCODING = Fault(200, b"planted, not gzip", (("Content-Type", "application/json"), ("Content-Encoding", "gzip")))
 WRONG_SHAPE = Fault(200, b'{"unexpected": ["shape"]}', (("Content-Type", "application/json"),))
 HANG = Fault(hang=True)
 RESET = Fault(reset=True)
