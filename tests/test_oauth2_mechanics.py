@@ -15,6 +15,7 @@ import math
 import re
 import string
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote_plus, urlsplit
 
@@ -260,6 +261,12 @@ def test_parse_token_response_refuses_malformed(payload: Any) -> None:
     provider's fault (PROVIDER_RESPONSE_INVALID), never a TokenSet the caller would then fail with."""
     with pytest.raises(ProviderResponseInvalid):
         parse_token_response(payload, now=NOW, requested_scopes=("profile",))
+
+
+def test_parse_token_response_takes_any_mapping() -> None:
+    """Why: the ``token_payload`` hook promises a Mapping, so a plugin may hand over a read-only view."""
+    tokens = parse_token_response(MappingProxyType(good()), now=NOW, requested_scopes=())
+    assert tokens.access_token == good()["access_token"]
 
 
 @pytest.mark.parametrize("token_type", ["Bearer", "bearer", "BEARER"])

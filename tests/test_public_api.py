@@ -20,6 +20,7 @@ PUBLIC_MODULES = (
     "broker_gateway.provider_settings",
     "broker_gateway.upstream",
     "broker_gateway.hookspecs",
+    "broker_gateway.sandbox",
 )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidArgument",
     "InvalidGrant",
+    "InvalidRedirectUri",
     "OutcomeUnknown",
     "ProviderClientAuthFailed",
     "ProviderRateLimited",
@@ -65,6 +66,17 @@ class GatewayError(Exception):
 
     code: Code = Code.INTERNAL
     reason: str = "INTERNAL_ERROR"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A plugin's error class written before ``Code`` (``code = grpc.StatusCode.UNAVAILABLE``) gets
+        the ``Code`` of the same name, so its status, retry advice and metrics stay right; a code
+        that names no status is refused when the class is made, not when it is first raised."""
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.code, Code):
+            name = getattr(cls.code, "name", None)
+            if name not in Code.__members__:
+                raise TypeError(f"{cls.__name__}.code must be a broker_gateway.errors.Code, not {cls.code!r}")
+            cls.code = Code[name]
 
     def __init__(
         self,

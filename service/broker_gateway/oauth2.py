@@ -157,7 +157,7 @@ def parse_token_response(
     """A TokenSet from an RFC 6749 §5.1 response. A refresh answer without a new refresh token keeps
     the previous one (RFC 6749 §6) instead of losing it. ``refresh_token_ttl`` is the refresh token's
     documented lifetime, assumed when the response does not state one."""
-    if not isinstance(payload, dict):
+    if not isinstance(payload, Mapping):
         raise ProviderResponseInvalid("the token response is not a JSON object")
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .gateway import REDIRECT_URI, Approve, GatewayHarness, connect, gateway_config, running_gateway
     from .leaks import LeakWatch, assert_no_secret_leaks, plant_authorization_secrets
     from .sandbox import free_port, running_sandbox, sandbox_console
-    from .upstream import LocalUpstream, approve_with_shortcut, callback_params, serve_upstream
+    from .upstream import LocalUpstream, Outage, approve_with_shortcut, callback_params, serve_upstream
 
 #: Where each public name lives, for the imports on first use.
 _MODULES = {
@@ -46,6 +46,7 @@ _MODULES = {
     "running_sandbox": ".sandbox",
     "sandbox_console": ".sandbox",
     "LocalUpstream": ".upstream",
+    "Outage": ".upstream",
     "approve_with_shortcut": ".upstream",
     "callback_params": ".upstream",
     "serve_asgi": ".upstream",
@@ -60,6 +61,7 @@ __all__ = [
     "GatewayHarness",
     "LeakWatch",
     "LocalUpstream",
+    "Outage",
     "ProviderConfig",
     "RequestHandler",
     "approve_with_shortcut",

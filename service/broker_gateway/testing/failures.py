@@ -12,6 +12,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from ..errors import Code
+
 M = TypeVar("M", bound=Message)
 
 #: The ErrorInfo domain of every gateway error.
@@ -59,13 +61,14 @@ def failure_of(error: grpc.RpcError) -> Failure:
     return Failure(error.code(), error.details() or "", infos[0].reason, dict(infos[0].metadata), details)
 
 
-async def expect_failure(call: Awaitable[Any], code: grpc.StatusCode | None = None, reason: str | None = None) -> Failure:
+async def expect_failure(call: Awaitable[Any], code: grpc.StatusCode | Code | None = None, reason: str | None = None) -> Failure:
     """Await a gRPC call that must fail, with ``code`` and ``reason`` when given; the failure."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     failure = failure_of(caught.value)
     if code is not None:
-        assert failure.code == code, f"expected {code.name}, got {failure.code.name}: {failure.message}"
+        # By name: a test may name the status as grpc.StatusCode or as broker_gateway.errors.Code.
+        assert failure.code.name == code.name, f"expected {code.name}, got {failure.code.name}: {failure.message}"
     if reason is not None:
         assert failure.reason == reason, f"expected reason {reason}, got {failure.reason}: {failure.message}"
     return failure

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from ..errors import Code
 from .failures import Failure, expect_failure
 
 
@@ -53,6 +55,12 @@ def assert_no_secret_leaks(
     refused, since it would prove nothing."""
     for name, secret in secrets.items():
         assert secret, f"the {name} is empty: plant a value to search for"
+    # A secret also leaks URL-encoded (in a logged URL or form body), so those forms are searched too.
+    secrets = {
+        f"{name}{'' if form == secret else ' (URL-encoded)'}": form
+        for name, secret in secrets.items()
+        for form in dict.fromkeys((secret, quote(secret, safe=""), quote_plus(secret)))
+    }
     haystacks = {
         "logs": "\n".join(map(record_text, logs)),
         "spans": "\n".join(map(span_text, spans)),
@@ -117,7 +125,7 @@ class LeakWatch:
         finally:
             self._collector.paused = False
 
-    async def fails(self, call: Awaitable[Any], code: grpc.StatusCode | None = None, reason: str | None = None) -> Failure:
+    async def fails(self, call: Awaitable[Any], code: grpc.StatusCode | Code | None = None, reason: str | None = None) -> Failure:
         """``expect_failure``, keeping the failure to search."""
         failure = await expect_failure(call, code, reason)
         self.failures.append(failure)

@@ -10,12 +10,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..sandbox.asgi import serve_asgi
 from .gateway import REDIRECT_URI
 
-__all__ = ["LocalUpstream", "approve_with_shortcut", "callback_params", "serve_asgi", "serve_upstream"]
+__all__ = ["LocalUpstream", "Outage", "approve_with_shortcut", "callback_params", "serve_asgi", "serve_upstream"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,26 @@ class LocalUpstream:
 
     base_url: str
     app: Any
+
+
+class Outage:
+    """An upstream's app behind a switch: while ``down`` every request is answered 503, an outage
+    that a provider must report as one (UNAVAILABLE), never as a dead grant. Any other attribute is
+    the wrapped app's, so tests still reach into their simulator's state through it."""
+
+    def __init__(self, wrapped: ASGIApp) -> None:
+        self.wrapped = wrapped
+        self.down = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.down and scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"down for maintenance"})
+            return
+        await self.wrapped(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
 
 
 @contextlib.asynccontextmanager
