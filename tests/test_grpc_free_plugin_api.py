@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import grpc
+import pytest
 from broker_gateway.errors import Code, GatewayError, ProviderUnavailable, ReauthRequired
 from broker_gateway.handler_wrapper import to_status
 from grpc_status import rpc_status
@@ -38,3 +39,22 @@ def test_an_errors_code_reaches_grpc_as_the_status_of_that_name() -> None:
     for error in (ReauthRequired("gone"), ProviderUnavailable("down", retry_after=1.0), GatewayError("unexpected")):
         status = rpc_status.to_status(to_status(error))
         assert status.code is grpc.StatusCode[error.code.name], error
+
+
+def test_an_error_class_written_with_grpcs_code_gets_the_code_of_that_name() -> None:
+    """A plugin's error class from before ``Code`` keeps its status, retry advice and metrics."""
+
+    class LegacyOutage(GatewayError):
+        code = grpc.StatusCode.UNAVAILABLE  # type: ignore[assignment]
+        reason = "LEGACY_OUTAGE"
+
+    assert LegacyOutage.code is Code.UNAVAILABLE
+    status = rpc_status.to_status(to_status(LegacyOutage("down", retry_after=2.0)))
+    assert status.code is grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_error_class_whose_code_names_no_status_is_refused_when_made() -> None:
+    with pytest.raises(TypeError, match="must be a broker_gateway.errors.Code"):
+
+        class Nonsense(GatewayError):
+            code = 14  # type: ignore[assignment]

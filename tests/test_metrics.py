@@ -293,6 +293,16 @@ def test_a_wrong_metrics_setting_is_refused(extra: str, problem: str) -> None:
     assert problem in problems_of(extra)
 
 
+def test_an_exponential_histogram_aggregation_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The duration histograms have explicit buckets only: a reader asking for exponential ones is
+    told so at start, rather than silently given another kind than it asked for."""
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")
+    with pytest.raises(ConfigError) as refused:
+        start_metrics(None)
+    assert refused.value.problems[0].startswith("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION:")
+
+
 def test_an_unknown_metrics_exporter_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "statsd")
     with pytest.raises(ConfigError) as refused:

@@ -26,6 +26,7 @@ but for the instant a collection swaps the points out, so a recording pays its b
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from bisect import bisect_left
@@ -47,8 +48,11 @@ from opentelemetry.sdk.metrics.export import (
     ResourceMetrics,
     ScopeMetrics,
 )
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import AttributeValue
+
+log = logging.getLogger(__name__)
 
 Attributes = Mapping[str, AttributeValue]
 
@@ -200,6 +204,14 @@ def _metric(histogram: LocalHistogram, account: dict[HistogramSeries, _Points], 
                   data=Histogram(data_points=data_points, aggregation_temporality=temporality))
 
 
+def explicit_bucket_histograms(reader: MetricReader) -> bool:
+    """Whether ``reader`` takes histograms with explicit buckets, the only kind the producers make;
+    an OTLP reader may ask for exponential ones (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION)."""
+    aggregations = reader._instrument_class_aggregation  # the SDK keeps it there only
+    aggregation = next(value for kind, value in aggregations.items() if issubclass(kind, SdkHistogram))
+    return not isinstance(aggregation, ExponentialBucketHistogramAggregation)
+
+
 def histogram_temporality(reader: MetricReader) -> AggregationTemporality:
     """The temporality ``reader`` asks for histograms (its exporter's preference: OTLP's may be delta)."""
     temporalities = reader._instrument_class_temporality  # the SDK keeps it there only
@@ -231,7 +243,11 @@ class ProducingMeterProvider(MeterProvider):
                  timeout_millis: float = 10_000) -> MetricsData | None:
         """What the SDK collected for ``reader``, with the producers' metrics added to their scopes."""
         collected = sdk_collect(reader, timeout_millis=timeout_millis)
-        produced = [scope for producer in self._producers if (scope := producer.produce(reader)) is not None]
+        try:
+            produced = [scope for producer in self._producers if (scope := producer.produce(reader)) is not None]
+        except Exception:  # an SDK whose private hooks moved: keep exporting what the SDK collected
+            log.exception("the gateway's duration histograms could not be collected")
+            return collected
         if not produced:
             return collected
         resource = self._sdk_config.resource

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 
 from .config import host_and_port
 from .errors import ConfigError
-from .local_histograms import ProducingMeterProvider
+from .local_histograms import ProducingMeterProvider, explicit_bucket_histograms
 
 
 @dataclass
@@ -85,6 +85,11 @@ def start_metrics(listen: str | None) -> MetricsExport | None:
         readers.append(PrometheusMetricReader(registry=registry))
     if not readers:
         return None
+    if not all(map(explicit_bucket_histograms, readers)):
+        raise ConfigError([
+            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: the gateway's duration histograms have"
+            " explicit buckets only (explicit_bucket_histogram)"
+        ])
     exemplars = {} if "OTEL_METRICS_EXEMPLAR_FILTER" in os.environ else {"exemplar_filter": AlwaysOffExemplarFilter()}
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "broker-gateway")})
     provider = ProducingMeterProvider(readers, resource=resource, **exemplars)
