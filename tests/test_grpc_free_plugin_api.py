@@ -45,7 +45,7 @@ def test_an_error_class_written_with_grpcs_code_gets_the_code_of_that_name() -> 
     """A plugin's error class from before ``Code`` keeps its status, retry advice and metrics."""
 
     class LegacyOutage(GatewayError):
-        code = grpc.StatusCode.UNAVAILABLE  # type: ignore[assignment]
+        code = grpc.StatusCode.UNAVAILABLE
         reason = "LEGACY_OUTAGE"
 
     assert LegacyOutage.code is Code.UNAVAILABLE

@@ -87,8 +87,10 @@ def start_metrics(listen: str | None) -> MetricsExport | None:
         return None
     if not all(map(explicit_bucket_histograms, readers)):
         raise ConfigError([
-            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: the gateway's duration histograms have"
-            " explicit buckets only (explicit_bucket_histogram)"
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: the gateway's duration histograms have"
+                " explicit buckets only (explicit_bucket_histogram)"
+            )
         ])
     exemplars = {} if "OTEL_METRICS_EXEMPLAR_FILTER" in os.environ else {"exemplar_filter": AlwaysOffExemplarFilter()}
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "broker-gateway")})
