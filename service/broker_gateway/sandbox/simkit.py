@@ -269,10 +269,8 @@ class GrantStore:
             record = self._refresh.get(refresh_token)
             if record is None:
                 return Lookup(Status.UNKNOWN)
-            if record.dead is not None:
-                return Lookup(record.dead)
-            if self._clock() >= record.grant.expires_at:
-                return Lookup(Status.EXPIRED)
+            if (refused := self._refusal(record)) is not None:
+                return Lookup(refused)
             if record.grant.client_id != client_id:
                 return Lookup(Status.WRONG_CLIENT)
             record.dead = Status.USED
@@ -288,11 +286,17 @@ class GrantStore:
             record = self._access.get(access_token)
             if record is None:
                 return Lookup(Status.UNKNOWN)
-            if record.dead is not None:
-                return Lookup(record.dead)
-            if self._clock() >= record.grant.expires_at:
-                return Lookup(Status.EXPIRED)
+            if (refused := self._refusal(record)) is not None:
+                return Lookup(refused)
             return Lookup(Status.OK, record.grant)
+
+    def _refusal(self, record: _TokenRecord) -> Status | None:
+        """Why a known token is no longer live (dead or expired); None while it is."""
+        if record.dead is not None:
+            return record.dead
+        if self._clock() >= record.grant.expires_at:
+            return Status.EXPIRED
+        return None
 
     def revoke(self, token: str) -> bool:
         """Revoke an access or refresh token (RFC 7009 semantics: revoking a refresh token also
