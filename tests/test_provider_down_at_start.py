@@ -10,18 +10,45 @@ import time
 from pathlib import Path
 
 import grpc
-import uvicorn
 from broker_gateway.app import build_application
 from broker_gateway.config import ProviderConfig
 from broker_gateway.oauth2 import OAuth2Provider
+from broker_gateway.sandbox.asgi import start_asgi, stop_asgi
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
-from conftest import REDIRECT_URI, Wallet, expect_failure, gateway_config, running_gateway
+from conftest import REDIRECT_URI, GatewayHarness, Wallet, expect_failure, gateway_config, running_gateway
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+
+def unserved_issuer() -> tuple[socket.socket, str, ProviderConfig]:
+    """A loopback socket bound but not listening (connections are refused until it serves), the issuer
+    URL at it, and a generic-oauth2 entry discovering that issuer."""
+    idp_socket = socket.socket()
+    idp_socket.bind(("127.0.0.1", 0))
+    issuer = f"http://127.0.0.1:{idp_socket.getsockname()[1]}"
+    idp = ProviderConfig(
+        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
+        settings={"issuer": issuer, "client_id": "c", "client_secret": "s"},
+    )
+    return idp_socket, issuer, idp
+
+
+async def authorize_once_discovered(harness: GatewayHarness, issuer: str) -> None:
+    """Authorize with the idp until its background discovery has succeeded (UNAVAILABLE until then,
+    nothing else), and check the URL is the discovered one."""
+    give_up = time.monotonic() + 90
+    while True:
+        try:
+            start = await harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10)
+            break
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < give_up, error
+        await asyncio.sleep(0.5)
+    assert start.authorization_url.startswith(issuer + "/authorize?")
 
 
 def discovery_app(issuer: str) -> Starlette:
@@ -37,13 +64,7 @@ def discovery_app(issuer: str) -> Starlette:
 
 
 async def test_an_unreachable_issuer_is_retried_while_the_rest_serves(tmp_path: Path, wallet: Wallet) -> None:
-    idp_socket = socket.socket()
-    idp_socket.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused until it serves
-    issuer = f"http://127.0.0.1:{idp_socket.getsockname()[1]}"
-    idp = ProviderConfig(
-        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
-        settings={"issuer": issuer, "client_id": "c", "client_secret": "s"},
-    )
+    idp_socket, issuer, idp = unserved_issuer()
     config = gateway_config(tmp_path, [wallet.provider_config(), idp])
     async with running_gateway(config) as harness:
         down = await expect_failure(harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10))
@@ -55,21 +76,11 @@ async def test_an_unreachable_issuer_is_retried_while_the_rest_serves(tmp_path: 
         health = health_pb2_grpc.HealthStub(harness.channel)
         assert (await health.Check(health_pb2.HealthCheckRequest(), timeout=10)).status == health_pb2.HealthCheckResponse.SERVING
 
-        server = uvicorn.Server(uvicorn.Config(discovery_app(issuer), log_level="warning", lifespan="off"))
-        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[idp_socket]))
+        server, serving = await start_asgi(discovery_app(issuer), idp_socket)
         try:
-            give_up = time.monotonic() + 90
-            while True:
-                try:
-                    start = await harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10)
-                    break
-                except grpc.aio.AioRpcError as error:
-                    assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < give_up, error
-                await asyncio.sleep(0.5)
-            assert start.authorization_url.startswith(issuer + "/authorize?")
+            await authorize_once_discovered(harness, issuer)
         finally:
-            server.should_exit = True
-            await serving
+            await stop_asgi(server, serving)
 
 
 async def test_closing_the_gateway_ends_the_background_discovery(tmp_path: Path) -> None:
@@ -116,28 +127,12 @@ def flaky_discovery_app(issuer: str) -> Starlette:
 async def test_an_issuer_that_refuses_or_misanswers_is_retried_and_keeps_nothing_of_a_wrong_document(tmp_path: Path) -> None:
     """A 429 at start is "down", not a crash; a later document naming another issuer is refused
     without leaving its endpoints behind, so the right document's are the ones used."""
-    idp_socket = socket.socket()
-    idp_socket.bind(("127.0.0.1", 0))
-    issuer = f"http://127.0.0.1:{idp_socket.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(flaky_discovery_app(issuer), log_level="warning", lifespan="off"))
-    serving = asyncio.get_running_loop().create_task(server.serve(sockets=[idp_socket]))
-    idp = ProviderConfig(
-        id="idp", type="generic-oauth2", redirect_uris=(REDIRECT_URI,), allow_insecure_http=True,
-        settings={"issuer": issuer, "client_id": "c", "client_secret": "s"},
-    )
+    idp_socket, issuer, idp = unserved_issuer()
+    server, serving = await start_asgi(flaky_discovery_app(issuer), idp_socket)
     try:
         async with running_gateway(gateway_config(tmp_path, [idp])) as harness:
-            give_up = time.monotonic() + 90
-            while True:
-                try:
-                    start = await harness.stub.Authorize(api.AuthorizeRequest(provider="idp", redirect_uri=REDIRECT_URI), timeout=10)
-                    break
-                except grpc.aio.AioRpcError as error:
-                    assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < give_up, error
-                await asyncio.sleep(0.5)
-            assert start.authorization_url.startswith(issuer + "/authorize?")
+            await authorize_once_discovered(harness, issuer)
             provider = harness.application.gateway.providers["idp"].provider
             assert isinstance(provider, OAuth2Provider) and provider.endpoints["token_endpoint"] == issuer + "/token"
     finally:
-        server.should_exit = True
-        await serving
+        await stop_asgi(server, serving)
