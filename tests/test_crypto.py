@@ -16,6 +16,7 @@ from broker_gateway.store.crypto import (
     NONCE_BYTES,
     Keyring,
     KeyringError,
+    _cached_associated_data,
     decode_key,
     envelope_key_id,
     generate_key,
@@ -83,6 +84,26 @@ def test_each_context_part_is_bound(other: tuple[str, ...]) -> None:
     sealed = RING.seal(b"secret", context=CONTEXT)
     with pytest.raises(TokenDecryptFailed):
         RING.open(sealed, context=other)
+
+
+@settings(max_examples=50, deadline=None)
+@given(plaintext=plaintexts, context=contexts)
+def test_single_use_contexts_seal_as_repeated_ones(plaintext: bytes, context: tuple[str, str, str]) -> None:
+    """``once`` changes only what is cached: either way of sealing opens the other way."""
+    assert RING.open(RING.seal(plaintext, context=context, once=True), context=context) == plaintext
+    assert RING.open(RING.seal(plaintext, context=context), context=context, once=True) == plaintext
+
+
+def test_single_use_contexts_leave_the_token_contexts_cached() -> None:
+    """A flood of verifiers (one context each) must not push out the token contexts every read reuses."""
+    sealed = RING.seal(b"tokens", context=CONTEXT)
+    RING.open(sealed, context=CONTEXT)
+    for state in range(5000):
+        verifier_context = ("tenant-1", f"state-{state}", "code_verifier")
+        RING.open(RING.seal(b"verifier", context=verifier_context, once=True), context=verifier_context, once=True)
+    hits = _cached_associated_data.cache_info().hits
+    RING.open(sealed, context=CONTEXT)
+    assert _cached_associated_data.cache_info().hits == hits + 1
 
 
 def test_every_single_bit_flip_fails() -> None:

@@ -111,7 +111,14 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 def _quote(text: str) -> str:
     """Percent-encode all but RFC 3986's unreserved characters; states, challenges and most fixed
     values are already unreserved and skip the encoder."""
-    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
+    return text if _UNRESERVED.fullmatch(text) else _encoded_parameter(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _encoded_parameter(text: str) -> str:
+    """The values an authorization URL encodes are mostly fixed ones that repeat on every call (a
+    redirect URI, a scope list); it is a front-channel URL, so nothing secret is kept here."""
+    return quote(text, safe="")
 
 
 def basic_credentials(client_id: str, client_secret: str, encoding: str = "form") -> str:

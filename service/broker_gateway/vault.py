@@ -73,18 +73,18 @@ class Vault:
         )
 
     def seal_verifier(self, tenant: str, state_key: str, verifier: str) -> bytes:
-        return self.keyring.seal(verifier.encode(), context=(tenant, state_key, "code_verifier"))
+        return self.keyring.seal(verifier.encode(), context=(tenant, state_key, "code_verifier"), once=True)
 
     def open_verifier(self, tenant: str, state_key: str, sealed: bytes) -> str:
-        return self.keyring.open(sealed, context=(tenant, state_key, "code_verifier")).decode()
+        return self.keyring.open(sealed, context=(tenant, state_key, "code_verifier"), once=True).decode()
 
     def seal_result(self, tenant: str, request_key: str, result: Any) -> bytes:
         """An operation's result, kept to replay to a repeated request id; it may hold a secret (an
         API key the upstream created), so it is sealed like a token."""
-        return self.keyring.seal(json.dumps(result).encode(), context=(tenant, request_key, "result"))
+        return self.keyring.seal(json.dumps(result).encode(), context=(tenant, request_key, "result"), once=True)
 
     def open_result(self, tenant: str, request_key: str, sealed: bytes) -> Any:
-        return json.loads(self.keyring.open(sealed, context=(tenant, request_key, "result")))
+        return json.loads(self.keyring.open(sealed, context=(tenant, request_key, "result"), once=True))
 
     async def rewrap(self, store: Store) -> RewrapReport:
         """Re-seal every connection not sealed with the active key. Safe to run while serving: each

@@ -96,16 +96,20 @@ class Keyring:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._ciphers)
 
-    def seal(self, plaintext: bytes, *, context: Sequence[str]) -> bytes:
-        """Encrypt under the active key, bound to ``context`` (tenant, connection id, field name)."""
+    def seal(self, plaintext: bytes, *, context: Sequence[str], once: bool = False) -> bytes:
+        """Encrypt under the active key, bound to ``context`` (tenant, connection id, field name).
+        ``once``: the context is sealed and opened once (a state's verifier, a request's result), so
+        its associated data is not cached, where it would only push out the token contexts that
+        every read reuses."""
         key_id = self.active_key_id
         nonce = os.urandom(NONCE_BYTES)
-        ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, _associated_data(context, key_id))
+        ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, _associated_data(context, key_id, once))
         header = bytes([VERSION, len(key_id)]) + key_id.encode("ascii")
         return header + nonce + ciphertext
 
-    def open(self, blob: bytes, *, context: Sequence[str]) -> bytes:
-        """Decrypt and authenticate; any tampering, wrong context or missing key is TOKEN_DECRYPT_FAILED."""
+    def open(self, blob: bytes, *, context: Sequence[str], once: bool = False) -> bytes:
+        """Decrypt and authenticate; any tampering, wrong context or missing key is TOKEN_DECRYPT_FAILED.
+        ``once`` as for ``seal``."""
         key_id = envelope_key_id(blob)
         cipher = self._ciphers.get(key_id)
         if cipher is None:
@@ -113,17 +117,22 @@ class Keyring:
         start = 2 + blob[1]
         nonce, ciphertext = blob[start : start + NONCE_BYTES], blob[start + NONCE_BYTES :]
         try:
-            return cipher.decrypt(nonce, ciphertext, _associated_data(context, key_id))
+            return cipher.decrypt(nonce, ciphertext, _associated_data(context, key_id, once))
         except (InvalidTag, ValueError) as error:
             raise TokenDecryptFailed("a stored token failed authentication; it was altered or moved") from error
 
 
-def _associated_data(context: Sequence[str], key_id: str) -> bytes:
-    return _associated_data_of(tuple(context), key_id)
+def _associated_data(context: Sequence[str], key_id: str, once: bool) -> bytes:
+    if once:
+        return _encode_associated_data(tuple(context), key_id)
+    return _cached_associated_data(tuple(context), key_id)
 
 
-@functools.lru_cache(maxsize=4096)
-def _associated_data_of(context: tuple[str, ...], key_id: str) -> bytes:
-    # JSON keeps the parts unambiguous whatever characters they hold. Cached because every token
-    # read builds it; it holds only the tenant, connection id, field name and key id, no secret.
+def _encode_associated_data(context: tuple[str, ...], key_id: str) -> bytes:
+    # JSON keeps the parts unambiguous whatever characters they hold.
     return b"bg:v1|" + json.dumps([*context, key_id], separators=(",", ":")).encode()
+
+
+#: Cached because every token read builds it; it holds only the tenant, connection id, field name
+#: and key id, no secret.
+_cached_associated_data = functools.lru_cache(maxsize=4096)(_encode_associated_data)

@@ -167,6 +167,12 @@ def _scopes(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
+@functools.lru_cache(maxsize=256)
+def _scopes_text(scopes: tuple[str, ...]) -> str:
+    """The stored form of a scope list; the same few lists are written by every Authorize."""
+    return json.dumps(list(scopes))
+
+
 def _connection(row: Sequence[Any]) -> StoredConnection:
     # Read on every token-using call: positional, and without re-parsing what repeats.
     (seq, tenant, connection_id, provider_id, scopes, subject, status, status_reason, metadata, sealed_tokens,
@@ -205,7 +211,7 @@ def _connection_values(c: StoredConnection) -> dict[str, object]:
         "tenant": c.tenant,
         "connection_id": c.connection_id,
         "provider_id": c.provider_id,
-        "scopes": json.dumps(list(c.scopes)),
+        "scopes": _scopes_text(c.scopes),
         "subject": c.subject,
         "status": c.status.value,
         "status_reason": c.status_reason,
@@ -289,7 +295,7 @@ class SQLiteStore:
                 pending.provider_id,
                 pending.connection_id,
                 pending.redirect_uri,
-                json.dumps(list(pending.scopes)),
+                _scopes_text(pending.scopes),
                 pending.issuer,
                 pending.sealed_verifier,
                 _ts(pending.create_time),
