@@ -393,6 +393,27 @@ async def test_a_restart_under_load_fails_calls_unavailable_then_they_succeed(
         assert later[-10:] == [None] * 10
 
 
+async def test_a_stamp_read_cancelled_mid_statement_leaves_later_reads_their_own_answers(postgres_url: str) -> None:
+    """Stamp reads keep one connection: a read cancelled at any point of its statement must not leave
+    that statement's answer, or a half-read protocol, to the next read."""
+    store = await PostgresStore.open(postgres_url)
+    try:
+        await store.insert_connection(connection("conn_a"))
+        await store.insert_connection(connection("conn_b"))
+        stamp_b = await store.connection_stamp("t1", "conn_b")
+        assert stamp_b is not None
+        for turns in range(12):
+            cancelled = asyncio.create_task(store.connection_stamp("t1", "conn_a"))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            cancelled.cancel()
+            await asyncio.gather(cancelled, return_exceptions=True)
+            assert await store.connection_stamp("t1", "conn_b") == stamp_b
+            assert await store.connection_stamp("t1", "conn_missing") is None
+    finally:
+        await store.close()
+
+
 async def test_an_unreachable_server_is_store_unavailable_without_the_password() -> None:
     url = f"postgresql://gw:{SECRET}@127.0.0.1:{free_port()}/gw"
     with pytest.raises(StoreUnavailable) as refused:
