@@ -144,6 +144,7 @@ _RECORD_EVENT = (
 
 #: The stamp of one connection (token_cache.py), read before every cached token is served.
 _READ_STAMP = "SELECT seq, version, sealed_tokens FROM connections WHERE tenant = ? AND connection_id = ?"
+_NOT_ANSWERING = "the SQLite store is not answering"
 
 _Result = TypeVar("_Result")
 
@@ -275,7 +276,7 @@ class SQLiteStore:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as error:
-            raise StoreUnavailable("the SQLite store is not answering") from error
+            raise StoreUnavailable(_NOT_ANSWERING) from error
 
     async def ping(self) -> None:
         self._execute("SELECT 1").fetchone()
@@ -365,7 +366,7 @@ class SQLiteStore:
             for row in self._stamps.execute(_READ_STAMP, (tenant, connection_id)):
                 return row
         except sqlite3.Error as error:
-            raise StoreUnavailable("the SQLite store is not answering") from error
+            raise StoreUnavailable(_NOT_ANSWERING) from error
         return None
 
     def _transaction(self, write: Callable[[], _Result]) -> _Result:
