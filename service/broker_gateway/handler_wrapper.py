@@ -208,14 +208,20 @@ def _wrap(
         auditing = audit.enabled() and (audited or authenticator is not None)
         record = audit.begin() if auditing else None
         try:
-            caller = authenticate(context)
-            caller_token = callers.enter(caller)
+            if authenticator is None:
+                # Every call is the anonymous caller's, whom the callers' context variable holds by
+                # default: nothing to set and reset.
+                caller, caller_token = callers.ANONYMOUS, None
+            else:
+                caller = authenticate(context)
+                caller_token = callers.enter(caller)
             try:
                 if isinstance(request, _Undecodable):
                     raise InvalidArgument("request", "the request is not a valid message (check string fields are UTF-8)")
                 response, failure = await inner(request, context), None
             finally:
-                callers.leave(caller_token)
+                if caller_token is not None:
+                    callers.leave(caller_token)
         except GatewayError as error:
             response, failure = None, error
             if meter is not None and caller is None:

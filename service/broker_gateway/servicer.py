@@ -50,13 +50,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
+    stamp = timestamp_pb2.Timestamp()
+    _set_time(stamp, value)
+    return stamp
+
+
+def _set_time(stamp: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Write ``value`` into ``stamp``, which may be a message's own field: a Timestamp made apart and
+    passed to a message's constructor is copied in, a third of GetAccessToken's response."""
     if value.tzinfo is UTC:
         # What FromDatetime computes, without its calendar.timegm round trip (it showed in profiles).
         delta = value - _EPOCH
-        return timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+        stamp.seconds = delta.days * 86400 + delta.seconds
+        stamp.nanos = delta.microseconds * 1000
+    else:
+        stamp.FromDatetime(value)
 
 
 def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
@@ -207,11 +215,10 @@ class BrokerGatewayServicer(api_grpc.BrokerGatewayServicer):
         self, request: api.GetAccessTokenRequest, context: grpc.aio.ServicerContext
     ) -> api.GetAccessTokenResponse:
         tokens = await self.gateway.access_token(current_caller().tenant, request.connection_id)
-        return api.GetAccessTokenResponse(
-            access_token=tokens.access_token,
-            expire_time=_timestamp(tokens.access_token_expire_time),
-            token_type=tokens.token_type,
-        )
+        response = api.GetAccessTokenResponse(access_token=tokens.access_token, token_type=tokens.token_type)
+        if tokens.access_token_expire_time is not None:
+            _set_time(response.expire_time, tokens.access_token_expire_time)
+        return response
 
     async def InvokeOperation(
         self, request: api.InvokeOperationRequest, context: grpc.aio.ServicerContext

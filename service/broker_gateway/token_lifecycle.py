@@ -133,12 +133,14 @@ class TokenLifecycle:
         return connection, self.token_cache.open(connection)
 
     def _needs_refresh(self, tokens: TokenSet) -> bool:
-        margin = self.settings.refresh_margin
-        expire, issued = tokens.access_token_expire_time, tokens.issue_time
+        """Due within the refresh margin, or a quarter of the token's lifetime when that is shorter
+        (divided only then: every token read asks)."""
+        expire = tokens.access_token_expire_time
         if expire is None:
             return False
-        if issued is not None:
-            margin = min(margin, (expire - issued) / 4)
+        margin, issued = self.settings.refresh_margin, tokens.issue_time
+        if issued is not None and expire - issued < 4 * margin:
+            margin = (expire - issued) / 4
         return tokens.expires_within(self.clock(), margin)
 
     async def refresh(self, connection: StoredConnection, *, force: bool) -> StoredConnection:
@@ -359,6 +361,8 @@ class TokenLifecycle:
 
 def require_active(connection: StoredConnection) -> None:
     """Refuse a connection whose tokens may not be used: revoked, or waiting for a new authorization."""
+    if connection.status is ConnectionStatus.ACTIVE:
+        return
     metadata = {"provider": connection.provider_id}
     if connection.status is ConnectionStatus.REVOKED:
         raise ConnectionRevoked("the connection was revoked", metadata=metadata)

@@ -143,6 +143,10 @@ _RECORD_EVENT = (
 )
 
 
+#: The stamp of one connection (token_cache.py), read before every cached token is served.
+_READ_STAMP = "SELECT seq, version, sealed_tokens FROM connections WHERE tenant = ? AND connection_id = ?"
+_NOT_ANSWERING = "the SQLite store is not answering"
+
 _Result = TypeVar("_Result")
 
 
@@ -276,6 +280,9 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            # Plain tuples, which a stamp is: a Row and its indexing cost a fifth of the read.
+            self._stamps = self._db.cursor()
+            self._stamps.row_factory = None
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
         self._checkpointer: Checkpointer | None = None
@@ -291,7 +298,7 @@ class SQLiteStore:
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as error:
-            raise StoreUnavailable("the SQLite store is not answering") from error
+            raise StoreUnavailable(_NOT_ANSWERING) from error
 
     async def ping(self) -> None:
         self._execute("SELECT 1").fetchone()
@@ -381,11 +388,14 @@ class SQLiteStore:
         return None if row is None else _connection(row)
 
     async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
-        row = self._execute(
-            "SELECT seq, version, sealed_tokens FROM connections WHERE tenant = ? AND connection_id = ?",
-            (tenant, connection_id),
-        ).fetchone()
-        return None if row is None else (row[0], row[1], row[2])
+        """Read on every cached token read, so through a cursor kept for it (statements run on the
+        event loop's thread, one at a time, so it is never shared by two)."""
+        try:
+            for row in self._stamps.execute(_READ_STAMP, (tenant, connection_id)):
+                return row
+        except sqlite3.Error as error:
+            raise StoreUnavailable(_NOT_ANSWERING) from error
+        return None
 
     def _transaction(self, write: Callable[[], _Result]) -> _Result:
         """Run ``write`` (several statements) as one write transaction; its result decides nothing
