@@ -248,7 +248,7 @@ def _read_apart(path: str, sql: str) -> list[Any]:
         finally:
             db.close()
     except sqlite3.Error as error:
-        raise StoreUnavailable("the SQLite store is not answering") from error
+        raise StoreUnavailable(_NOT_ANSWERING) from error
 
 
 class _NothingDeleted(Exception):
