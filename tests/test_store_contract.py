@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker_gateway.store import sqlite as sqlite_store
 from broker_gateway.store.base import (
     Change,
     ClaimOutcome,
@@ -195,6 +196,22 @@ async def test_purge_pending_forgets_expired_only(store: Store) -> None:
     assert await store.purge_pending(NOW + timedelta(minutes=5)) == 1
     assert await store.take_pending("t1", "sk-old") == (TakeOutcome.UNKNOWN, None)
     assert (await store.take_pending("t1", "sk-new"))[0] is TakeOutcome.TAKEN
+
+
+async def test_purge_pending_forgets_every_expired_row_across_slices(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite purges a slice of rows at a time: expired and live rows interleaved over several slices
+    (and a gap of rows already gone) must all be decided right."""
+    monkeypatch.setattr(sqlite_store, "PURGE_SLICE_ROWS", 3)
+    keys = [f"sk-{index}" for index in range(11)]
+    for index, key in enumerate(keys):
+        await store.put_pending(pending(key, expire=timedelta(minutes=20 if index % 3 == 1 else 1)))
+    assert await store.purge_pending(NOW + timedelta(minutes=5)) == 7
+    await store.put_pending(pending("sk-late", expire=timedelta(minutes=1)))
+    assert await store.purge_pending(NOW + timedelta(minutes=5)) == 1
+    assert await store.count_pending() == {"t1": 4}
+    for index, key in enumerate(keys):
+        outcome, _ = await store.take_pending("t1", key)
+        assert outcome is (TakeOutcome.TAKEN if index % 3 == 1 else TakeOutcome.UNKNOWN)
 
 
 async def test_count_pending_counts_per_tenant_consumed_rows_included(store: Store) -> None:
