@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,16 +50,20 @@ def tracked_texts() -> dict[PurePosixPath, str]:
     return texts
 
 
+def numbered_lines(texts: dict[PurePosixPath, str]) -> Iterator[tuple[PurePosixPath, int, str]]:
+    """Every line of every text with its path and line number, in path order."""
+    for path, text in sorted(texts.items()):
+        for number, line in enumerate(text.splitlines(), 1):
+            yield path, number, line
+
+
 def findings(pattern: re.Pattern[str], texts: dict[PurePosixPath, str], skip: PurePosixPath | None = None) -> list[str]:
     """``path:line: text`` of every line matching ``pattern``, outside ``skip`` when given."""
-    found = []
-    for path, text in sorted(texts.items()):
-        if skip is not None and path.is_relative_to(skip):
-            continue
-        for number, line in enumerate(text.splitlines(), 1):
-            if pattern.search(line):
-                found.append(f"{path}:{number}: {line.strip()}")
-    return found
+    return [
+        f"{path}:{number}: {line.strip()}"
+        for path, number, line in numbered_lines(texts)
+        if (skip is None or not path.is_relative_to(skip)) and pattern.search(line)
+    ]
 
 
 def resolve(base: PurePosixPath, target: str) -> PurePosixPath | None:
@@ -83,12 +88,12 @@ def test_no_file_cites_a_document_outside_the_repository() -> None:
 
 def test_no_relative_path_leaves_the_repository() -> None:
     texts = tracked_texts()
-    leaving = []
-    for path, text in sorted(texts.items()):
-        for number, line in enumerate(text.splitlines(), 1):
-            for target in CLIMBING_PATH.findall(line):
-                if resolve(path.parent, target) is None:
-                    leaving.append(f"{path}:{number}: {target}")
+    leaving = [
+        f"{path}:{number}: {target}"
+        for path, number, line in numbered_lines(texts)
+        for target in CLIMBING_PATH.findall(line)
+        if resolve(path.parent, target) is None
+    ]
     assert texts, "git ls-files listed nothing"
     assert not leaving, "paths that climb out of the repository:\n" + "\n".join(leaving)
 
@@ -96,14 +101,13 @@ def test_no_relative_path_leaves_the_repository() -> None:
 def test_every_cited_design_page_exists() -> None:
     texts = tracked_texts()
     missing = []
-    for path, text in sorted(texts.items()):
-        for number, line in enumerate(text.splitlines(), 1):
-            targets = [DESIGN / name for name in DESIGN_PAGE.findall(line)]
-            if path.suffix == ".md":
-                for link in MARKDOWN_LINK.findall(line):
-                    resolved = resolve(path.parent, link)
-                    if resolved is not None and resolved.is_relative_to(DESIGN):
-                        targets.append(resolved)
-            missing += [f"{path}:{number}: {target}" for target in targets if target not in texts]
+    for path, number, line in numbered_lines(texts):
+        targets = [DESIGN / name for name in DESIGN_PAGE.findall(line)]
+        if path.suffix == ".md":
+            for link in MARKDOWN_LINK.findall(line):
+                resolved = resolve(path.parent, link)
+                if resolved is not None and resolved.is_relative_to(DESIGN):
+                    targets.append(resolved)
+        missing += [f"{path}:{number}: {target}" for target in targets if target not in texts]
     assert (DESIGN / "README.md") in texts, "docs/design/README.md, the index, is missing"
     assert not missing, "cited design pages that do not exist:\n" + "\n".join(missing)

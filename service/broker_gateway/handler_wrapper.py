@@ -118,13 +118,16 @@ def add_wrapped_servicer(
     with metrics its duration and status code recorded (and a refused caller counted)."""
     capture = _Capture()
     add_servicer(servicer, capture)
-    wrapped = {
-        name: (_wrap_stream if handler.unary_stream is not None else _wrap)(
-            f"/{capture.service}/{name}", handler, tracer, authenticator, None if permissions is None else permissions[name],
-            None if metrics is None else metrics.rpc(f"/{capture.service}/{name}"),
-        )
-        for name, handler in capture.handlers.items()
-    }
+
+    def wrap(name: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        full_method = f"/{capture.service}/{name}"
+        permission = None if permissions is None else permissions[name]
+        meter = None if metrics is None else metrics.rpc(full_method)
+        if handler.unary_stream is not None:
+            return _wrap_stream(full_method, handler, authenticator, permission, meter)
+        return _wrap(full_method, handler, tracer, authenticator, permission, meter)
+
+    wrapped = {name: wrap(name, handler) for name, handler in capture.handlers.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(capture.service, wrapped),))
     server.add_registered_method_handlers(capture.service, wrapped)
 
@@ -271,7 +274,6 @@ def _wrap(
 def _wrap_stream(
     full_method: str,
     handler: grpc.RpcMethodHandler,
-    tracer: trace.Tracer | None,
     authenticator: Authenticator | None,
     permission: Permission | None,
     meter: RpcMeter | None,
