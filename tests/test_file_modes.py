@@ -27,7 +27,7 @@ from test_cli import CLI, free_port
 from test_connection_limits import constrained, soft_open_file_limit
 from test_store_contract import pending
 
-STORE_FILES = ("gateway.db", "gateway.db-wal", "gateway.db-shm")
+STORE_FILES = ("gateway.db", "gateway.db-wal", "gateway.db-shm", "gateway.db-changes")
 
 
 def mode(path: Path) -> int:

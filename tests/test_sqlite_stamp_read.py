@@ -5,6 +5,7 @@ process has since changed, and hold back checkpoints) and fail as every other re
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,16 @@ async def test_a_stamp_read_leaves_no_read_transaction_open(tmp_path: Path) -> N
     store = SQLiteStore(path)
     try:
         await store.insert_connection(connection())
-        assert await store.connection_stamp("t1", "conn_1") is not None
+        first = await store.connection_stamp("t1", "conn_1")
+        assert first is not None
         with sqlite3.connect(path) as other:
-            other.execute("UPDATE connections SET version = version + 1")
-            other.commit()
             # TRUNCATE waits for no reader: busy (the first column) is 1 while any snapshot is open.
             assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        writer = SQLiteStore(path)  # another process's store: its write is signalled to this one
+        try:
+            assert await writer.update_connection(replace(connection(), version=2), expected_version=1)
+        finally:
+            await writer.close()
         stamp = await store.connection_stamp("t1", "conn_1")
         assert stamp is not None and stamp[1] == 2
     finally:

@@ -4,7 +4,8 @@ Every token-using call (GetAccessToken, GetUserInfo, InvokeOperation) read the w
 converted it and opened its token set (AES-GCM and JSON). The cache keeps the converted connection and
 its opened tokens under (tenant, connection id) with the row's stamp (``store.base.Stamp``: seq,
 version and the sealed tokens as stored). A cached entry is served only after the store has confirmed
-that the stamp is still the row's (``Store.connection_stamp``, a read by the unique key), so a token
+that the stamp is still the row's (``Store.connection_stamp``: a read by the unique key, which SQLite
+skips while no process has written the row since its last read, docs/design/change-signal.md), so a token
 that a refresh, revoke, delete or re-seal superseded, in this process, another worker or another
 replica, is never served: every write of a connection increments its version, and ``seq`` is never
 reused, so a connection deleted and made again under the same id has a stamp of its own. And since

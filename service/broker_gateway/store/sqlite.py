@@ -3,7 +3,8 @@
 Calls run on the event loop: each is a short local transaction (microseconds), cheaper than a thread
 hop; the checkpoints that wait on the disk run in a thread (``checkpointer``). WAL mode lets readers
 proceed during a write. Several gateway processes on one host may share the file (leases and version
-checks hold across them); several hosts on a network filesystem may not. The schema is created, and
+checks hold across them, and a file of counters beside it tells them which connections the others
+wrote: ``change_signal``); several hosts on a network filesystem may not. The schema is created, and
 upgraded, when the store is opened: ``broker-gateway migrate`` has nothing to do for SQLite.
 """
 
@@ -32,6 +33,7 @@ from .base import (
     StoredEvent,
     TakeOutcome,
 )
+from .change_signal import ChangeSignal, signal_path
 from .checkpointer import BACKSTOP_PAGES, Checkpointer
 from .crypto import envelope_key_id
 
@@ -149,6 +151,8 @@ _NOT_ANSWERING = "the SQLite store is not answering"
 #: Pending states deleted per statement by a purge (rowids are given in insertion order, so a slice
 #: is rows made about at the same time).
 PURGE_SLICE_ROWS = 500
+#: Connections whose last stamp read is remembered for ``connection_stamp`` (the token cache's size).
+REMEMBERED_STAMPS = 4096
 
 _Result = TypeVar("_Result")
 
@@ -291,6 +295,13 @@ class SQLiteStore:
         self._checkpointer: Checkpointer | None = None
         #: The database file, for reads made apart from the loop's connection; None in memory.
         self._path = None if str(path) == ":memory:" else str(path)
+        try:
+            self._changes = ChangeSignal(None if self._path is None else signal_path(Path(path)))
+        except OSError as error:
+            self._db.close()
+            raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
+        #: Stamps read by ``connection_stamp``, each with its slot and the ``started`` it was read under.
+        self._remembered: dict[tuple[str, str], tuple[int, int, Stamp]] = {}
         if str(path) != ":memory:":
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             self._checkpointer = Checkpointer(str(path))
@@ -310,6 +321,8 @@ class SQLiteStore:
         if self._checkpointer is not None:
             self._checkpointer.stop()
         self._db.close()
+        self._changes.close()
+        self._remembered.clear()
 
     async def put_pending(self, pending: PendingAuthorization) -> None:
         self._execute(
@@ -409,8 +422,25 @@ class SQLiteStore:
         return None if row is None else _connection(row)
 
     async def connection_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
-        """Read on every cached token read, so through a cursor kept for it (statements run on the
-        event loop's thread, one at a time, so it is never shared by two)."""
+        """Asked on every cached token read: the stamp last read for the connection while no process
+        has written its slot since (change_signal.py), else read from the database."""
+        key = (tenant, connection_id)
+        remembered = self._remembered.get(key)
+        if remembered is not None and self._changes.unchanged(remembered[0], remembered[1]):
+            return remembered[2]
+        slot = self._changes.slot(tenant, connection_id)
+        started = self._changes.settled(slot)  # before the read: a write under way is not remembered
+        stamp = self._read_stamp(tenant, connection_id)
+        self._remembered.pop(key, None)
+        if stamp is not None and started is not None:
+            if len(self._remembered) >= REMEMBERED_STAMPS:
+                del self._remembered[next(iter(self._remembered))]
+            self._remembered[key] = (slot, started, stamp)
+        return stamp
+
+    def _read_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
+        """Through a cursor kept for it (statements run on the event loop's thread, one at a time, so
+        it is never shared by two)."""
         try:
             for row in self._stamps.execute(_READ_STAMP, (tenant, connection_id)):
                 return row
@@ -418,16 +448,23 @@ class SQLiteStore:
             raise StoreUnavailable(_NOT_ANSWERING) from error
         return None
 
-    def _transaction(self, write: Callable[[], _Result]) -> _Result:
+    def _transaction(self, write: Callable[[], _Result], *, signal_slot: int | None = None) -> _Result:
         """Run ``write`` (several statements) as one write transaction; its result decides nothing
-        about committing: a write that changed nothing leaves nothing to commit."""
+        about committing: a write that changed nothing leaves nothing to commit. A write of connection
+        rows names their ``signal_slot``: its change is told to every process (change_signal.py), started
+        once the write lock is held, so writers never race on a slot, and finished whether or not it
+        committed (docs/design/change-signal.md)."""
         self._execute("BEGIN IMMEDIATE")
+        started = None if signal_slot is None else self._changes.begin_write(signal_slot)
         try:
             done = write()
             self._execute("COMMIT")
         except BaseException:
             self._db.rollback()
             raise
+        finally:
+            if signal_slot is not None and started is not None:
+                self._changes.end_write(signal_slot, started)
         return done
 
     def _record(self, tenant: str, connection_id: str, event: Change) -> None:
@@ -447,7 +484,7 @@ class SQLiteStore:
                 self._record(connection.tenant, connection.connection_id, event)
             return True
 
-        return write() if event is None else self._transaction(write)
+        return self._transaction(write, signal_slot=self._changes.slot(connection.tenant, connection.connection_id))
 
     async def update_connection(
         self, connection: StoredConnection, *, expected_version: int, event: Change | None = None
@@ -467,7 +504,7 @@ class SQLiteStore:
                 self._record(connection.tenant, connection.connection_id, event)
             return True
 
-        return write() if event is None else self._transaction(write)
+        return self._transaction(write, signal_slot=self._changes.slot(connection.tenant, connection.connection_id))
 
     async def delete_connection(self, tenant: str, connection_id: str, *, event: Change | None = None) -> bool:
         def write() -> bool:
@@ -479,7 +516,7 @@ class SQLiteStore:
             return True
 
         try:
-            return write() if event is None else self._transaction(write)
+            return self._transaction(write, signal_slot=self._changes.slot(tenant, connection_id))
         except _NothingDeleted:
             return False
 
