@@ -14,6 +14,7 @@ import asyncio
 import functools
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,6 +155,9 @@ PURGE_SLICE_ROWS = 500
 #: Connections whose last stamp read is remembered for ``connection_stamp`` (the token cache's size).
 REMEMBERED_STAMPS = 4096
 
+#: How long a statement waits for another connection's lock before the store counts as not answering.
+LOCK_TIMEOUT = 5.0
+
 _Result = TypeVar("_Result")
 
 
@@ -249,7 +253,7 @@ def _read_apart(path: str, sql: str) -> list[Any]:
     """The rows of ``sql`` read on a connection of their own (for a thread: SQLite releases the GIL
     while it scans)."""
     try:
-        db = sqlite3.connect(path, timeout=5.0)
+        db = sqlite3.connect(path, timeout=LOCK_TIMEOUT)
         try:
             return db.execute(sql).fetchall()
         finally:
@@ -260,6 +264,20 @@ def _read_apart(path: str, sql: str) -> list[Any]:
 
 class _NothingDeleted(Exception):
     """Rolls back the event of a delete that found no row."""
+
+
+def _enter_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL mode, waiting as any statement does for a lock: the switch takes one SQLite does
+    not wait for, so workers opening a new store at once failed with "database is locked"."""
+    give_up = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > give_up:
+                raise
+            time.sleep(0.01)  # at start only, before the store serves anything
 
 
 def _prepare_private_files(path: Path) -> None:
@@ -282,9 +300,9 @@ class SQLiteStore:
         if str(path) != ":memory:":
             _prepare_private_files(Path(path))
         try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=LOCK_TIMEOUT)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             # Plain tuples, which a stamp is: a Row and its indexing cost a fifth of the read.
