@@ -52,7 +52,7 @@ from broker_gateway.oauth2 import (
     raise_for_oauth_error,
     raise_for_resource_error,
 )
-from broker_gateway.provider import TokenSet
+from broker_gateway.provider import AuthorizationRequest, TokenSet
 from broker_gateway.testing import provider_context
 from broker_gateway.upstream import UpstreamResponse
 from broker_gateway.v1 import broker_gateway_service_pb2 as api
@@ -718,3 +718,20 @@ async def test_authorization_url_carries_exactly_the_intended_parameters(
     assert params["code_challenge_method"] == "S256" and params["response_type"] == "code"
     assert params["scope"] == "profile"
     assert wallet.request_log.count() == 0
+
+
+async def test_the_authorization_url_keeps_its_own_state_and_challenge_over_extra_parameters() -> None:
+    """Why: the fixed part of the URL is encoded once per provider, redirect URI, scopes and extra
+    parameters: the gateway's own parameters must still win over extra ones of the same name (the
+    gateway refuses those names from callers; a plugin calling its base class may not), on every call."""
+    provider, http = make_provider(Recorder())
+    hostile = {"state": "evil", "code_challenge": "evil", "client_id": "evil", "prompt": "login"}
+    async with http:
+        for state in ("state-1", "state-2"):
+            url = provider.authorization_url(
+                AuthorizationRequest(state=state, redirect_uri=REDIRECT_URI, scopes=("profile",), code_challenge=f"ch-{state}",
+                                     extra_params=hostile)
+            )
+            query = parse_qs(urlsplit(url).query, strict_parsing=True)
+            assert query["state"] == [state] and query["code_challenge"] == [f"ch-{state}"]
+            assert query["client_id"] == ["client:1"] and query["prompt"] == ["login"]

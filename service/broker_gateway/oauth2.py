@@ -105,6 +105,26 @@ def _split_at_query(url: str) -> tuple[str, str, str]:
     return urlunsplit(parts._replace(query="", fragment="")), query, fragment
 
 
+#: The authorization URL's parameters that differ on every call, appended after the fixed ones.
+_VARYING_PARAMETERS = frozenset({"state", "code_challenge"})
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_authorization_url(
+    endpoint: str, client_id: str, redirect_uri: str, scope: str, extra: tuple[tuple[str, str], ...], pkce: bool
+) -> str:
+    """An authorization URL without its state and challenge: the same for every Authorize of a
+    provider, redirect URI and scope list, so encoded once (a front-channel URL: nothing secret). As
+    ever, the gateway's own parameters win over extra ones of the same name."""
+    params = {name: value for name, value in extra if name not in _VARYING_PARAMETERS}
+    params.update(response_type="code", client_id=client_id, redirect_uri=redirect_uri)
+    if scope:
+        params["scope"] = scope
+    if pkce:
+        params["code_challenge_method"] = "S256"
+    return add_query(endpoint, params)
+
+
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
@@ -386,19 +406,18 @@ class OAuth2Provider(Provider):
         return {name: url for name, url in self.endpoints.items() if url and name != "authorization_endpoint"}
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
-        params = {
-            **request.extra_params,
-            "response_type": "code",
-            "client_id": self.client_id,
-            "redirect_uri": request.redirect_uri,
-            "state": request.state,
-        }
-        if request.scopes:
-            params["scope"] = self.scope_separator.join(request.scopes)
-        if request.code_challenge is not None:
-            params["code_challenge"] = request.code_challenge
-            params["code_challenge_method"] = "S256"
-        return add_query(self._endpoint("authorization_endpoint"), params)
+        fixed = _fixed_authorization_url(
+            self._endpoint("authorization_endpoint"),
+            self.client_id,
+            request.redirect_uri,
+            self.scope_separator.join(request.scopes),
+            tuple(request.extra_params.items()),
+            request.code_challenge is not None,
+        )
+        # The fixed part has a query (response_type at least) and no fragment (url_problem refuses
+        # endpoints with one), so the varying parameters go at its end.
+        url = f"{fixed}&state={_quote(request.state)}"
+        return url if request.code_challenge is None else f"{url}&code_challenge={_quote(request.code_challenge)}"
 
     async def exchange_code(
         self,
