@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from broker_gateway.store.base import Stamp
 from broker_gateway.store.change_signal import ChangeSignal, signal_path
-from broker_gateway.store.sqlite import SQLiteStore
+from broker_gateway.store.sqlite import REMEMBERED_SECONDS, SQLiteStore
 from test_store_contract import connection
 
 SLOT = ChangeSignal.slot("t1", "conn_1")
@@ -170,3 +170,22 @@ async def test_an_in_memory_store_counts_its_own_writes(monkeypatch: pytest.Monk
         assert reads == ["conn_1", "conn_1"]
     finally:
         await store.close()
+
+
+async def test_a_write_that_bypassed_the_signal_is_seen_once_the_stamp_is_old(tmp_path: Path) -> None:
+    """A write made without the gateway (the sqlite3 shell, an older gateway) moves no counter: the
+    remembered stamp is read again once it is REMEMBERED_SECONDS old, so such a write is missed by
+    cached reads for at most that long."""
+    now = [0.0]
+    reader = SQLiteStore(tmp_path / "gateway.db", clock=lambda: now[0])
+    try:
+        await reader.insert_connection(connection())
+        assert await version(reader) == 1
+        with sqlite3.connect(tmp_path / "gateway.db") as database:
+            database.execute("UPDATE connections SET version = 2")
+        now[0] += REMEMBERED_SECONDS / 2
+        assert await version(reader) == 1  # remembered, as the write was not signalled
+        now[0] += REMEMBERED_SECONDS / 2
+        assert await version(reader) == 2
+    finally:
+        await reader.close()

@@ -13,7 +13,8 @@ docs/design/change-signal.md; in short:
 - a writer takes SQLite's write lock first, so writers of one file never race on a slot: it increments
   ``started``, writes, commits, and then sets ``finished`` to the value it made ``started``;
 - a reader remembers a stamp it read only when ``finished`` equalled ``started`` before the read (no
-  write was under way), and serves it again only while ``started`` still has that value.
+  write was under way), and serves it again only while ``started`` still has that value (and for 30
+  seconds at most: a write that bypassed the signal is seen after that).
 
 Counters are read and written as aligned 64-bit words, one machine instruction each on x86-64 and
 arm64, so no process ever sees half of one.
