@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..errors import StoreUnavailable
 from ..private_files import create_private_file, make_private_dir, restrict
@@ -271,6 +271,16 @@ class _NothingDeleted(Exception):
     """Rolls back the event of a delete that found no row."""
 
 
+class _Remembered(NamedTuple):
+    """A stamp read by ``connection_stamp``: good while its slot's ``started`` is the one it was read
+    under, and until ``until`` at the latest."""
+
+    slot: int
+    started: int
+    stamp: Stamp
+    until: float
+
+
 def _enter_wal(db: sqlite3.Connection) -> None:
     """Switch to WAL mode, waiting as any statement does for a lock: the switch takes one SQLite does
     not wait for, so workers opening a new store at once failed with "database is locked"."""
@@ -323,9 +333,8 @@ class SQLiteStore:
         except OSError as error:
             self._db.close()
             raise StoreUnavailable(f"cannot open the SQLite store: {error}") from error
-        #: Stamps read by ``connection_stamp``, each with its slot, the ``started`` it was read under and
-        #: when it must be read again at the latest.
-        self._remembered: dict[tuple[str, str], tuple[int, int, Stamp, float]] = {}
+        #: Stamps read by ``connection_stamp``, by connection.
+        self._remembered: dict[tuple[str, str], _Remembered] = {}
         self._clock = clock
         if str(path) != ":memory:":
             self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
@@ -451,8 +460,8 @@ class SQLiteStore:
         has written its slot since (change_signal.py), else read from the database."""
         key = (tenant, connection_id)
         remembered = self._remembered.get(key)
-        if remembered is not None and self._changes.unchanged(remembered[0], remembered[1]) and self._clock() < remembered[3]:
-            return remembered[2]
+        if remembered is not None and self._changes.unchanged(remembered.slot, remembered.started) and self._clock() < remembered.until:
+            return remembered.stamp
         slot = self._changes.slot(tenant, connection_id)
         started = self._changes.settled(slot)  # before the read: a write under way is not remembered
         stamp = self._read_stamp(tenant, connection_id)
@@ -460,7 +469,7 @@ class SQLiteStore:
         if stamp is not None and started is not None:
             if len(self._remembered) >= REMEMBERED_STAMPS:
                 del self._remembered[next(iter(self._remembered))]
-            self._remembered[key] = (slot, started, stamp, self._clock() + REMEMBERED_SECONDS)
+            self._remembered[key] = _Remembered(slot, started, stamp, self._clock() + REMEMBERED_SECONDS)
         return stamp
 
     def _read_stamp(self, tenant: str, connection_id: str) -> Stamp | None:
@@ -480,7 +489,7 @@ class SQLiteStore:
         once the write lock is held, so writers never race on a slot, and finished whether or not it
         committed (docs/design/change-signal.md)."""
         self._execute("BEGIN IMMEDIATE")
-        started = None if signal_slot is None else self._changes.begin_write(signal_slot)
+        signalled = None if signal_slot is None else (signal_slot, self._changes.begin_write(signal_slot))
         try:
             done = write()
             self._execute("COMMIT")
@@ -488,8 +497,8 @@ class SQLiteStore:
             self._db.rollback()
             raise
         finally:
-            if signal_slot is not None and started is not None:
-                self._changes.end_write(signal_slot, started)
+            if signalled is not None:
+                self._changes.end_write(*signalled)
         return done
 
     def _record(self, tenant: str, connection_id: str, event: Change) -> None:
