@@ -25,6 +25,8 @@ OPERATION = "dma.list_subaccounts"
 PARAMS: dict[str, Any] = dict(OKX_PARAMS)
 #: The test vectors' secret (docs/design/exchanges.md, OKX signing): a dummy, never a real key.
 SECRET_KEY = "22582BD0CFF14C41EDBF1AB98506286D"
+#: The operation's raised limit: checked on every call, never refusing one.
+RAISED_LIMIT = {"requests": 1_000_000, "per_seconds": 1}
 
 
 def provider_entry(upstream: str) -> dict[str, Any]:
@@ -44,7 +46,7 @@ def provider_entry(upstream: str) -> dict[str, Any]:
         "sites": {"www": upstream},
         "default_site": "www",
         "authorization_endpoint": upstream + "/account/oauth/authorize",
-        "rate_limits": {OPERATION: {"requests": 1_000_000, "per_seconds": 1}},
+        "rate_limits": {OPERATION: RAISED_LIMIT},
     }
 
 

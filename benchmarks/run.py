@@ -114,6 +114,8 @@ ROWS = [
         description="signed OKX dma.list_subaccounts"),
     Row("InvokeOperation+redis", "gateway_redis", GATEWAY + "InvokeOperation", floor="passthrough.okx", needs_okx=True,
         description="the same, its rate limit shared through Redis ([rate_limits] url)"),
+    Row("passthrough.okx+redis", "passthrough_redis", FLOOR + "OkxSubaccountsLimited", floor="passthrough.okx",
+        needs_okx=True, description="floor: one Redis moving-window check (bare redis-py connection), then the OKX GET"),
     Row("passthrough.token", "passthrough", FLOOR + "Token", description="floor: one httpx POST token"),
     Row("Exchange", "gateway", GATEWAY + "Exchange", floor="passthrough.token", count_based=True,
         description="one upstream call + store writes"),
@@ -167,7 +169,9 @@ SECURE_SERVERS = {
 #: The gateways of the many-replicas rows (issue 13): with a PostgreSQL store, with Redis rate limits, and
 #: ``serve --workers 2`` (set up in ``start_everything``).
 SCALE_SERVERS = ("gateway_pg", "gateway_redis", "gateway_workers2")
-FLOOR_SERVERS = frozenset({"echo", "passthrough", "echo_tls", "echo_mtls"})
+FLOOR_SERVERS = frozenset({"echo", "passthrough", "passthrough_redis", "echo_tls", "echo_mtls"})
+#: The servers that share one redis-server: the gateway with Redis limits and the floor of its check.
+REDIS_SERVERS = frozenset({"gateway_redis", "passthrough_redis"})
 #: The RPCs whose requests name a connection made beforehand through the same gateway.
 CONNECTION_RPCS = ("GetAccessToken", "GetUserInfo")
 
@@ -272,6 +276,21 @@ def _os_name() -> str:
     return platform.system()
 
 
+def _skip_servers(bench: Bench, servers: set[str] | frozenset[str], error: BaseException) -> None:
+    """Skip every row these servers serve, with the first line of why they could not start."""
+    reason = str(error).strip().splitlines()[0]
+    bench.skipped.update((row.key, reason) for row in ROWS if row.server in servers)
+
+
+def _start_redis(bench: Bench, services: contextlib.ExitStack, cpus: set[int] | None) -> str | None:
+    """The URL of a redis-server started for the Redis rows, or None (their rows skipped) if it cannot start."""
+    try:
+        return backends.redis_url(services, bench.work / "redis", cpus)
+    except (RuntimeError, AssertionError, OSError) as error:  # not installed, or it would not start
+        _skip_servers(bench, REDIS_SERVERS, error)
+        return None
+
+
 def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitStack, *, okx_reason: str | None) -> None:
     server_cpus, tool_cpus = cpu_plan(bench.plan.pin)
     bench.tool_cpus = tool_cpus
@@ -299,8 +318,11 @@ def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitSt
                                               port=sink_port, cpus=tool_cpus)
         bench.servers["sink"] = sink = f"127.0.0.1:{sink_port}"
     pki = Pki(bench.work / "pki") if needed & set(SECURE_SERVERS) else None
+    redis = _start_redis(bench, services, tool_cpus) if needed & REDIS_SERVERS else None
     floors: list[tuple[str, str, list[str]]] = [("echo", "benchmarks.floor_echo", []),
                                                 ("passthrough", "benchmarks.floor_passthrough", ["--upstream", upstream])]
+    if redis:
+        floors.append(("passthrough_redis", "benchmarks.floor_passthrough", ["--upstream", upstream, "--redis", redis]))
     if pki:
         floors += [(name, "benchmarks.floor_echo", pki.floor_options(SECURE_SERVERS[name])) for name in ("echo_tls", "echo_mtls")]
     for name, module, extra in floors:
@@ -311,20 +333,19 @@ def start_everything(bench: Bench, procs: Processes, services: contextlib.ExitSt
         bench.servers[name] = f"127.0.0.1:{port}"
     gateways = ["gateway", "gateway_traced", "gateway_metrics", *(name for name in SECURE_SERVERS if name.startswith("gateway")), *SCALE_SERVERS]
     for name in gateways:
-        if name not in needed:
+        if name not in needed or (name in REDIS_SERVERS and not redis):
             continue
         security = SECURE_SERVERS.get(name)
         tls, callers = (pki.server_tls(security), pki.callers(security)) if pki and security else (None, [])
         try:
             store_url = backends.postgres_database(services, tool_cpus) if name == "gateway_pg" else None
-            redis = backends.redis_url(services, bench.work / "redis", tool_cpus) if name == "gateway_redis" else None
         except (RuntimeError, AssertionError, OSError) as error:  # not installed, or it would not start
-            reason = str(error).strip().splitlines()[0]
-            bench.skipped.update((row.key, reason) for row in ROWS if row.server == name)
+            _skip_servers(bench, {name}, error)
             continue
         metrics = f"127.0.0.1:{free_port()}" if name == "gateway_metrics" else None
         setup = fixtures.write_config(bench.work / name, upstream, with_okx=with_okx, tls=tls, callers=callers,
-                                      store_url=store_url, rate_limits_url=redis, metrics_listen=metrics)
+                                      store_url=store_url, rate_limits_url=redis if name == "gateway_redis" else None,
+                                      metrics_listen=metrics)
         if store_url:
             backends.migrate(setup.config_path)
         endpoint = f"http://{sink}" if sink and name == "gateway_traced" else None
