@@ -72,6 +72,7 @@ def handlers(http: httpx.AsyncClient, base: str) -> dict[str, Handler]:
 
     return {"UserInfo": user_info, "Token": token, "OkxSubaccounts": okx}
 
+
 #: ``limits``' moving-window acquire script, the one the gateway's Redis limiter runs.
 ACQUIRE_SCRIPT: str = get_package_data("resources/redis/lua_scripts/acquire_moving_window.lua").decode()
 ACQUIRE_SHA = hashlib.sha1(ACQUIRE_SCRIPT.encode()).hexdigest()
