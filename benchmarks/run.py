@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,7 @@ def _os_name() -> str:
     return platform.system()
 
 
-def _skip_servers(bench: Bench, servers: set[str] | frozenset[str], error: BaseException) -> None:
+def _skip_servers(bench: Bench, servers: AbstractSet[str], error: BaseException) -> None:
     """Skip every row these servers serve, with the first line of why they could not start."""
     reason = str(error).strip().splitlines()[0]
     bench.skipped.update((row.key, reason) for row in ROWS if row.server in servers)

@@ -501,6 +501,10 @@ class SQLiteStore:
                 self._changes.end_write(*signalled)
         return done
 
+    def _write_connection(self, tenant: str, connection_id: str, write: Callable[[], _Result]) -> _Result:
+        """``_transaction`` for a write of one connection's rows, told to every process through its slot."""
+        return self._transaction(write, signal_slot=self._changes.slot(tenant, connection_id))
+
     def _record(self, tenant: str, connection_id: str, event: Change) -> None:
         self._execute(_RECORD_EVENT, (event.type.value, _ts(event.time), tenant, connection_id))
 
@@ -518,7 +522,7 @@ class SQLiteStore:
                 self._record(connection.tenant, connection.connection_id, event)
             return True
 
-        return self._transaction(write, signal_slot=self._changes.slot(connection.tenant, connection.connection_id))
+        return self._write_connection(connection.tenant, connection.connection_id, write)
 
     async def update_connection(
         self, connection: StoredConnection, *, expected_version: int, event: Change | None = None
@@ -538,7 +542,7 @@ class SQLiteStore:
                 self._record(connection.tenant, connection.connection_id, event)
             return True
 
-        return self._transaction(write, signal_slot=self._changes.slot(connection.tenant, connection.connection_id))
+        return self._write_connection(connection.tenant, connection.connection_id, write)
 
     async def delete_connection(self, tenant: str, connection_id: str, *, event: Change | None = None) -> bool:
         def write() -> bool:
@@ -550,7 +554,7 @@ class SQLiteStore:
             return True
 
         try:
-            return self._transaction(write, signal_slot=self._changes.slot(tenant, connection_id))
+            return self._write_connection(tenant, connection_id, write)
         except _NothingDeleted:
             return False
 
